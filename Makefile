@@ -1,0 +1,46 @@
+# tunekit. Two commands do all the set-up on a fresh machine:
+#   make demo   runs the whole notebook series on the local profile
+#   make test   runs the tests
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Installed first and on its own: a plain `torch` requirement pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-e2e test-fast down ui lint clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## run 01..07 on the local profile, print where everything is
+	$(BIN)/tunekit run --profile local
+
+test: install  ## every test (the slow end-to-end ones included)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## everything but the end-to-end runs
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: install  ## only the end-to-end runs of the series
+	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+
+down: install  ## stop what demos left running
+	$(BIN)/tunekit down
+
+ui: install  ## reopen the MLflow UI on the latest run's data (Ctrl-C stops it)
+	$(BIN)/tunekit ui
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check lib tests
+
+clean:  ## remove the virtual environment (runs/ stays)
+	rm -rf $(VENV)

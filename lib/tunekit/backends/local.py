@@ -1,0 +1,57 @@
+"""Profile `local`: the platform as processes on this machine (GCS emulator, MLflow server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunekit import gcs, tracking
+from tunekit.run import Run
+from tunekit.services import ensure_service, running_services, stop_all
+
+
+def create_cluster(run: Run) -> dict[str, Any]:
+    """Start the GCS emulator (objects under the run dir) and create the bucket."""
+    emulator = ensure_service(run, gcs.emulator_spec(run))
+    run.state.update("cluster", {"profile": "local", "gcs_endpoint": emulator["url"]})
+    bucket_url = gcs.ensure_bucket(gcs.storage_client(run), run.settings.bucket)
+    return run.state.update(
+        "cluster",
+        {
+            "bucket": run.settings.bucket,
+            "bucket_url": bucket_url,
+            "endpoints": {"gcs": emulator["url"]},
+            "reused": emulator["reused"],
+        },
+    )
+
+
+def start_mlflow(run: Run) -> dict[str, Any]:
+    """Start `mlflow server` with proxied artifacts in the bucket; get the experiment."""
+    endpoint = run.state.section("cluster").get("gcs_endpoint")
+    if not endpoint:
+        raise RuntimeError("no GCS emulator recorded for this run: run stage 01-cluster first")
+    server = ensure_service(run, tracking.mlflow_server_spec(run, endpoint))
+    experiment_id = tracking.ensure_experiment(server["url"], run.settings.experiment_name)
+    return run.state.update(
+        "mlflow",
+        {
+            "tracking_uri": server["url"],
+            "ui_url": f"{server['url']}/#/experiments/{experiment_id}",
+            "experiment_name": run.settings.experiment_name,
+            "experiment_id": experiment_id,
+            "artifacts_destination": tracking.artifacts_destination(run),
+            "reused": server["reused"],
+        },
+    )
+
+
+def cleanup(run: Run) -> dict[str, Any]:
+    """Stop every service the state records; the run dir (data, logs) stays for `tunekit ui`."""
+    stopped = stop_all(run)
+    return run.state.update(
+        "cleanup",
+        {
+            "stopped": stopped,
+            "still_running": sorted(running_services(run)),
+        },
+    )

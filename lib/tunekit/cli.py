@@ -1,0 +1,187 @@
+"""The `tunekit` command: run the notebook series, stop what it left, reopen the MLflow UI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunekit.run import list_runs, open_run, recorded_run, start_run
+from tunekit.services import running_services, stop_all
+from tunekit.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Fine-tune Gemma-2 with LoRA as tracked MLflow experiments; run the notebook series.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(soft_wrap=True)
+
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-p",
+        "--param",
+        metavar="KEY=VALUE",
+        help="A setting for this run, e.g. -p experiment_name=demo (repeatable). "
+        "`tunekit settings` lists them.",
+    ),
+]
+ProfileOpt = Annotated[str | None, typer.Option(help="local (default) or gke.")]
+RunDirOpt = Annotated[Path | None, typer.Option(help="The run directory; default: a new run.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def parse_params(params: list[str] | None, profile: str | None) -> dict[str, Any]:
+    """`-p key=value` pairs (and --profile) as a dict; values are validated by Settings."""
+    values: dict[str, Any] = {}
+    for item in params or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise _fail(f"-p {item!r}: expected KEY=VALUE, e.g. -p experiment_name=demo")
+        values[key.strip()] = value
+    if profile:
+        if values.get("profile", profile) != profile:
+            raise _fail(f"profile: --profile {profile} contradicts -p profile={values['profile']}")
+        values["profile"] = profile
+    return values
+
+
+@app.command()
+def run(
+    profile: ProfileOpt = None,
+    stages: Annotated[str, typer.Option(help="'all', a range '01-07' or a list '01,02'.")] = "all",
+    param: ParamOpt = None,
+    run_dir: RunDirOpt = None,
+    notebooks: Annotated[Path | None, typer.Option(help="Notebook directory.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Echo cell output.")] = False,
+) -> None:
+    """Execute the numbered notebooks in order, headless, into the run directory."""
+    from tunekit.runner import available_stages, find_notebooks_dir, parse_stages, run_series
+
+    values = parse_params(param, profile)
+    try:
+        wanted = parse_stages(stages)
+        notebooks_dir = (notebooks or find_notebooks_dir()).resolve()
+        selected = available_stages(notebooks_dir, wanted)
+        if not selected:
+            raise FileNotFoundError(
+                f"stages: none of {', '.join(wanted)} has a notebook in {notebooks_dir}"
+            )
+        the_run = start_run(run_dir or "", **values)
+    except (SettingsError, ValueError, FileNotFoundError) as e:
+        raise _fail(str(e)) from None
+
+    console.print(
+        f"Run [bold]{the_run.id}[/] · profile {the_run.settings.profile} · "
+        f"stages {', '.join(selected)}",
+        highlight=False,
+    )
+    overrides = {k: getattr(the_run.settings, k) for k in values if k != "profile"}
+    results = run_series(the_run, selected, notebooks_dir, overrides, console, verbose)
+
+    table = Table("stage", "status", "seconds", "executed notebook", title="tunekit run")
+    for r in results:
+        color = "green" if r.status == "ok" else "red"
+        table.add_row(
+            r.stage,
+            f"[{color}]{r.status}[/]",
+            f"{r.seconds:.1f}",
+            str(r.notebook.relative_to(the_run.dir)),
+        )
+    console.print(table)
+    _print_where(the_run)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _print_where(the_run: Any) -> None:
+    mlflow = the_run.state.section("mlflow")
+    up = running_services(the_run)
+    console.print(f"Run directory: {the_run.dir}", highlight=False)
+    if mlflow.get("ui_url"):
+        note = "" if "mlflow" in up else " (stopped; `make ui` reopens it on this run's data)"
+        console.print(f"MLflow UI:     {mlflow['ui_url']}{note}", highlight=False)
+    if up:
+        console.print(f"Still running: {', '.join(up)} (`make down` stops them)", highlight=False)
+
+
+@app.command()
+def down(run_dir: RunDirOpt = None) -> None:
+    """Stop the services that runs left running (every run, or only --run-dir)."""
+    dirs = [run_dir] if run_dir else list_runs()
+    stopped_any = False
+    for d in dirs:
+        try:
+            the_run = recorded_run(d)
+        except FileNotFoundError as e:
+            raise _fail(str(e)) from None
+        if stopped := stop_all(the_run):
+            console.print(f"{the_run.id}: stopped {', '.join(stopped)}", highlight=False)
+            stopped_any = True
+    if not stopped_any:
+        console.print("Nothing was running.")
+
+
+@app.command()
+def ui(run_dir: RunDirOpt = None) -> None:
+    """Reopen the MLflow UI on a run's data (the latest by default) until Ctrl-C."""
+    from tunekit.stages import create_cluster, start_mlflow
+
+    try:
+        the_run = open_run(run_dir or "")
+    except (SettingsError, FileNotFoundError) as e:
+        raise _fail(str(e)) from None
+    before = set(running_services(the_run))
+    create_cluster(the_run)
+    info = start_mlflow(the_run)
+    console.print(f"MLflow UI: {info['ui_url']}  (run {the_run.id})", highlight=False)
+    started = set(running_services(the_run)) - before
+    if not started:
+        console.print("It was already running; `make down` stops it.")
+        return
+    try:
+        console.print("Press Ctrl-C to stop.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        stop_all(the_run)
+        console.print("Stopped.")
+
+
+@app.command()
+def settings(profile: ProfileOpt = None, param: ParamOpt = None) -> None:
+    """Show the resolved settings (defaults < profile file < env < -p) and what each means."""
+    try:
+        resolved = load_settings(**parse_params(param, profile))
+    except SettingsError as e:
+        raise _fail(str(e)) from None
+    table = Table("setting", "value", "meaning", title=f"profile {resolved.profile}")
+    for name, field in Settings.model_fields.items():
+        table.add_row(name, repr(getattr(resolved, name)), field.description or "")
+    console.print(table)
+
+
+@app.command()
+def status(run_dir: RunDirOpt = None) -> None:
+    """Show a run's stages and services (the latest run by default)."""
+    from tunekit.run import latest_run
+
+    try:
+        the_run = recorded_run(run_dir or latest_run())
+    except FileNotFoundError as e:
+        raise _fail(str(e)) from None
+    table = Table("stage", "status", "seconds", title=f"run {the_run.id}")
+    for stage, info in the_run.state.section("stages").items():
+        table.add_row(stage, info.get("status", ""), str(info.get("seconds", "")))
+    console.print(table)
+    _print_where(the_run)

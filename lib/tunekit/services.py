@@ -1,0 +1,204 @@
+"""Local services: processes on 127.0.0.1, logged in the run dir, recorded in the state.
+
+A service is started once and reused while it is healthy and was started the same way;
+`stop_service` ends its whole process group. Records live in the state's `services` section.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+from tunekit.run import Run
+
+HOST = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to start a service: `{port}` in the command is replaced by its port."""
+
+    name: str
+    command: list[str]
+    health_path: str = "/"
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, port: int) -> list[str]:
+        return [a.replace("{port}", str(port)) for a in self.command]
+
+    def fingerprint(self, port: int) -> str:
+        """What decides reuse; a hash, so that no environment value lands in the state."""
+        blob = json.dumps([self.argv(port), sorted(self.env.items())])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def ensure_service(run: Run, spec: ServiceSpec) -> dict[str, Any]:
+    """Reuse `spec.name` if it is up, healthy and started the same way; else start it."""
+    record = run.state.section("services").get(spec.name)
+    if record and _process(record):
+        same = record.get("fingerprint") == spec.fingerprint(record["port"])
+        if same and healthy(record["url"] + spec.health_path):
+            return {**record, "reused": True}
+        stop_service(run, spec.name)
+    port = record["port"] if record and port_is_free(record["port"]) else free_port()
+    return {**_start(run, spec, port), "reused": False}
+
+
+def stop_service(run: Run, name: str, timeout: float = 15.0) -> bool:
+    """Stop `name` and its children; True if something was running. Safe to repeat."""
+    return name in stop_services(run, [name], timeout)
+
+
+def stop_all(run: Run, timeout: float = 15.0) -> list[str]:
+    """Stop every recorded service; the names of those that were running."""
+    return stop_services(run, list(run.state.section("services")), timeout)
+
+
+def stop_services(run: Run, names: list[str], timeout: float = 15.0) -> list[str]:
+    """Stop `names` together (one grace period for all); forget their records."""
+    records = run.state.section("services")
+    alive = {n: p for n in names if n in records and (p := _process(records[n]))}
+    _terminate_groups(list(alive.values()), timeout)
+    with run.state.edit() as data:
+        for name in names:
+            data.get("services", {}).pop(name, None)
+    return [n for n in names if n in alive]
+
+
+def running_services(run: Run) -> dict[str, dict[str, Any]]:
+    """The recorded services whose process is still alive."""
+    return {n: r for n, r in run.state.section("services").items() if _process(r)}
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """True if `url` answers 200."""
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """True if a server could listen on `port` now (as servers do, with SO_REUSEADDR)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a log file."""
+    try:
+        with path.open(errors="replace") as f:
+            return "".join(deque(f, maxlen=lines))
+    except FileNotFoundError:
+        return ""
+
+
+def _start(run: Run, spec: ServiceSpec, port: int) -> dict[str, Any]:
+    run.logs_dir.mkdir(parents=True, exist_ok=True)
+    log = run.logs_dir / f"{spec.name}.log"
+    url = f"http://{HOST}:{port}"
+    with log.open("ab") as out:
+        out.write(f"\n--- {datetime.now(UTC).isoformat()} starting on port {port}\n".encode())
+        out.flush()
+        popen = subprocess.Popen(
+            spec.argv(port),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **spec.env},
+            cwd=run.dir,
+            start_new_session=True,
+        )
+    proc = psutil.Process(popen.pid)
+    record = {
+        "pid": popen.pid,
+        "create_time": proc.create_time(),
+        "port": port,
+        "url": url,
+        "log": str(log),
+        "command": spec.argv(port),
+        "fingerprint": spec.fingerprint(port),
+        "started_at": datetime.now(UTC).isoformat(),
+    }
+    run.state.update("services", {spec.name: record})  # recorded first: a failure stays stoppable
+    _wait_healthy(run, spec, popen, url + spec.health_path, log)
+    return record
+
+
+def _wait_healthy(run: Run, spec: ServiceSpec, popen: subprocess.Popen, url: str, log: Path):
+    timeout = run.settings.service_timeout_s
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            stop_service(run, spec.name)
+            raise ServiceError(
+                f"{spec.name} exited with code {popen.returncode} before answering {url}; "
+                f"last lines of {log}:\n{log_tail(log)}"
+            )
+        if healthy(url):
+            return
+        time.sleep(0.25)
+    stop_service(run, spec.name)
+    raise TimeoutError(
+        f"{spec.name} did not answer {url} within {timeout:.0f} s (setting service_timeout_s); "
+        f"last lines of {log}:\n{log_tail(log)}"
+    )
+
+
+def _process(record: dict[str, Any]) -> psutil.Process | None:
+    """The recorded process if it still runs (same pid *and* start time), else None."""
+    try:
+        proc = psutil.Process(record["pid"])
+        if abs(proc.create_time() - record["create_time"]) > 0.05:
+            return None  # the pid was reused by another process
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError):
+        return None
+
+
+def _terminate_groups(leaders: list[psutil.Process], timeout: float) -> None:
+    """SIGTERM each leader's process group (service and workers), SIGKILL what outlives it."""
+    procs: list[psutil.Process] = []
+    for leader in leaders:
+        with suppress(psutil.NoSuchProcess):
+            procs += [leader, *leader.children(recursive=True)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for leader in leaders:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(leader.pid, sig)
+        for p in procs:  # children that left the group
+            with suppress(psutil.NoSuchProcess):
+                p.send_signal(sig)
+        _, procs = psutil.wait_procs(procs, timeout=timeout)
+        if not procs:
+            return

@@ -1,0 +1,180 @@
+"""The one settings object: defaults < profile file < environment < run record < parameters."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROFILES = ("local", "gke")
+PROFILE_DIR = Path(__file__).parent / "profiles"
+SECRET_NAMES = {"hf_token": "HF_TOKEN", "hugging_face_hub_token": "HF_TOKEN"}
+_SECRET_WORDS = ("token", "password", "secret", "credential")
+
+_GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+_K8S_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+class SettingsError(ValueError):
+    """Settings that fail validation; the message names each setting and what is allowed."""
+
+
+class _ProfileFile(PydanticBaseSettingsSource):
+    """Values from `profiles/<profile>.yaml`, the profile taken from the higher sources."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *higher: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.higher = higher
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        profile = next((p for s in self.higher if (p := s().get("profile"))), "local")
+        path = PROFILE_DIR / f"{profile}.yaml"
+        if profile not in PROFILES or not path.is_file():
+            return {}  # an unknown profile is reported by the `profile` field itself
+        return yaml.safe_load(path.read_text()) or {}
+
+
+class Settings(BaseSettings):
+    """Everything a run can be told. Environment variables are `TUNEKIT_<NAME>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TUNEKIT_", extra="forbid", validate_by_name=True, validate_default=True
+    )
+
+    profile: Literal["local", "gke"] = Field("local", description="where the series runs")
+    project_id: str = Field(
+        "",
+        validation_alias=AliasChoices("TUNEKIT_PROJECT_ID", "GOOGLE_CLOUD_PROJECT"),
+        description="Google Cloud project (gke); env GOOGLE_CLOUD_PROJECT works too",
+    )
+    region: str = Field("us-central1", description="Google Cloud region of cluster and bucket")
+    cluster_name: str = Field("tunekit", description="GKE cluster name")
+    bucket: str = Field("", description="GCS bucket for MLflow artifacts; empty: derived")
+    experiment_name: str = Field("gemma2-text-to-sql", description="MLflow experiment")
+    model_id: str = Field("google/gemma-2-9b", description="Hub id, local directory or tiny-gemma2")
+    dataset: str = Field(
+        "b-mc2/sql-create-context", description="Hub id, .json/.jsonl/.parquet file or synthetic"
+    )
+    service_timeout_s: float = Field(120.0, gt=0, le=3600, description="wait for a service")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ProfileFile(settings_cls, init_settings, env_settings)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not _REGION.match(v):
+            raise ValueError("a Google Cloud region like 'us-central1'")
+        return v
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, v: str) -> str:
+        if not _K8S_NAME.match(v):
+            raise ValueError("1-40 lowercase letters, digits or '-', starting with a letter")
+        return v
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if v and (not _GCS_BUCKET.match(v) or ".." in v or v.startswith("goog")):
+            raise ValueError("a GCS bucket name: 3-63 of a-z 0-9 - _ . , starting and ending alnum")
+        return v
+
+    @field_validator("experiment_name")
+    @classmethod
+    def _experiment_name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("a non-empty experiment name")
+        return v
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, v: str) -> str:
+        if v != "tiny-gemma2" and not _HUB_ID.match(v) and not Path(v).expanduser().is_dir():
+            raise ValueError(
+                "'tiny-gemma2', a Hub id like 'google/gemma-2-9b' or a local directory"
+            )
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        if v == "synthetic" or v.endswith(_DATA_SUFFIXES):
+            return v
+        if _HUB_ID.match(v) and not Path(v).exists():
+            return v
+        raise ValueError(
+            "'synthetic', a Hub id like 'b-mc2/sql-create-context' or a .json/.jsonl/.parquet file"
+        )
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if self.profile == "gke" and not self.project_id:
+            raise ValueError(
+                "project_id: required on profile 'gke' "
+                "(set GOOGLE_CLOUD_PROJECT or -p project_id=...)"
+            )
+        if not self.bucket:
+            self.bucket = f"{self.project_id}-tunekit" if self.profile == "gke" else "tunekit"
+        return self
+
+
+def load_settings(**values: Any) -> Settings:
+    """Build and validate the settings; `values` are parameters, the highest layer.
+
+    Values that are None or "" count as unset. Raises SettingsError naming each bad setting.
+    """
+    values = {k: v for k, v in values.items() if v is not None and v != ""}
+    for name in values:
+        _refuse_secret(name)
+    try:
+        return Settings(**values)
+    except ValidationError as e:
+        raise SettingsError(_explain(e)) from None
+
+
+def _refuse_secret(name: str) -> None:
+    lowered = name.lower()
+    if lowered in SECRET_NAMES or any(w in lowered for w in _SECRET_WORDS):
+        env = SECRET_NAMES.get(lowered, name.upper())
+        raise SettingsError(
+            f"setting `{name}` looks like a secret; secrets are never parameters. "
+            f"Set {env} in the environment (a Kubernetes Secret on GKE)."
+        )
+
+
+def _explain(err: ValidationError) -> str:
+    known = ", ".join(Settings.model_fields)
+    lines = ["invalid settings:"]
+    for e in err.errors():
+        name = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        got = f" (got {e['input']!r})" if name and e["type"] != "extra_forbidden" else ""
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown setting; known settings: {known}"
+        elif e["type"] == "literal_error":
+            msg = msg.replace("Input should be", "allowed:")
+        elif not name and ": " in msg:  # a cross-field check names its setting first
+            name, msg = msg.split(": ", 1)
+        lines.append(f"  {name or 'settings'}: {msg}{got}")
+    return "\n".join(lines)

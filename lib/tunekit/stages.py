@@ -1,0 +1,33 @@
+"""The public function of each stage. Notebooks call these; the run's profile picks the backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunekit.backends import backend_for
+from tunekit.run import Run
+
+STAGES = (
+    "01-cluster",
+    "02-mlflow",
+    "03-finetune",
+    "04-registry",
+    "05-deploy-simple",
+    "06-deploy-kserve",
+    "07-cleanup",
+)
+
+
+def create_cluster(run: Run) -> dict[str, Any]:
+    """Stage 01: the cluster and the artifact bucket (locally: a GCS emulator)."""
+    return backend_for(run).create_cluster(run)
+
+
+def start_mlflow(run: Run) -> dict[str, Any]:
+    """Stage 02: the MLflow tracking server with artifacts in the bucket, and the experiment."""
+    return backend_for(run).start_mlflow(run)
+
+
+def cleanup(run: Run) -> dict[str, Any]:
+    """Stage 07: stop everything the run's state records. Safe to run twice."""
+    return backend_for(run).cleanup(run)

@@ -1,0 +1,70 @@
+"""`state.json`: the only hand-off between stages. Each stage reads it and adds its section."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+STATE_FILE = "state.json"
+
+
+class StateError(RuntimeError):
+    """state.json cannot be read."""
+
+
+class RunState:
+    """Read `state.json`, or change it atomically (a file lock, then a rename)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / STATE_FILE
+        self._lock = FileLock(f"{self.path}.lock", timeout=30)
+
+    def read(self) -> dict[str, Any]:
+        """The whole state; {} before the first write."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise StateError(f"{self.path} is not valid JSON ({e}); fix or remove it") from None
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One stage's section; {} when the stage has not recorded anything."""
+        return self.read().get(name, {})
+
+    @contextmanager
+    def edit(self) -> Iterator[dict[str, Any]]:
+        """Read, let the caller change the dict, then write it back atomically."""
+        with self._lock:
+            data = self.read()
+            yield data
+            self._write(data)
+
+    def update(self, section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `values` into `section` and return the section as written."""
+        with self.edit() as data:
+            data.setdefault(section, {}).update(values)
+            return dict(data[section])
+
+    def _write(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2, sort_keys=True, default=str)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,114 @@
+"""The local platform for real: GCS emulator + bucket (01), MLflow server (02), cleanup (07)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+import tunekit
+from tunekit.gcs import storage_client
+from tunekit.services import healthy, running_services, stop_service
+
+from .conftest import REPO
+
+
+def test_bucket_exists_on_the_emulator(platform):
+    cluster = platform.state.section("cluster")
+    assert cluster["bucket_url"] == "gs://tunekit"
+    assert storage_client(platform).bucket("tunekit").exists()
+
+
+def test_artifact_logged_through_mlflow_is_a_blob_in_the_bucket(platform, tmp_path):
+    uri = platform.state.section("mlflow")["tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(platform.settings.experiment_name)
+    report = tmp_path / "report.txt"
+    report.write_text("execution accuracy 0.42\n")
+    with mlflow.start_run() as active:
+        mlflow.log_artifact(str(report), artifact_path="eval")
+    experiment_id = active.info.experiment_id
+    blob_name = f"mlflow/{experiment_id}/{active.info.run_id}/artifacts/eval/report.txt"
+    blob = storage_client(platform).bucket("tunekit").blob(blob_name)
+    assert blob.download_as_text() == "execution accuracy 0.42\n"
+    # and MLflow reads it back through its proxy
+    local = MlflowClient(uri).download_artifacts(active.info.run_id, "eval/report.txt", tmp_path)
+    assert Path(local).read_text() == "execution accuracy 0.42\n"
+
+
+def test_verify_artifact_store_keeps_checks_out_of_the_experiment(platform):
+    result = tunekit.verify_artifact_store(platform)
+    assert result["blobs"] and result["blobs"][0].endswith("probe.txt")
+    client = MlflowClient(platform.state.section("mlflow")["tracking_uri"])
+    main = client.get_experiment_by_name(platform.settings.experiment_name)
+    assert result["mlflow_run_id"] not in {
+        r.info.run_id for r in client.search_runs([main.experiment_id])
+    }
+
+
+def test_rerunning_stages_reuses_the_services(platform):
+    pids = {n: r["pid"] for n, r in running_services(platform).items()}
+    assert tunekit.create_cluster(platform)["reused"] is True
+    assert tunekit.start_mlflow(platform)["reused"] is True
+    assert {n: r["pid"] for n, r in running_services(platform).items()} == pids
+
+
+def test_emulator_data_survives_a_restart(platform):
+    storage_client(platform).bucket("tunekit").blob("persist/me.txt").upload_from_string("kept")
+    stop_service(platform, "gcs-emulator")
+    assert tunekit.create_cluster(platform)["reused"] is False
+    blob = storage_client(platform).bucket("tunekit").blob("persist/me.txt")
+    assert blob.download_as_text() == "kept"
+    # MLflow was started against the old emulator; it is restarted only if that changed
+    assert tunekit.start_mlflow(platform)["tracking_uri"].startswith("http://127.0.0.1:")
+
+
+def test_mlflow_without_stage_01_says_so(run):
+    with pytest.raises(RuntimeError, match="run stage 01-cluster first"):
+        tunekit.start_mlflow(run)
+
+
+def test_cleanup_stops_everything_and_can_run_twice(run):
+    tunekit.create_cluster(run)
+    tunekit.start_mlflow(run)
+    urls = [r["url"] for r in running_services(run).values()]
+    assert sorted(tunekit.cleanup(run)["stopped"]) == ["gcs-emulator", "mlflow"]
+    assert running_services(run) == {}
+    assert not any(healthy(u) for u in urls)
+    assert tunekit.cleanup(run) == {"stopped": [], "still_running": []}
+
+
+def test_gke_stages_are_not_implemented_yet(tmp_path):
+    run = tunekit.start_run(tmp_path / "g", profile="gke", project_id="acme")
+    with pytest.raises(NotImplementedError, match="profile 'gke': stage 01-cluster"):
+        tunekit.create_cluster(run)
+
+
+def test_ui_reopens_an_earlier_run_and_stops_on_ctrl_c(run):
+    tunekit.create_cluster(run)
+    experiment = tunekit.start_mlflow(run)["experiment_id"]
+    tunekit.cleanup(run)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunekit", "ui", "--run-dir", str(run.dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("MLflow UI: http://127.0.0.1:"), line
+        url = line.split()[2].split("/#")[0]
+        assert f"/#/experiments/{experiment}" in line  # the same experiment, from the run's data
+        assert healthy(f"{url}/health")
+        assert "Ctrl-C" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+    assert running_services(run) == {}

@@ -1,0 +1,192 @@
+"""The series runner: stage selection, the notebooks end to end, failures, bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import nbformat
+import psutil
+import pytest
+
+from tunekit.run import recorded_run
+from tunekit.runner import parse_stages
+from tunekit.services import healthy, running_services
+
+from .conftest import REPO, tunekit_cli
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            "all",
+            [
+                "01-cluster",
+                "02-mlflow",
+                "03-finetune",
+                "04-registry",
+                "05-deploy-simple",
+                "06-deploy-kserve",
+                "07-cleanup",
+            ],
+        ),
+        ("01-03", ["01-cluster", "02-mlflow", "03-finetune"]),
+        ("1-2", ["01-cluster", "02-mlflow"]),
+        ("07,01", ["01-cluster", "07-cleanup"]),
+        ("02-mlflow,7", ["02-mlflow", "07-cleanup"]),
+        ("01,01-02", ["01-cluster", "02-mlflow"]),
+    ],
+)
+def test_parse_stages(spec, expected):
+    assert parse_stages(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", "08", "03-01", "cluster", "01-09", "0x"])
+def test_parse_stages_rejects(spec):
+    with pytest.raises(ValueError, match=r"stages: .* use e\.g\. '01-07'"):
+        parse_stages(spec)
+
+
+def _series_processes() -> set[int]:
+    """Processes of the local platform (emulator, MLflow) anywhere on this machine."""
+    marks = ("gcp_storage_emulator", "mlflow server", "mlflow.server")
+    return {
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(m in " ".join(p.info["cmdline"] or []) for m in marks)
+    }
+
+
+def test_bad_profile_fails_fast_and_starts_nothing(tmp_path):
+    before = _series_processes()
+    started = time.monotonic()
+    result = tunekit_cli("run", "-p", "profile=nope", "--run-dir", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "profile: allowed: 'local' or 'gke' (got 'nope')" in result.stdout
+    assert time.monotonic() - started < 15
+    assert not (tmp_path / "r").exists()
+    assert _series_processes() <= before
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-p", "hf_token=hf_x"], "looks like a secret"),
+        (["-p", "experiment_name"], "expected KEY=VALUE"),
+        (["--profile", "local", "-p", "profile=gke"], "contradicts"),
+        (["--stages", "09"], "stages: '09' is not a stage"),
+        (["-p", "bucket=UPPER", "-p", "region=x"], "  bucket: "),
+    ],
+)
+def test_bad_input_is_refused_before_anything_starts(tmp_path, args, says):
+    result = tunekit_cli("run", *args, "--run-dir", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert says in result.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_failing_stage_reports_cell_error_and_notebook(tmp_path):
+    """Stage 02 without stage 01: the notebook raises, the runner says where and why."""
+    run_dir = tmp_path / "r"
+    result = tunekit_cli("run", "--stages", "02,07", "--run-dir", str(run_dir))
+    assert result.returncode == 1, result.stdout
+    executed = run_dir / "notebooks" / "02-mlflow.ipynb"
+    out = " ".join(result.stdout.split())  # undo line wrapping
+    assert "✗ 02-mlflow failed at cell In [" in out
+    assert "`tracking = tunekit.start_mlflow(run)`" in out
+    assert "RuntimeError: no GCS emulator recorded for this run: run stage 01-cluster first" in out
+    assert f"executed notebook: {executed}" in out
+    assert "07-cleanup" not in out.split("tunekit run")[-1]  # stopped: 07 never ran
+    # the executed notebook holds the traceback in the cell the runner named
+    number = int(out.split("failed at cell In [")[1].split("]")[0])
+    [cell] = [
+        c for c in nbformat.read(executed, as_version=4).cells if c.get("execution_count") == number
+    ]
+    assert any(o.get("ename") == "RuntimeError" for o in cell.outputs)
+    assert recorded_run(run_dir).state.section("stages")["02-mlflow"]["status"] == "failed"
+
+
+def _all_files_text(root) -> str:
+    return "\n".join(
+        p.read_text(errors="replace")
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix in {".json", ".ipynb", ".log", ".yaml"}
+    )
+
+
+@pytest.mark.e2e
+def test_series_01_02_07_end_to_end(tmp_path):
+    """The CI entry point runs 01, 02, 07 on the local profile; nothing is left running."""
+    run_dir = tmp_path / "ci-run"
+    secret = "hf_never_written_anywhere_123"
+    result = subprocess.run(
+        [str(REPO / "ci" / "run-series.sh"), "--stages", "01-07", "-p", "experiment_name=e2e"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            **os.environ,
+            "RUN_DIR": str(run_dir),
+            "HF_TOKEN": secret,
+            "TUNEKIT": shutil.which("tunekit") or str(REPO / ".venv" / "bin" / "tunekit"),
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    for stage in ("01-cluster", "02-mlflow", "07-cleanup"):
+        assert f"✓ {stage}" in out
+        assert (run_dir / "notebooks" / f"{stage}.ipynb").is_file()
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["settings"]["experiment_name"] == "e2e"
+    assert state["mlflow"]["experiment_name"] == "e2e"
+    assert f"MLflow UI: {state['mlflow']['ui_url']}" in out
+    assert f"Run directory: {run_dir}" in out
+    assert {s["status"] for s in state["stages"].values()} == {"ok"}
+    assert state["services"] == {}
+    assert not healthy(state["mlflow"]["tracking_uri"] + "/health")
+    # the papermill parameters were injected into the single parameters cell
+    executed = nbformat.read(run_dir / "notebooks" / "02-mlflow.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and str(run_dir) in injected[0].source
+    assert 'settings = {"experiment_name": "e2e"}' in injected[0].source
+    # the artifact check of stage 02 found its blob on disk under the run dir
+    assert list((run_dir / "gcs").rglob("probe.txt"))
+    # the secret in the environment reached no file of the run
+    assert secret not in _all_files_text(run_dir)
+
+
+@pytest.mark.e2e
+def test_rerunning_a_stage_reuses_the_server(tmp_path):
+    run_dir = tmp_path / "r"
+    first = tunekit_cli("run", "--stages", "01,02", "--run-dir", str(run_dir))
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "Still running: gcs-emulator, mlflow" in " ".join(first.stdout.split())
+        pid = recorded_run(run_dir).state.section("services")["mlflow"]["pid"]
+        again = tunekit_cli("run", "--stages", "02", "--run-dir", str(run_dir))
+        assert again.returncode == 0, again.stdout + again.stderr
+        state = recorded_run(run_dir).state
+        assert state.section("services")["mlflow"]["pid"] == pid
+        assert state.section("mlflow")["reused"] is True
+    finally:
+        down = tunekit_cli("down", "--run-dir", str(run_dir))
+    assert down.returncode == 0
+    assert "stopped" in down.stdout
+    assert running_services(recorded_run(run_dir)) == {}
+
+
+@pytest.mark.e2e
+def test_missing_stage_notebooks_are_absent_from_the_series(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for stage in ("01-cluster", "07-cleanup"):
+        shutil.copy(REPO / "notebooks" / f"{stage}.ipynb", notebooks)
+    result = tunekit_cli("run", "--notebooks", str(notebooks), "--run-dir", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stages 01-cluster, 07-cleanup" in result.stdout
+    assert "02-mlflow" not in result.stdout

@@ -1,0 +1,109 @@
+"""Settings: layers, validation messages, secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunekit.settings import SettingsError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("values", "env", "expected"),
+    [
+        pytest.param(
+            {},
+            {},
+            {
+                "profile": "local",
+                "model_id": "tiny-gemma2",
+                "dataset": "synthetic",
+                "bucket": "tunekit",
+            },
+            id="defaults",
+        ),
+        pytest.param(
+            {"profile": "gke", "project_id": "acme"},
+            {},
+            {
+                "model_id": "google/gemma-2-9b",
+                "dataset": "b-mc2/sql-create-context",
+                "bucket": "acme-tunekit",
+            },
+            id="gke-profile-file",
+        ),
+        pytest.param(
+            {"profile": "gke"},
+            {"GOOGLE_CLOUD_PROJECT": "from-env"},
+            {"project_id": "from-env", "bucket": "from-env-tunekit"},
+            id="gcp-env",
+        ),
+        pytest.param(
+            {},
+            {"TUNEKIT_PROFILE": "gke", "TUNEKIT_PROJECT_ID": "p1"},
+            {"profile": "gke", "model_id": "google/gemma-2-9b"},
+            id="profile-from-env",
+        ),
+        pytest.param(
+            {},
+            {"TUNEKIT_MODEL_ID": "org/model"},
+            {"model_id": "org/model"},
+            id="env-beats-profile-file",
+        ),
+        pytest.param(
+            {"model_id": "org/param"},
+            {"TUNEKIT_MODEL_ID": "org/env"},
+            {"model_id": "org/param"},
+            id="parameter-beats-env",
+        ),
+        pytest.param(
+            {"service_timeout_s": "7.5"}, {}, {"service_timeout_s": 7.5}, id="string-coerced"
+        ),
+        pytest.param(
+            {"bucket": "", "experiment_name": None},
+            {},
+            {"bucket": "tunekit", "experiment_name": "gemma2-text-to-sql"},
+            id="empty-means-unset",
+        ),
+        pytest.param({"dataset": "rows.jsonl"}, {}, {"dataset": "rows.jsonl"}, id="data-file"),
+    ],
+)
+def test_layers(values, env, expected, monkeypatch):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    settings = load_settings(**values)
+    assert {k: getattr(settings, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "names", "says"),
+    [
+        pytest.param({"profile": "nope"}, ["profile"], "allowed: 'local' or 'gke'", id="profile"),
+        pytest.param({"profile": "gke"}, ["project_id"], "GOOGLE_CLOUD_PROJECT", id="gke-project"),
+        pytest.param({"bucket": "Bad_Bucket"}, ["bucket"], "GCS bucket name", id="bucket"),
+        pytest.param({"region": "mars"}, ["region"], "us-central1", id="region"),
+        pytest.param(
+            {"cluster_name": "1abc"}, ["cluster_name"], "starting with a letter", id="cluster"
+        ),
+        pytest.param({"model_id": "no slash"}, ["model_id"], "tiny-gemma2", id="model"),
+        pytest.param({"dataset": "data.csv"}, ["dataset"], ".jsonl", id="dataset"),
+        pytest.param(
+            {"service_timeout_s": "-1"}, ["service_timeout_s"], "greater than 0", id="timeout"
+        ),
+        pytest.param({"experiment_name": "  "}, ["experiment_name"], "non-empty", id="experiment"),
+        pytest.param({"learning_rat": "1"}, ["learning_rat"], "unknown setting", id="unknown"),
+        pytest.param({"bucket": "x", "region": "y"}, ["bucket", "region"], "", id="all-reported"),
+    ],
+)
+def test_invalid_values_name_the_setting(values, names, says):
+    with pytest.raises(SettingsError) as e:
+        load_settings(**values)
+    message = str(e.value)
+    for name in names:
+        assert f"  {name}: " in message
+    assert says in message
+
+
+@pytest.mark.parametrize("name", ["hf_token", "HF_TOKEN", "mlflow_password", "api_secret"])
+def test_secrets_are_never_parameters(name):
+    with pytest.raises(SettingsError, match=r"secret.*environment"):
+        load_settings(**{name: "hf_abc123"})
