@@ -8,13 +8,18 @@ import shutil
 import subprocess
 import time
 
+import mlflow
 import nbformat
 import psutil
 import pytest
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 
 from tunekit.run import recorded_run
 from tunekit.runner import parse_stages
 from tunekit.services import healthy, running_services
+from tunekit.stages import STAGES
 
 from .conftest import REPO, tunekit_cli
 
@@ -22,18 +27,7 @@ from .conftest import REPO, tunekit_cli
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        (
-            "all",
-            [
-                "01-cluster",
-                "02-mlflow",
-                "03-finetune",
-                "04-registry",
-                "05-deploy-simple",
-                "06-deploy-kserve",
-                "07-cleanup",
-            ],
-        ),
+        ("all", list(STAGES)),
         ("01-03", ["01-cluster", "02-mlflow", "03-finetune"]),
         ("1-2", ["01-cluster", "02-mlflow"]),
         ("07,01", ["01-cluster", "07-cleanup"]),
@@ -160,13 +154,35 @@ def test_series_01_02_07_end_to_end(tmp_path):
     assert secret not in _all_files_text(run_dir)
 
 
+def _printed(output: str, label: str) -> str:
+    return next(line.split(label, 1)[1].split()[0] for line in output.splitlines() if label in line)
+
+
 @pytest.mark.e2e
-def test_rerunning_a_stage_reuses_the_server(tmp_path):
+def test_platform_up_logs_to_bucket_and_rerun_reuses_the_server(tmp_path):
+    """`run --stages 01,02`; an artifact logged to the printed URI is a blob; 02 again reuses."""
     run_dir = tmp_path / "r"
     first = tunekit_cli("run", "--stages", "01,02", "--run-dir", str(run_dir))
     try:
         assert first.returncode == 0, first.stdout + first.stderr
-        assert "Still running: gcs-emulator, mlflow" in " ".join(first.stdout.split())
+        assert "Still running: gcs-emulator, mlflow" in first.stdout
+        tracking_uri = _printed(first.stdout, "Tracking URI:")
+        emulator = _printed(first.stdout, "STORAGE_EMULATOR_HOST=").rstrip(")")
+        artifact = tmp_path / "notes.txt"
+        artifact.write_text("logged from outside the series\n")
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(recorded_run(run_dir).settings.experiment_name)
+        with mlflow.start_run() as active:
+            mlflow.log_artifact(str(artifact))
+        gcs = storage.Client(
+            project="test",
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=emulator),
+        )
+        blob_name = f"mlflow/{active.info.experiment_id}/{active.info.run_id}/artifacts/notes.txt"
+        blob = gcs.bucket("tunekit").blob(blob_name)
+        assert blob.download_as_text() == "logged from outside the series\n"
+
         pid = recorded_run(run_dir).state.section("services")["mlflow"]["pid"]
         again = tunekit_cli("run", "--stages", "02", "--run-dir", str(run_dir))
         assert again.returncode == 0, again.stdout + again.stderr

@@ -87,7 +87,11 @@ def run(
         highlight=False,
     )
     overrides = {k: getattr(the_run.settings, k) for k in values if k != "profile"}
-    results = run_series(the_run, selected, notebooks_dir, overrides, console, verbose)
+    try:
+        results = run_series(the_run, selected, notebooks_dir, overrides, console, verbose)
+    except KeyboardInterrupt:
+        console.print("[red]Interrupted.[/] `make down` stops what the run left running.")
+        raise typer.Exit(130) from None
 
     table = Table("stage", "status", "seconds", "executed notebook", title="tunekit run")
     for r in results:
@@ -105,12 +109,27 @@ def run(
 
 
 def _print_where(the_run: Any) -> None:
+    """Where everything of a run is, and what is still running."""
     mlflow = the_run.state.section("mlflow")
+    cluster = the_run.state.section("cluster")
     up = running_services(the_run)
     console.print(f"Run directory: {the_run.dir}", highlight=False)
     if mlflow.get("ui_url"):
-        note = "" if "mlflow" in up else " (stopped; `make ui` reopens it on this run's data)"
-        console.print(f"MLflow UI:     {mlflow['ui_url']}{note}", highlight=False)
+        if "mlflow" in up:
+            console.print(f"MLflow UI:     {mlflow['ui_url']}", highlight=False)
+            console.print(f"Tracking URI:  {mlflow['tracking_uri']}", highlight=False)
+        else:
+            console.print(
+                f"MLflow UI:     {mlflow['ui_url']} (stopped; `make ui` reopens it on this "
+                "run's data)",
+                highlight=False,
+            )
+    if "gcs-emulator" in up:
+        console.print(
+            f"Bucket:        {cluster['bucket_url']} on the GCS emulator "
+            f"(STORAGE_EMULATOR_HOST={cluster['endpoints']['gcs']})",
+            highlight=False,
+        )
     if up:
         console.print(f"Still running: {', '.join(up)} (`make down` stops them)", highlight=False)
 

@@ -33,16 +33,21 @@ def emulator_spec(run: Run) -> ServiceSpec:
     )
 
 
+def emulator_endpoint(run: Run) -> str:
+    """The GCS emulator's URL that stage 01 recorded (profile local)."""
+    endpoint = run.state.section("cluster").get("endpoints", {}).get("gcs")
+    if not endpoint:
+        raise RuntimeError("no GCS emulator recorded for this run: run stage 01-cluster first")
+    return endpoint
+
+
 def storage_client(run: Run) -> storage.Client:
     """A real google-cloud-storage client for the run: the emulator locally, GCS on GKE."""
-    endpoint = run.state.section("cluster").get("gcs_endpoint")
     if run.settings.profile == "local":
-        if not endpoint:
-            raise RuntimeError("no GCS emulator recorded for this run: run stage 01-cluster first")
         return storage.Client(
             project=run.settings.project_id or "local",
             credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=endpoint),
+            client_options=ClientOptions(api_endpoint=emulator_endpoint(run)),
         )
     return storage.Client(project=run.settings.project_id)
 

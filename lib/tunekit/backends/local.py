@@ -12,24 +12,17 @@ from tunekit.services import ensure_service, running_services, stop_all
 def create_cluster(run: Run) -> dict[str, Any]:
     """Start the GCS emulator (objects under the run dir) and create the bucket."""
     emulator = ensure_service(run, gcs.emulator_spec(run))
-    run.state.update("cluster", {"profile": "local", "gcs_endpoint": emulator["url"]})
+    run.state.update("cluster", {"profile": "local", "endpoints": {"gcs": emulator["url"]}})
     bucket_url = gcs.ensure_bucket(gcs.storage_client(run), run.settings.bucket)
     return run.state.update(
         "cluster",
-        {
-            "bucket": run.settings.bucket,
-            "bucket_url": bucket_url,
-            "endpoints": {"gcs": emulator["url"]},
-            "reused": emulator["reused"],
-        },
+        {"bucket": run.settings.bucket, "bucket_url": bucket_url, "reused": emulator["reused"]},
     )
 
 
 def start_mlflow(run: Run) -> dict[str, Any]:
     """Start `mlflow server` with proxied artifacts in the bucket; get the experiment."""
-    endpoint = run.state.section("cluster").get("gcs_endpoint")
-    if not endpoint:
-        raise RuntimeError("no GCS emulator recorded for this run: run stage 01-cluster first")
+    endpoint = gcs.emulator_endpoint(run)
     server = ensure_service(run, tracking.mlflow_server_spec(run, endpoint))
     experiment_id = tracking.ensure_experiment(server["url"], run.settings.experiment_name)
     return run.state.update(
