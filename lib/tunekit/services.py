@@ -89,11 +89,13 @@ def running_services(run: Run) -> dict[str, dict[str, Any]]:
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
-    """True if `url` answers 200."""
-    try:
-        return requests.get(url, timeout=timeout).status_code == 200
-    except requests.RequestException:
-        return False
+    """True if `url` answers 200 (asked directly: a proxy from the environment is ignored)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        try:
+            return session.get(url, timeout=timeout).status_code == 200
+        except requests.RequestException:
+            return False
 
 
 def free_port() -> int:
