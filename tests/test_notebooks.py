@@ -35,7 +35,7 @@ def test_notebook_structure(path):
     assigned = {
         t.id for node in ast.parse(params[0].source).body for t in getattr(node, "targets", [])
     }
-    assert assigned == {"run_dir", "profile", "settings"}
+    assert {"run_dir", "profile", "settings"} <= assigned
     # reads like a cloud tutorial
     headings = [
         line

@@ -21,7 +21,7 @@ from tunekit.runner import parse_stages
 from tunekit.services import healthy, running_services
 from tunekit.stages import STAGES
 
-from .conftest import REPO, tunekit_cli
+from .conftest import REPO, TINY_FINETUNE, tunekit_cli
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,14 @@ def test_series_01_02_07_end_to_end(tmp_path):
     run_dir = tmp_path / "ci-run"
     secret = "hf_never_written_anywhere_123"
     result = subprocess.run(
-        [str(REPO / "ci" / "run-series.sh"), "--stages", "01-07", "-p", "experiment_name=e2e"],
+        [
+            str(REPO / "ci" / "run-series.sh"),
+            "--stages",
+            "01-07",
+            "-p",
+            "experiment_name=e2e",
+            *TINY_FINETUNE,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -132,7 +139,7 @@ def test_series_01_02_07_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = " ".join(result.stdout.split())
-    for stage in ("01-cluster", "02-mlflow", "07-cleanup"):
+    for stage in ("01-cluster", "02-mlflow", "03-finetune", "07-cleanup"):
         assert f"✓ {stage}" in out
         assert (run_dir / "notebooks" / f"{stage}.ipynb").is_file()
     state = json.loads((run_dir / "state.json").read_text())
@@ -147,7 +154,7 @@ def test_series_01_02_07_end_to_end(tmp_path):
     executed = nbformat.read(run_dir / "notebooks" / "02-mlflow.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and str(run_dir) in injected[0].source
-    assert 'settings = {"experiment_name": "e2e"}' in injected[0].source
+    assert 'settings = {"experiment_name": "e2e", ' in injected[0].source
     # the artifact check of stage 02 found its blob on disk under the run dir
     assert list((run_dir / "gcs").rglob("probe.txt"))
     # the secret in the environment reached no file of the run

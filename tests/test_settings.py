@@ -107,3 +107,7 @@ def test_invalid_values_name_the_setting(values, names, says):
 def test_secrets_are_never_parameters(name):
     with pytest.raises(SettingsError, match=r"secret.*environment"):
         load_settings(**{name: "hf_abc123"})
+
+
+def test_a_setting_named_like_a_secret_is_still_a_setting():
+    assert load_settings(eval_max_new_tokens="12").eval_max_new_tokens == 12

@@ -73,6 +73,10 @@ def test_runs_record_settings_and_reopen_with_them(tmp_path):
     assert reopened.dir == first.dir
     assert reopened.settings.experiment_name == "exp-a"
     assert tunekit.open_run(first.dir, experiment_name="exp-b").settings.experiment_name == "exp-b"
+    # a notebook knob left unset (None or "") keeps what the run recorded, not the profile's value
+    tunekit.open_run(first.dir, max_steps=60)
+    again = tunekit.open_run(first.dir, profile="local", max_steps=None, model_id="")
+    assert (again.settings.max_steps, again.settings.model_id) == (60, "tiny-gemma2")
 
 
 def test_latest_run_is_the_newest(tmp_path):

@@ -2,10 +2,12 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from tunekit import plots
+from tunekit.data import preview_examples
 from tunekit.run import Run, open_run, start_run
 from tunekit.services import running_services
 from tunekit.settings import Settings, SettingsError, load_settings
-from tunekit.stages import STAGES, cleanup, create_cluster, start_mlflow
+from tunekit.stages import STAGES, cleanup, create_cluster, finetune, start_mlflow
 from tunekit.tracking import verify_artifact_store
 
 try:
@@ -21,8 +23,11 @@ __all__ = [
     "__version__",
     "cleanup",
     "create_cluster",
+    "finetune",
     "load_settings",
     "open_run",
+    "plots",
+    "preview_examples",
     "running_services",
     "start_mlflow",
     "start_run",

@@ -95,6 +95,7 @@ def _open(path: Path, values: dict[str, Any]) -> Run:
     path = path.expanduser().resolve()
     state = RunState(path)
     recorded = state.section("settings")
+    values = {k: v for k, v in values.items() if v is not None and v != ""}  # unset: keep recorded
     wanted = values.get("profile")
     if wanted and recorded.get("profile") and wanted != recorded["profile"]:
         raise SettingsError(

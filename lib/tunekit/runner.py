@@ -91,10 +91,10 @@ def run_series(
 
     out_dir = run.dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"run_dir": str(run.dir), "profile": run.settings.profile, "settings": overrides}
     results: list[StageResult] = []
     for stage in stages:
         source, executed = notebooks_dir / f"{stage}.ipynb", out_dir / f"{stage}.ipynb"
+        parameters = notebook_parameters(source, run, overrides)
         console.print(f"[bold]▶ {stage}[/] → {executed}")
         started = time.monotonic()
         with _StageProgress(console, stage, source) as progress, _kernel() as km:
@@ -135,6 +135,20 @@ def run_series(
             break
         console.print(f"[green]✓ {stage}[/] {result.seconds:.1f} s")
     return results
+
+
+def notebook_parameters(source: Path, run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What papermill injects: the run, and each override as the notebook's own knob if it
+    declares one (e.g. `max_steps` in 03), else inside its `settings` dict."""
+    import papermill as pm
+
+    declared = set(pm.inspect_notebook(str(source)))
+    return {
+        "run_dir": str(run.dir),
+        "profile": run.settings.profile,
+        **{k: v for k, v in overrides.items() if k in declared},
+        "settings": {k: v for k, v in overrides.items() if k not in declared},
+    }
 
 
 @contextmanager

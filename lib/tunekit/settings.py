@@ -68,6 +68,44 @@ class Settings(BaseSettings):
     )
     service_timeout_s: float = Field(120.0, gt=0, le=3600, description="wait for a service")
 
+    # Data
+    synthetic_rows: int = Field(14000, ge=100, description="rows the synthetic generator makes")
+    dataset_limit: int = Field(0, ge=0, description="use at most this many rows; 0: all")
+    eval_size: int = Field(200, ge=1, description="held-out rows for evaluation")
+    seed: int = Field(42, description="seed for data split, generator and training")
+
+    # Model and LoRA
+    load_in_4bit: bool = Field(False, description="QLoRA: 4-bit base weights (small GPUs)")
+    tiny_pretrain_steps: int = Field(
+        1000, ge=0, description="tiny-gemma2 only: steps of copy-task pretraining when built"
+    )
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    lora_target_modules: list[str] = Field(
+        ["all-linear"], description="modules LoRA adapts: 'all-linear' or names like q_proj"
+    )
+    lora_modules_to_save: list[str] = Field(
+        [], description="modules trained in full next to LoRA (tiny-gemma2: its head)"
+    )
+
+    # Training (names as in transformers' TrainingArguments)
+    max_steps: int = Field(500, ge=1, description="optimizer steps")
+    per_device_train_batch_size: int = Field(4, ge=1, description="examples per step and device")
+    gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per step")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
+    lr_scheduler_type: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="learning-rate schedule"
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up")
+    max_length: int = Field(512, ge=16, description="longest tokenized example kept")
+    save_steps: int = Field(100, ge=1, description="checkpoint every this many steps")
+    logging_steps: int = Field(10, ge=1, description="log metrics every this many steps")
+
+    # Evaluation
+    eval_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest generated answer")
+    eval_batch_size: int = Field(32, ge=1, description="prompts per generate call")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -78,6 +116,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _ProfileFile(settings_cls, init_settings, env_settings)
+
+    @field_validator("lora_target_modules", "lora_modules_to_save", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if isinstance(v, str):  # "q_proj,v_proj" from the environment or a -p parameter
+            return [name.strip() for name in v.split(",") if name.strip()]
+        return v
 
     @field_validator("region")
     @classmethod
@@ -127,6 +172,13 @@ class Settings(BaseSettings):
             "'synthetic', a Hub id like 'b-mc2/sql-create-context' or a .json/.jsonl/.parquet file"
         )
 
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one module name, or 'all-linear'")
+        return v
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         if self.profile == "gke" and not self.project_id:
@@ -134,6 +186,9 @@ class Settings(BaseSettings):
                 "project_id: required on profile 'gke' "
                 "(set GOOGLE_CLOUD_PROJECT or -p project_id=...)"
             )
+        rows = self.dataset_limit or (self.synthetic_rows if self.dataset == "synthetic" else 0)
+        if rows and self.eval_size >= rows:  # other datasets are checked when they are read
+            raise ValueError(f"eval_size: must be smaller than the number of rows ({rows})")
         if not self.bucket:
             self.bucket = f"{self.project_id}-tunekit" if self.profile == "gke" else "tunekit"
         return self
@@ -155,6 +210,8 @@ def load_settings(**values: Any) -> Settings:
 
 def _refuse_secret(name: str) -> None:
     lowered = name.lower()
+    if lowered in Settings.model_fields:
+        return  # settings are not secrets
     if lowered in SECRET_NAMES or any(w in lowered for w in _SECRET_WORDS):
         env = SECRET_NAMES.get(lowered, name.upper())
         raise SettingsError(

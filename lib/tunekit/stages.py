@@ -28,6 +28,11 @@ def start_mlflow(run: Run) -> dict[str, Any]:
     return backend_for(run).start_mlflow(run)
 
 
+def finetune(run: Run) -> dict[str, Any]:
+    """Stage 03: a LoRA fine-tune tracked as one MLflow run; resumes one that stopped."""
+    return backend_for(run).finetune(run)
+
+
 def cleanup(run: Run) -> dict[str, Any]:
     """Stage 07: stop everything the run's state records. Safe to run twice."""
     return backend_for(run).cleanup(run)

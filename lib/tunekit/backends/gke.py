@@ -22,5 +22,9 @@ def start_mlflow(run: Run) -> dict[str, Any]:
     _not_yet("02-mlflow")
 
 
+def finetune(run: Run) -> dict[str, Any]:
+    _not_yet("03-finetune")
+
+
 def cleanup(run: Run) -> dict[str, Any]:
     _not_yet("07-cleanup")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit import gcs, tracking
+from tunekit import finetune_job, gcs, tracking
 from tunekit.run import Run
 from tunekit.services import ensure_service, running_services, stop_all
 
@@ -36,6 +36,11 @@ def start_mlflow(run: Run) -> dict[str, Any]:
             "reused": server["reused"],
         },
     )
+
+
+def finetune(run: Run) -> dict[str, Any]:
+    """Run `python -m tunekit.train` as a subprocess; resume it if it stopped half-way."""
+    return finetune_job.run_local(run, tracking.tracking_uri(run))
 
 
 def cleanup(run: Run) -> dict[str, Any]:

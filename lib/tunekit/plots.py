@@ -1,0 +1,70 @@
+"""Pictures of a run, drawn from what MLflow recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunekit.run import Run
+from tunekit.tracking import tracking_uri
+
+
+def training_curves(run: Run) -> Any:
+    """Loss and learning rate of the run's fine-tune, step by step."""
+    import matplotlib.pyplot as plt
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri(run))
+    run_id = _finetune_run_id(run)
+    fig, (loss_ax, lr_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for ax, key, title in (
+        (loss_ax, "loss", "training loss"),
+        (lr_ax, "learning_rate", "learning rate"),
+    ):
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        ax.plot([m.step for m in history], [m.value for m in history], marker=".")
+        ax.set(title=title, xlabel="step")
+    loss_ax.set_yscale("log")
+    return _done(fig)
+
+
+def base_vs_tuned(run: Run) -> Any:
+    """Exact match and execution accuracy of the base and the tuned model on held-out rows."""
+    import matplotlib.pyplot as plt
+    from mlflow import MlflowClient
+
+    metrics = MlflowClient(tracking_uri(run)).get_run(_finetune_run_id(run)).data.metrics
+    kinds = ("exact_match", "execution_accuracy")
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for offset, model in ((-0.2, "base"), (0.2, "tuned")):
+        values = [metrics.get(f"{model}_{k}", 0.0) for k in kinds]
+        bars = ax.bar([i + offset for i in range(len(kinds))], values, width=0.4, label=model)
+        ax.bar_label(bars, fmt="{:.0%}")
+    ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds])
+    ax.set(ylim=(0, 1.1), title="held-out evaluation")
+    ax.legend()
+    return _done(fig)
+
+
+def run_link(run: Run) -> str:
+    """The fine-tune's page in the MLflow UI."""
+    finetune = run.state.section("finetune")
+    return (
+        f"{tracking_uri(run)}/#/experiments/{finetune['experiment_id']}/runs/"
+        f"{finetune['mlflow_run_id']}"
+    )
+
+
+def _done(fig: Any) -> Any:
+    """Lay out and detach from pyplot: the notebook shows the returned figure once, not twice."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _finetune_run_id(run: Run) -> str:
+    run_id = run.state.section("finetune").get("mlflow_run_id")
+    if not run_id:
+        raise RuntimeError("no finished fine-tune recorded for this run: run stage 03 first")
+    return run_id

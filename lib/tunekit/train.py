@@ -1,0 +1,159 @@
+"""Fine-tune Gemma-2 with LoRA on text-to-SQL rows, tracked as one MLflow run.
+
+The only training code path: the local profile runs it as a subprocess, the GKE Job runs it as
+the container's command. Settings come from a config file (a dump of tunekit's settings) and the
+environment (`TUNEKIT_<NAME>`, `MLFLOW_TRACKING_URI`, and secrets such as `HF_TOKEN`).
+
+Usage:
+    python -m tunekit.train --config runs/<run-id>/finetune/<job>/config.yaml
+    python -m tunekit.train --config runs/<run-id>/finetune/<job>/config.yaml --resume
+    TUNEKIT_MAX_STEPS=50 python -m tunekit.train --output-dir /tmp/job
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULT_FILE = "result.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tunekit.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="settings file (YAML); env fills the rest")
+    parser.add_argument("--output-dir", type=Path, help="default: the config file's directory")
+    parser.add_argument("--models-dir", type=Path, help="where tiny-gemma2 is built and reused")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint, in the same MLflow run",
+    )
+    args = parser.parse_args(argv)
+    if not (args.config or args.output_dir):
+        parser.error("give --config or --output-dir")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import datasets
+    import transformers
+    import yaml
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTTrainer
+
+    from tunekit import experiment
+    from tunekit.data import load_splits
+    from tunekit.inference import generate_sql
+    from tunekit.models import load_base
+    from tunekit.prompts import build_example
+    from tunekit.settings import load_settings
+    from tunekit.training import ProgressCallback, ThroughputCallback, lora_config, sft_config
+
+    datasets.disable_progress_bars()  # ProgressCallback's lines are the progress
+    transformers.utils.logging.disable_progress_bar()
+
+    # Read the settings
+    settings = load_settings(**(yaml.safe_load(args.config.read_text()) if args.config else {}))
+    output_dir = (args.output_dir or args.config.parent).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    # Load and split the dataset
+    train_rows, eval_rows = load_splits(settings)
+
+    # Load the base model and tokenizer (tiny-gemma2 is built on first use)
+    say(f"loading {settings.model_id} ({len(train_rows)} training rows, {len(eval_rows)} held out)")
+    model, tokenizer, base = load_base(
+        settings.model_id,
+        rows=train_rows,
+        models_dir=args.models_dir or output_dir / "models",
+        seed=settings.seed,
+        load_in_4bit=settings.load_in_4bit,
+        tiny_pretrain_steps=settings.tiny_pretrain_steps,
+    )
+    examples = _dataset([build_example(r, tokenizer.eos_token) for r in train_rows])
+    held_out = _dataset([build_example(r, tokenizer.eos_token) for r in eval_rows])
+
+    checkpoint = last_complete_checkpoint(output_dir / "checkpoints")
+    with experiment.finetune_run(settings, output_dir, resume=args.resume) as run:
+        if not (args.resume and checkpoint):
+            experiment.log_inputs(settings, train_rows, eval_rows)
+
+        # Train the LoRA adapter
+        trainer = SFTTrainer(
+            model=model,
+            args=sft_config(settings, output_dir),
+            train_dataset=examples,
+            eval_dataset=held_out,
+            processing_class=tokenizer,
+            peft_config=lora_config(settings),
+            callbacks=[ThroughputCallback(), ProgressCallback()],
+        )
+        trainer.remove_callback(PrinterCallback)  # its raw dicts would repeat ProgressCallback
+        say(f"resuming from {checkpoint}" if args.resume and checkpoint else "training")
+        trainer.train(resume_from_checkpoint=checkpoint if args.resume else None)
+        eval_loss = trainer.evaluate()["eval_loss"]
+
+        # Evaluate the tuned and the base model on the held-out rows
+        say(f"evaluating the base and the tuned model on {len(eval_rows)} held-out rows")
+        generation = {
+            "max_new_tokens": settings.eval_max_new_tokens,
+            "batch_size": settings.eval_batch_size,
+        }
+        tuned = generate_sql(trainer.model, tokenizer, eval_rows, **generation)
+        with trainer.model.disable_adapter():
+            base_predictions = generate_sql(trainer.model, tokenizer, eval_rows, **generation)
+        metrics = experiment.log_evaluation(
+            eval_rows, {"tuned": tuned, "base": base_predictions}, settings.seed
+        )
+
+        # Log the adapter as an MLflow model
+        say("logging the adapter to MLflow")
+        model_uri = experiment.log_adapter(trainer.model, tokenizer, base, settings, eval_rows[0])
+
+    result = {
+        "mlflow_run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "model_uri": model_uri,
+        "base_model": base,
+        "eval_loss": eval_loss,
+        "steps": trainer.state.global_step,
+        "resumed_from_step": int(checkpoint.rsplit("-", 1)[1]) if args.resume and checkpoint else 0,
+        **metrics,
+    }
+    (output_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def say(message: str) -> None:
+    """A status line; the local job shows these live next to the progress lines."""
+    print(f"tunekit: {message}", flush=True)
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest `checkpoint-N` whose trainer state was written (the Trainer writes it last)."""
+    complete = []
+    for path in folder.glob("checkpoint-*"):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue  # killed while saving: skip it
+        if path.name.removeprefix("checkpoint-").isdigit():
+            complete.append(path)
+    return str(max(complete, key=lambda p: int(p.name.split("-")[1]))) if complete else None
+
+
+def _dataset(examples: list[dict[str, str]]):
+    from datasets import Dataset
+
+    return Dataset.from_list(examples)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Datasets: every source, bad rows, the split, the prompt template and the synthetic generator."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tunekit.data import DataError, load_splits, read_rows, split_rows
+from tunekit.prompts import build_example, build_prompt
+from tunekit.settings import Settings
+from tunekit.synthetic import generate
+
+ROWS = [
+    {
+        "question": "How many heads of the departments are older than 56 ?",
+        "context": "CREATE TABLE head (age INTEGER)",
+        "answer": "SELECT COUNT(*) FROM head WHERE age > 56",
+    },
+    {
+        "question": "What is the venue when the opponent is utah jazz?",
+        "context": "CREATE TABLE game (venue VARCHAR, opponent VARCHAR)",
+        "answer": 'SELECT venue FROM game WHERE opponent = "utah jazz"',
+    },
+]
+
+
+def write(path: Path, rows: list) -> Path:
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows, indent=1))
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".parquet"])
+def test_reads_each_file_format(tmp_path: Path, suffix: str) -> None:
+    extra = [{**r, "id": i} for i, r in enumerate(ROWS)]  # unknown columns are dropped
+    assert read_rows(str(write(tmp_path / f"rows{suffix}", extra))) == ROWS
+
+
+def test_reads_a_hugging_face_dataset_folder(tmp_path: Path) -> None:
+    """A Hub id and a local dataset folder go through the same `datasets.load_dataset` path."""
+    folder = tmp_path / "sql-create-context"
+    folder.mkdir()
+    write(folder / "train.jsonl", ROWS)
+    assert read_rows(str(folder)) == ROWS
+
+
+def test_unreachable_hub_dataset_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match="cannot load dataset 'nobody/no-such-dataset'"):
+        read_rows("nobody/no-such-dataset")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"question": "q", "context": "c"}, "row 1: field 'answer' is missing"),
+        ({"question": "q", "context": 3, "answer": "a"}, "row 1: field 'context' must be a string"),
+        ({"question": " ", "context": "c", "answer": "a"}, "row 1: field 'question' is empty"),
+        ({"question": None, "context": "c", "answer": "a"}, "row 1: field 'question' must be"),
+        (["q", "c", "a"], "row 1 is a list, expected an object"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_bad_rows_name_the_row_and_the_field(
+    tmp_path: Path, row: object, message: str, suffix: str
+) -> None:
+    path = write(tmp_path / f"rows{suffix}", [ROWS[0], row])
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_rows(str(path))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"question": "q"}', "expected a JSON array of rows, got dict"),
+        ("[", "not valid JSON"),
+        ("[]", "no rows"),
+    ],
+)
+def test_bad_files_are_clear_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "rows.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        read_rows(str(path))
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        read_rows(str(tmp_path / "nope.jsonl"))
+
+
+def test_split_is_deterministic_disjoint_and_complete() -> None:
+    rows = generate(300, seed=1)
+    train, held_out = split_rows(rows, 50, seed=4)
+    assert (train, held_out) == split_rows(rows, 50, seed=4)
+    assert len(held_out) == 50 and len(train) == 250
+    assert sorted(map(str, train + held_out)) == sorted(map(str, rows))
+    assert split_rows(rows, 50, seed=5)[1] != held_out
+    with pytest.raises(DataError, match="eval_size=300"):
+        split_rows(rows, 300, seed=4)
+
+
+def test_settings_choose_rows_limit_and_split() -> None:
+    settings = Settings(dataset="synthetic", synthetic_rows=500, dataset_limit=120, eval_size=20)
+    train, held_out = load_splits(settings)
+    assert (len(train), len(held_out)) == (100, 20)
+
+
+def test_prompt_template_is_shared_and_the_completion_ends_with_eos() -> None:
+    example = build_example(ROWS[1], eos_token="<eos>")
+    assert example["prompt"] == build_prompt(ROWS[1]["question"], ROWS[1]["context"])
+    assert ROWS[1]["question"] in example["prompt"] and ROWS[1]["context"] in example["prompt"]
+    assert example["completion"] == ROWS[1]["answer"] + "<eos>"
+
+
+def test_synthetic_rows_are_seeded() -> None:
+    assert generate(50, seed=3) == generate(50, seed=3)
+    assert generate(50, seed=3) != generate(50, seed=4)
+
+
+def test_every_synthetic_answer_executes_against_its_own_context() -> None:
+    for row in generate(2000, seed=11):
+        db = sqlite3.connect(":memory:")
+        db.executescript(row["context"])
+        db.execute(row["answer"]).fetchall()  # raises on any broken answer
+        db.close()
+
+
+def test_synthetic_mix_is_varied_like_the_public_dataset() -> None:
+    rows = generate(2000, seed=0)
+    answers = [r["answer"] for r in rows]
+    kinds = Counter()
+    for a in answers:
+        for marker in ("COUNT(", "MIN(", "MAX(", "AVG(", "SUM(", " AND ", "ORDER BY", "LIMIT"):
+            kinds[marker] += marker in a
+        kinds["JOIN"] += " JOIN " in a
+        kinds["string literal"] += '"' in a
+        kinds["comparison"] += bool(re.search(r" [<>] \d", a))
+        kinds["three conditions"] += a.count(" AND ") - a.count(" ON ") >= 2
+    assert all(kinds[k] >= 20 for k in kinds), kinds
+    assert len(set(answers)) > 0.9 * len(answers)

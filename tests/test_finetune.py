@@ -1,0 +1,204 @@
+"""Stage 03 end to end: a tiny LoRA fine-tune through the runner, killed mid-way and resumed.
+
+One module-scoped run (the expensive part) feeds every assertion: the training process is killed
+after its second checkpoint, the stage fails with a pointer to re-run it, the re-run resumes in
+the same MLflow run, and the finished run holds everything the issue asks of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tunekit.prompts import build_prompt
+from tunekit.run import recorded_run
+from tunekit.train import last_complete_checkpoint
+
+from .conftest import REPO, tunekit_cli
+
+pytestmark = pytest.mark.e2e
+
+MAX_STEPS, SAVE_STEPS, KILL_AFTER = 60, 10, 20
+SECRET = "hf_test_secret_never_logged_42"  # HF_TOKEN of the training: must reach no record
+SETTINGS = [
+    *("-p", f"max_steps={MAX_STEPS}", "-p", f"save_steps={SAVE_STEPS}", "-p", "logging_steps=5"),
+    *("-p", "synthetic_rows=800", "-p", "eval_size=24", "-p", "experiment_name=ft-test"),
+    *("-p", "tiny_pretrain_steps=100"),
+]
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Run 01-03, kill the trainer after checkpoint KILL_AFTER, then re-run 03 to finish."""
+    run_dir = tmp_path_factory.mktemp("finetune") / "run"
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunekit",
+            "run",
+            "--stages",
+            "01-03",
+            "--run-dir",
+            str(run_dir),
+            *SETTINGS,
+        ],
+        cwd=REPO,
+        env={**os.environ, "HF_TOKEN": SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        killed_at = _kill_trainer_after_checkpoint(run_dir, KILL_AFTER, deadline_s=400)
+        first_out, _ = first.communicate(timeout=120)
+        second = tunekit_cli(
+            "run", "--stages", "03", "--run-dir", str(run_dir), env={"HF_TOKEN": SECRET},
+            timeout=400,
+        )  # fmt: skip
+        run = recorded_run(run_dir)
+        yield {
+            "run_dir": run_dir,
+            "killed_at": killed_at,
+            "first": (first.returncode, first_out),
+            "second": second,
+            "state": run.state.section("finetune"),
+            "tracking_uri": run.state.section("mlflow")["tracking_uri"],
+        }
+    finally:
+        first.kill()
+        tunekit_cli("down", "--run-dir", str(run_dir))
+
+
+def _kill_trainer_after_checkpoint(run_dir: Path, step: int, deadline_s: float) -> int:
+    """SIGKILL the training process once checkpoint `step` is complete; the step it was at."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        state_file = run_dir / "state.json"
+        section = (
+            json.loads(state_file.read_text()).get("finetune", {}) if state_file.exists() else {}
+        )
+        if section.get("pid") and section.get("job_dir"):
+            done = last_complete_checkpoint(Path(section["job_dir"]) / "checkpoints")
+            if done and int(done.rsplit("-", 1)[1]) >= step:
+                os.kill(section["pid"], signal.SIGKILL)
+                return int(done.rsplit("-", 1)[1])
+        time.sleep(0.1)
+    raise AssertionError(f"no checkpoint-{step} within {deadline_s} s")
+
+
+def test_killed_training_fails_the_stage_with_a_way_forward(resumed: dict) -> None:
+    returncode, output = resumed["first"]
+    assert returncode != 0
+    assert "re-run the stage to resume from its last checkpoint" in output
+    assert resumed["killed_at"] < MAX_STEPS
+
+
+def test_rerun_resumes_from_the_checkpoint_and_finishes(resumed: dict) -> None:
+    second = resumed["second"]
+    assert second.returncode == 0, second.stdout + second.stderr
+    state = resumed["state"]
+    assert state["status"] == "finished" and state["steps"] == MAX_STEPS
+    # fewer steps the second time: it started where the last complete checkpoint left off
+    assert state["resumed_from_step"] >= resumed["killed_at"] > 0
+    attempts = Path(state["log"]).read_text().split("\n--- ")[1:]
+    assert len(attempts) == 2 and "--resume" in attempts[1].splitlines()[0]
+    assert f"tunekit: resuming from {state['job_dir']}/checkpoints/checkpoint-" in attempts[1]
+    steps = [int(line.split()[1].split("/")[0]) for line in attempts[1].splitlines()
+             if line.startswith("step ")]  # fmt: skip
+    assert steps and min(steps) > state["resumed_from_step"] and max(steps) == MAX_STEPS
+
+
+@pytest.fixture(scope="module")
+def client(resumed: dict) -> MlflowClient:
+    mlflow.set_tracking_uri(resumed["tracking_uri"])
+    return MlflowClient(resumed["tracking_uri"])
+
+
+def test_one_mlflow_run_with_a_continuous_metric_history(
+    resumed: dict, client: MlflowClient
+) -> None:
+    experiment = client.get_experiment_by_name("ft-test")
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.info.run_id for r in runs] == [resumed["state"]["mlflow_run_id"]]
+    steps = sorted({m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")})
+    assert steps == list(range(5, MAX_STEPS + 1, 5))
+    assert runs[0].info.status == "FINISHED"
+
+
+def test_run_holds_params_tags_metrics_and_inputs(resumed: dict, client: MlflowClient) -> None:
+    run = client.get_run(resumed["state"]["mlflow_run_id"])
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    assert params["tunekit.max_steps"] == str(MAX_STEPS)
+    assert params["tunekit.model_id"] == "tiny-gemma2"
+    for name in ("learning_rate", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+                 "per_device_train_batch_size", "eval_size", "seed", "dataset"):  # fmt: skip
+        assert f"tunekit.{name}" in params, name
+    recorded = json.dumps([params, tags])
+    assert SECRET not in recorded
+    assert params.get("hub_token", "<HUB_TOKEN>") == "<HUB_TOKEN>"  # transformers redacts it
+    assert tags["tunekit.profile"] == "local" and tags["tunekit.dataset"] == "synthetic"
+    assert tags["tunekit.version"] and len(tags["tunekit.git_commit"]) >= 7
+    for name in ("loss", "learning_rate", "grad_norm", "tokens_per_second"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert len(history) >= 3, name
+        assert all(m.value == m.value for m in history), name  # no NaN
+    assert any(k.startswith("system/cpu_utilization") for k in metrics)
+    for model in ("base", "tuned"):
+        for metric in ("exact_match", "execution_accuracy"):
+            assert 0.0 <= metrics[f"{model}_{metric}"] <= 1.0
+    inputs = {
+        {t.key: t.value for t in d.tags}["mlflow.data.context"]: d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "evaluation"}
+    assert all(d.digest and d.source for d in inputs.values())
+    assert json.loads(inputs["evaluation"].profile)["num_rows"] == 24
+
+
+def test_the_secret_reached_no_file_of_the_run(resumed: dict) -> None:
+    files = [p for p in resumed["run_dir"].rglob("*") if p.is_file() and p.stat().st_size < 10**7]
+    assert not [p for p in files if SECRET.encode() in p.read_bytes()]
+
+
+def test_evaluation_table_has_a_row_per_held_out_example(
+    resumed: dict, client: MlflowClient
+) -> None:
+    state = resumed["state"]
+    table = client.load_table(
+        state["experiment_id"], "evaluation/predictions.json", run_ids=[state["mlflow_run_id"]]
+    )
+    assert len(table) == 24
+    for column in ("prompt", "gold", "base_prediction", "tuned_prediction", "tuned_correct"):
+        assert column in table.columns
+    accuracy = table["tuned_correct"].mean()
+    assert accuracy == pytest.approx(resumed["state"]["tuned_execution_accuracy"])
+
+
+def test_logged_adapter_loads_with_pyfunc_and_generates(
+    resumed: dict, client: MlflowClient
+) -> None:
+    model_uri = resumed["state"]["model_uri"]
+    local = mlflow.artifacts.download_artifacts(model_uri)
+    assert "adapter_config.json" in {p.name for p in Path(local).rglob("*")}
+    assert not list(Path(local).rglob("model.safetensors"))  # the adapter only, not base weights
+    requirements = (Path(local) / "requirements.txt").read_text()
+    assert "peft==" in requirements and "transformers==" in requirements
+    model = mlflow.pyfunc.load_model(model_uri)
+    prompt = build_prompt(
+        "Which venue has a week of 3?", "CREATE TABLE game (venue VARCHAR, week INTEGER)"
+    )
+    [answer] = model.predict([prompt])
+    assert isinstance(answer, str) and answer.strip()
+    assert not answer.startswith(prompt)  # return_full_text is off: the completion only
