@@ -58,3 +58,19 @@ def test_notebook_structure(path):
     source = "\n".join(c.source for c in code)
     assert "tunekit." in source
     assert "if profile" not in source and "profile ==" not in source
+
+
+def test_notebooks_are_what_their_source_writes(tmp_path):
+    """tools/build_notebooks.py holds the notebooks' text; the committed files match it."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "build_notebooks.py"), str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    written = sorted(p.name for p in tmp_path.glob("*.ipynb"))
+    assert written == [p.name for p in NOTEBOOKS]
+    stale = [p.name for p in NOTEBOOKS if p.read_bytes() != (tmp_path / p.name).read_bytes()]
+    assert not stale, f"edit tools/build_notebooks.py and re-run it: {stale}"

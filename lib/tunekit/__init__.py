@@ -4,10 +4,20 @@ from importlib.metadata import PackageNotFoundError, version
 
 from tunekit import plots
 from tunekit.data import preview_examples
+from tunekit.registry import compare_runs
 from tunekit.run import Run, open_run, start_run
 from tunekit.services import running_services
+from tunekit.serving import ask
 from tunekit.settings import Settings, SettingsError, load_settings
-from tunekit.stages import STAGES, cleanup, create_cluster, finetune, start_mlflow
+from tunekit.stages import (
+    STAGES,
+    cleanup,
+    create_cluster,
+    deploy_simple,
+    finetune,
+    register_model,
+    start_mlflow,
+)
 from tunekit.tracking import verify_artifact_store
 
 try:
@@ -21,13 +31,17 @@ __all__ = [
     "Settings",
     "SettingsError",
     "__version__",
+    "ask",
     "cleanup",
+    "compare_runs",
     "create_cluster",
+    "deploy_simple",
     "finetune",
     "load_settings",
     "open_run",
     "plots",
     "preview_examples",
+    "register_model",
     "running_services",
     "start_mlflow",
     "start_run",

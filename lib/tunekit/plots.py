@@ -45,6 +45,27 @@ def base_vs_tuned(run: Run) -> Any:
     return _done(fig)
 
 
+def runs_compared(run: Run) -> Any:
+    """Every evaluated fine-tune of the experiment: execution accuracy and eval loss, best first."""
+    import matplotlib.pyplot as plt
+
+    from tunekit.registry import compare_runs
+
+    table = compare_runs(run)
+    labels = [
+        f"{name}\n{run_id[:8]}" for name, run_id in zip(table.run_name, table.run_id, strict=True)
+    ]
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
+    bars = acc_ax.bar(labels, table.tuned_execution_accuracy, color="tab:green")
+    acc_ax.bar_label(bars, fmt="{:.0%}")
+    acc_ax.set(title="tuned execution accuracy (held out)", ylim=(0, 1.1))
+    loss_ax.bar(labels, table.eval_loss, color="tab:orange")
+    loss_ax.set(title="eval loss")
+    for ax in (acc_ax, loss_ax):
+        ax.tick_params(axis="x", labelsize=7)
+    return _done(fig)
+
+
 def run_link(run: Run) -> str:
     """The fine-tune's page in the MLflow UI."""
     finetune = run.state.section("finetune")

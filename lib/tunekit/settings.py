@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     save_steps: int = Field(100, ge=1, description="checkpoint every this many steps")
     logging_steps: int = Field(10, ge=1, description="log metrics every this many steps")
 
+    # Registry
+    registered_model_name: str = Field(
+        "gemma2-text-to-sql", description="Model Registry name of the champion"
+    )
+    pin_run_id: str = Field("", description="register this MLflow run instead of the best one")
+
     # Evaluation
     eval_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest generated answer")
     eval_batch_size: int = Field(32, ge=1, description="prompts per generate call")

@@ -33,6 +33,18 @@ def finetune(run: Run) -> dict[str, Any]:
     return backend_for(run).finetune(run)
 
 
+def register_model(run: Run) -> dict[str, Any]:
+    """Stage 04: the best fine-tune (or `pin_run_id`) registered with alias `champion`."""
+    from tunekit.registry import register_best
+
+    return register_best(run, run.settings.pin_run_id)
+
+
+def deploy_simple(run: Run) -> dict[str, Any]:
+    """Stage 05: `tunekit.serve` (FastAPI) on the champion; locally a uvicorn service."""
+    return backend_for(run).deploy_simple(run)
+
+
 def cleanup(run: Run) -> dict[str, Any]:
     """Stage 07: stop everything the run's state records. Safe to run twice."""
     return backend_for(run).cleanup(run)

@@ -26,5 +26,9 @@ def finetune(run: Run) -> dict[str, Any]:
     _not_yet("03-finetune")
 
 
+def deploy_simple(run: Run) -> dict[str, Any]:
+    _not_yet("05-deploy-simple")
+
+
 def cleanup(run: Run) -> dict[str, Any]:
     _not_yet("07-cleanup")

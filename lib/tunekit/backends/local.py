@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit import finetune_job, gcs, tracking
+from tunekit import finetune_job, gcs, serving, tracking
 from tunekit.run import Run
 from tunekit.services import ensure_service, running_services, stop_all
 
@@ -41,6 +41,23 @@ def start_mlflow(run: Run) -> dict[str, Any]:
 def finetune(run: Run) -> dict[str, Any]:
     """Run `python -m tunekit.train` as a subprocess; resume it if it stopped half-way."""
     return finetune_job.run_local(run, tracking.tracking_uri(run))
+
+
+def deploy_simple(run: Run) -> dict[str, Any]:
+    """Start (or reuse) `tunekit.serve` under uvicorn on the champion; wait until it is ready."""
+    server = ensure_service(run, serving.fastapi_spec(run))
+    return run.state.update(
+        "serving",
+        {
+            "fastapi": {
+                "url": server["url"],
+                "model_uri": serving.champion_uri(run),
+                "model_version": serving.champion_version(run),
+                "docs": f"{server['url']}/docs",
+                "reused": server["reused"],
+            }
+        },
+    )
 
 
 def cleanup(run: Run) -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""Stage 04: compare the experiment's fine-tunes and register the best in the Model Registry.
+
+The best run is the one with the highest execution accuracy of its tuned model on the held-out
+rows (ties: the lower eval loss). Its logged adapter model becomes a version of
+`registered_model_name` with the alias `champion`, tagged with the run's evaluation. Registering
+the same run again finds its version instead of creating another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunekit.run import Run
+from tunekit.tracking import tracking_uri
+
+CHAMPION = "champion"
+RANK_BY = ("tuned_execution_accuracy", "eval_loss")  # higher first, then lower first
+METRICS = (
+    "tuned_execution_accuracy",
+    "tuned_exact_match",
+    "base_execution_accuracy",
+    "eval_loss",
+    "train_loss",
+)
+PARAMS = ("max_steps", "learning_rate", "lora_r", "per_device_train_batch_size", "seed")
+
+
+def compare_runs(run: Run) -> Any:
+    """The experiment's finished, evaluated fine-tunes, best first (a pandas DataFrame)."""
+    import mlflow
+    import pandas as pd
+
+    experiment_id = _experiment_id(run)
+    found = mlflow.MlflowClient(tracking_uri(run)).search_runs(
+        [experiment_id],
+        filter_string="attributes.status = 'FINISHED' and metrics.tuned_execution_accuracy >= 0",
+        max_results=1000,
+    )
+    rows = [
+        {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            **{m: r.data.metrics.get(m) for m in METRICS},
+            **{p: r.data.params.get(f"tunekit.{p}") for p in PARAMS},
+        }
+        for r in found
+    ]
+    table = pd.DataFrame(rows, columns=["run_id", "run_name", *METRICS, *PARAMS])
+    return table.sort_values(
+        list(RANK_BY), ascending=[False, True], na_position="last", ignore_index=True
+    )
+
+
+def register_best(run: Run, pin_run_id: str = "") -> dict[str, Any]:
+    """Register the best run's model (or `pin_run_id`'s), alias it `champion`; record it."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri(run))
+    candidates = compare_runs(run)
+    if pin_run_id:
+        chosen = candidates[candidates["run_id"] == pin_run_id]
+        if chosen.empty:
+            raise ValueError(
+                f"pin_run_id: {pin_run_id!r} is not a finished, evaluated fine-tune of experiment "
+                f"{run.settings.experiment_name!r}; `tunekit.compare_runs(run)` lists them"
+            )
+    elif candidates.empty:
+        raise RuntimeError(
+            f"no finished, evaluated fine-tune in experiment {run.settings.experiment_name!r}: "
+            "run stage 03 first"
+        )
+    else:
+        chosen = candidates
+    best = chosen.iloc[0].to_dict()
+    name = run.settings.registered_model_name
+    version, created = _version_for(client, name, best["run_id"], _experiment_id(run))
+    client.set_registered_model_alias(name, CHAMPION, version.version)
+    for metric in METRICS:
+        if best.get(metric) is not None:
+            client.set_model_version_tag(name, version.version, metric, f"{best[metric]:.4f}")
+    client.set_model_version_tag(name, version.version, "tunekit.run_id", best["run_id"])
+    return run.state.update(
+        "registry",
+        {
+            "registered_model_name": name,
+            "version": int(version.version),
+            "alias": CHAMPION,
+            "model_uri": f"models:/{name}@{CHAMPION}",
+            "run_id": best["run_id"],
+            "pinned": bool(pin_run_id),
+            "created": created,
+            "tuned_execution_accuracy": best["tuned_execution_accuracy"],
+            "ui_url": f"{tracking_uri(run)}/#/models/{name}/versions/{version.version}",
+        },
+    )
+
+
+def _version_for(client: Any, name: str, run_id: str, experiment_id: str) -> tuple[Any, bool]:
+    """The registered version of `run_id`'s model: found, or created now."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="LoRA text-to-SQL adapters by tunekit")
+    existing = [v for v in client.search_model_versions(f"name = '{name}'") if v.run_id == run_id]
+    if existing:
+        return existing[0], False
+    models = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
+    if not models:
+        raise RuntimeError(f"run {run_id} logged no model: re-run its fine-tune (stage 03)")
+    model_id = models[0].model_id
+    version = client.create_model_version(
+        name, f"models:/{model_id}", run_id=run_id, model_id=model_id
+    )
+    return version, True
+
+
+def _experiment_id(run: Run) -> str:
+    experiment_id = run.state.section("mlflow").get("experiment_id")
+    if not experiment_id:
+        raise RuntimeError("no MLflow experiment recorded for this run: run stage 02 first")
+    return experiment_id

@@ -1,0 +1,117 @@
+"""Stage 04 against a real MLflow server: the best run is registered, aliased, and only once.
+
+The fine-tunes here are MLflow runs with the metrics stage 03 logs and a small real pyfunc model,
+so the registry's choice can be set up exactly (a real fine-tune is tested in test_finetune).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+import tunekit
+from tunekit.registry import CHAMPION, compare_runs, register_best
+from tunekit.run import Run
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
+        return model_input
+
+
+def finetune(
+    client: MlflowClient, experiment_id: str, accuracy: float, eval_loss: float,
+    status: str = "FINISHED", with_model: bool = True,
+) -> str:  # fmt: skip
+    """A run shaped like stage 03's: its evaluation metrics, params and (optionally) a model."""
+    with mlflow.start_run(experiment_id=experiment_id) as active:
+        mlflow.log_metrics({"tuned_execution_accuracy": accuracy, "eval_loss": eval_loss,
+                            "tuned_exact_match": accuracy - 0.01})  # fmt: skip
+        mlflow.log_params({"tunekit.max_steps": 10, "tunekit.lora_r": 16})
+        if with_model:
+            mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
+    if status != "FINISHED":
+        client.set_terminated(active.info.run_id, status)
+    return active.info.run_id
+
+
+@pytest.fixture
+def registry_run(platform: Run, request: pytest.FixtureRequest) -> tuple[Run, MlflowClient, str]:
+    """The platform's run with an experiment and a registered model name of this test's own."""
+    name = request.node.name.replace("_", "-")[:60]
+    uri = platform.state.section("mlflow")["tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment(name)
+    platform.state.update("mlflow", {"experiment_id": experiment_id})
+    settings = platform.settings.model_copy(
+        update={"experiment_name": name, "registered_model_name": f"m-{name}"}
+    )
+    return dataclasses.replace(platform, settings=settings), client, experiment_id
+
+
+def test_best_run_is_registered_with_champion_alias_once(registry_run) -> None:
+    run, client, experiment = registry_run
+    worse = finetune(client, experiment, accuracy=0.70, eval_loss=0.20)
+    tie_high_loss = finetune(client, experiment, accuracy=0.90, eval_loss=0.30)
+    best = finetune(client, experiment, accuracy=0.90, eval_loss=0.10)
+    finetune(client, experiment, accuracy=0.99, eval_loss=0.01, status="FAILED")  # not finished
+
+    table = compare_runs(run)
+    assert list(table.run_id) == [best, tie_high_loss, worse]
+
+    first = register_best(run)
+    name = run.settings.registered_model_name
+    champion = client.get_model_version_by_alias(name, CHAMPION)
+    assert (first["run_id"], first["version"], first["created"]) == (best, 1, True)
+    assert champion.run_id == best and champion.version == "1"
+    assert champion.tags["tuned_execution_accuracy"] == "0.9000"
+    assert champion.tags["tunekit.run_id"] == best
+    assert champion.current_stage in (None, "None")  # aliases, never deprecated stages
+    assert run.state.section("registry")["model_uri"] == f"models:/{name}@{CHAMPION}"
+    assert mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}").predict(["q"]) == ["q"]
+
+    again = register_best(run)  # the same best run: its version is found, not created
+    assert (again["version"], again["created"]) == (1, False)
+    assert len(client.search_model_versions(f"name = '{name}'")) == 1
+
+    better = finetune(client, experiment, accuracy=0.95, eval_loss=0.50)
+    moved = register_best(run)
+    assert (moved["run_id"], moved["version"]) == (better, 2)
+    assert client.get_model_version_by_alias(name, CHAMPION).version == "2"
+
+
+def test_a_pinned_run_is_registered_instead_of_the_best(registry_run) -> None:
+    run, client, experiment = registry_run
+    pinned = finetune(client, experiment, accuracy=0.50, eval_loss=0.9)
+    finetune(client, experiment, accuracy=0.80, eval_loss=0.1)
+    registered = register_best(run, pin_run_id=pinned)
+    assert (registered["run_id"], registered["pinned"]) == (pinned, True)
+    name = run.settings.registered_model_name
+    assert client.get_model_version_by_alias(name, CHAMPION).run_id == pinned
+
+
+def test_nothing_to_register_is_a_clear_error(registry_run) -> None:
+    run, client, experiment = registry_run
+    with pytest.raises(RuntimeError, match=r"no finished, evaluated fine-tune .* run stage 03"):
+        register_best(run)
+    with pytest.raises(ValueError, match="pin_run_id: 'nope' is not a finished, evaluated"):
+        register_best(run, pin_run_id="nope")
+    finetune(client, experiment, accuracy=0.5, eval_loss=0.1, with_model=False)
+    with pytest.raises(RuntimeError, match="logged no model"):
+        register_best(run)
+    assert not client.search_model_versions(f"name = '{run.settings.registered_model_name}'")
+
+
+def test_stage_function_reads_the_pin_from_the_settings(registry_run) -> None:
+    run, client, experiment = registry_run
+    best = finetune(client, experiment, accuracy=0.9, eval_loss=0.1)
+    pinned = finetune(client, experiment, accuracy=0.1, eval_loss=0.1)
+    assert tunekit.register_model(run)["run_id"] == best
+    pinned_run = dataclasses.replace(
+        run, settings=run.settings.model_copy(update={"pin_run_id": pinned})
+    )
+    assert tunekit.register_model(pinned_run)["run_id"] == pinned

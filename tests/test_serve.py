@@ -1,0 +1,141 @@
+"""Stages 04-05 end to end: a tiny fine-tune registered and served by `tunekit.serve`, over HTTP.
+
+The server is started the way stage 05 starts it (the runner executes the notebook), then probed
+with real requests: the contract, every kind of bad input, and a bounded load run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tunekit.run import recorded_run
+from tunekit.services import healthy, running_services
+from tunekit.serving import EXAMPLE
+
+from .conftest import TINY_FINETUNE, tunekit_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    run_dir = tmp_path_factory.mktemp("serve") / "run"
+    done = tunekit_cli("run", "--stages", "01-05", "--run-dir", str(run_dir), *TINY_FINETUNE)
+    try:
+        assert done.returncode == 0, done.stdout + done.stderr
+        state = recorded_run(run_dir).state
+        yield {
+            "run_dir": run_dir,
+            "url": state.section("serving")["fastapi"]["url"],
+            "registry": state.section("registry"),
+            "output": done.stdout,
+        }
+    finally:
+        tunekit_cli("down", "--run-dir", str(run_dir))
+
+
+def test_stage_04_registered_the_champion(served: dict) -> None:
+    registry = served["registry"]
+    assert registry["version"] == 1 and registry["alias"] == "champion"
+    assert registry["model_uri"] == "models:/gemma2-text-to-sql@champion"
+
+
+def test_health_readiness_and_docs(served: dict) -> None:
+    url = served["url"]
+    assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+    ready = requests.get(f"{url}/readyz", timeout=5).json()
+    assert ready["status"] == "ready" and ready["model_version"] == "1"
+    assert requests.get(f"{url}/docs", timeout=5).status_code == 200
+    paths = requests.get(f"{url}/openapi.json", timeout=5).json()["paths"]
+    assert {"/predict", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_post_question_and_context(served: dict) -> None:
+    answer = requests.post(f"{served['url']}/predict", json=EXAMPLE, timeout=60).json()
+    assert answer["model_version"] == "1" and isinstance(answer["sql"], str)
+    assert answer["model_uri"] == "models:/gemma2-text-to-sql@champion"
+
+
+def test_get_predict_is_the_tutorials_contract(served: dict) -> None:
+    from tunekit.prompts import build_prompt
+
+    message = build_prompt(EXAMPLE["question"], EXAMPLE["context"])
+    got = requests.get(f"{served['url']}/predict", params={"message": message}, timeout=60)
+    posted = requests.post(f"{served['url']}/predict", json={"prompt": message}, timeout=60)
+    assert got.status_code == 200 and got.json()["sql"] == posted.json()["sql"]  # both greedy
+
+
+def test_max_new_tokens_bounds_the_answer(served: dict) -> None:
+    body = {**EXAMPLE, "max_new_tokens": 2}
+    short = requests.post(f"{served['url']}/predict", json=body, timeout=60).json()["sql"]
+    assert len(short.split()) <= 2
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "says"),
+    [
+        ("post", {"json": {"question": "q"}}, "question` and `context"),
+        ("post", {"json": {"context": "CREATE TABLE t (a INT)"}}, "question` and `context"),
+        ("post", {"json": {"prompt": "   "}}, "`prompt` is empty"),
+        ("post", {"json": {"prompt": "x" * 4001}}, "at most 4000 characters"),
+        ("post", {"json": {"prompt": "p", "question": "q"}}, "not both"),
+        ("post", {"json": {**EXAMPLE, "max_new_tokens": 0}}, "greater than or equal to 1"),
+        ("post", {"json": {**EXAMPLE, "max_new_tokens": 100000}}, "less than or equal to 256"),
+        ("post", {"json": {**EXAMPLE, "temperature": -1}}, "greater than or equal to 0"),
+        ("post", {"json": {**EXAMPLE, "temperature": "hot"}}, "valid number"),
+        ("post", {"json": {**EXAMPLE, "colour": "red"}}, "Extra inputs are not permitted"),
+        ("post", {"json": ["not", "an", "object"]}, "valid dictionary"),
+        (
+            "post",
+            {"data": "{not json", "headers": {"Content-Type": "application/json"}},
+            "JSON decode error",
+        ),
+        ("get", {"params": {}}, "Field required"),
+        ("get", {"params": {"message": ""}}, "at least 1 character"),
+        ("get", {"params": {"message": "  "}}, "`message` is empty"),
+        ("get", {"params": {"message": "hi", "max_new_tokens": "lots"}}, "valid integer"),
+    ],
+)
+def test_bad_input_is_a_4xx_with_a_message(served: dict, method: str, kwargs: dict, says: str):
+    response = getattr(requests, method)(f"{served['url']}/predict", timeout=30, **kwargs)
+    assert 400 <= response.status_code < 500, response.text
+    assert says in json.dumps(response.json()), response.text
+
+
+def test_load_run_has_no_errors_and_batches_requests(served: dict) -> None:
+    """200 requests at concurrency 8: all answered, well-formed; requests shared generate calls."""
+    url = served["url"]
+    before = requests.get(f"{url}/readyz", timeout=5).json()
+    questions = [
+        {"question": f"What is the venue when the week is {i % 17 + 1}?",
+         "context": "CREATE TABLE game (venue VARCHAR, week INTEGER)"}
+        for i in range(200)
+    ]  # fmt: skip
+
+    def ask(body: dict) -> requests.Response:
+        return requests.post(f"{url}/predict", json=body, timeout=120)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(ask, questions))
+    assert [r.status_code for r in responses] == [200] * 200
+    assert all(isinstance(r.json()["sql"], str) and r.json()["model_version"] == "1"
+               for r in responses)  # fmt: skip
+    after = requests.get(f"{url}/readyz", timeout=5).json()
+    calls = after["generate_calls"] - before["generate_calls"]
+    assert after["requests"] - before["requests"] == 200
+    assert calls < 200 / 2, f"{calls} generate calls for 200 concurrent requests: no batching"
+
+
+def test_down_stops_the_server(served: dict, tmp_path: Path) -> None:
+    run = recorded_run(served["run_dir"])
+    assert "fastapi" in running_services(run)
+    done = tunekit_cli("down", "--run-dir", str(served["run_dir"]))
+    assert done.returncode == 0
+    assert not running_services(run) and not healthy(f"{served['url']}/healthz")
