@@ -75,8 +75,9 @@ class _Job:
 class Batcher:
     """One generate call at a time; the requests queued meanwhile share the next one."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 32) -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 32, wait_s: float = 0.01):
         self.model, self.tokenizer, self.max_batch = model, tokenizer, max_batch
+        self.wait_s = wait_s  # how long a first request waits for others to join its batch
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.requests = 0
         self.batches = 0  # generate calls made: requests / batches is the mean batch size
@@ -90,8 +91,18 @@ class Batcher:
     async def run(self) -> None:
         while True:
             jobs = [await self.queue.get()]
-            while len(jobs) < self.max_batch and not self.queue.empty():
-                jobs.append(self.queue.get_nowait())
+            deadline = asyncio.get_running_loop().time() + self.wait_s
+            while len(jobs) < self.max_batch:
+                if not self.queue.empty():
+                    jobs.append(self.queue.get_nowait())
+                    continue
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    jobs.append(await asyncio.wait_for(self.queue.get(), left))
+                except TimeoutError:
+                    break
             # one call per sampling setup; greedy requests of different lengths share the longest
             groups: dict[float, list[_Job]] = {}
             for job in jobs:
@@ -148,7 +159,7 @@ def load_components(model_uri: str) -> tuple[Any, Any, str]:
     return components["model"], components["tokenizer"], version
 
 
-def create_app(model_uri: str, max_batch: int = 32) -> FastAPI:
+def create_app(model_uri: str, max_batch: int = 32, batch_wait_ms: float = 10) -> FastAPI:
     """The FastAPI app serving `model_uri`."""
     served = Served(model_uri)
 
@@ -159,7 +170,7 @@ def create_app(model_uri: str, max_batch: int = 32) -> FastAPI:
             log.exception("could not load %s", model_uri)
             served.error = f"{type(e).__name__}: {e}"
             return
-        served.batcher = Batcher(model, tokenizer, max_batch)
+        served.batcher = Batcher(model, tokenizer, max_batch, batch_wait_ms / 1000)
         log.info("serving %s (version %s)", model_uri, served.version or "-")
         await served.batcher.run()
 
@@ -231,10 +242,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-batch", type=int, default=32, help="requests per generate call")
+    parser.add_argument(
+        "--batch-wait-ms", type=float, default=10, help="how long a batch waits to fill up"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
-        create_app(args.model_uri, args.max_batch),
+        create_app(args.model_uri, args.max_batch, args.batch_wait_ms),
         host=args.host,
         port=args.port,
         timeout_graceful_shutdown=30,
