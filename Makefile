@@ -5,6 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# MLServer (stage 06) needs an older FastAPI than MLflow's server: it gets its own environment.
+MLSERVER_VENV ?= .venv-mlserver
 # Installed first and on its own: a plain `torch` requirement pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
@@ -18,7 +20,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-install: $(VENV)/.installed
+$(MLSERVER_VENV)/.installed: docker/kserve/requirements.txt
+	@test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet '$(TORCH)'
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet -r docker/kserve/requirements.txt
+	@touch $@
+
+install: $(VENV)/.installed $(MLSERVER_VENV)/.installed
 
 demo: install  ## run 01..07 on the local profile, print where everything is
 	$(BIN)/tunekit run --profile local
@@ -42,5 +51,5 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check lib tests
 
-clean:  ## remove the virtual environment (runs/ stays)
-	rm -rf $(VENV)
+clean:  ## remove the virtual environments (runs/ stays)
+	rm -rf $(VENV) $(MLSERVER_VENV)

@@ -1,7 +1,8 @@
-"""Stages 04-05 end to end: a tiny fine-tune registered and served by `tunekit.serve`, over HTTP.
+"""Stages 04-06 end to end: a tiny fine-tune registered, served by `tunekit.serve` (FastAPI) and
+by MLServer (Open Inference V2), over HTTP.
 
-The server is started the way stage 05 starts it (the runner executes the notebook), then probed
-with real requests: the contract, every kind of bad input, and a bounded load run.
+The servers are started the way stages 05 and 06 start them (the runner executes the notebooks),
+then probed with real requests: the contract, every kind of bad input, and bounded load runs.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 import pytest
 import requests
 
+from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
 from tunekit.services import healthy, running_services
-from tunekit.serving import EXAMPLE
+from tunekit.serving import EXAMPLE, v2_request
 
 from .conftest import TINY_FINETUNE, tunekit_cli
 
@@ -27,13 +29,14 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     run_dir = tmp_path_factory.mktemp("serve") / "run"
-    done = tunekit_cli("run", "--stages", "01-05", "--run-dir", str(run_dir), *TINY_FINETUNE)
+    done = tunekit_cli("run", "--stages", "01-06", "--run-dir", str(run_dir), *TINY_FINETUNE)
     try:
         assert done.returncode == 0, done.stdout + done.stderr
         state = recorded_run(run_dir).state
         yield {
             "run_dir": run_dir,
             "url": state.section("serving")["fastapi"]["url"],
+            "mlserver": state.section("serving")["mlserver"],
             "registry": state.section("registry"),
             "output": done.stdout,
         }
@@ -64,8 +67,6 @@ def test_post_question_and_context(served: dict) -> None:
 
 
 def test_get_predict_is_the_tutorials_contract(served: dict) -> None:
-    from tunekit.prompts import build_prompt
-
     message = build_prompt(EXAMPLE["question"], EXAMPLE["context"])
     got = requests.get(f"{served['url']}/predict", params={"message": message}, timeout=60)
     posted = requests.post(f"{served['url']}/predict", json={"prompt": message}, timeout=60)
@@ -133,9 +134,56 @@ def test_load_run_has_no_errors_and_batches_requests(served: dict) -> None:
     assert calls < 200 / 2, f"{calls} generate calls for 200 concurrent requests: no batching"
 
 
-def test_down_stops_the_server(served: dict, tmp_path: Path) -> None:
+def infer(served: dict, body: Any, **kwargs: Any) -> requests.Response:
+    return requests.post(served["mlserver"]["infer_url"], json=body, timeout=120, **kwargs)
+
+
+def test_mlserver_is_ready_and_answers_like_fastapi(served: dict) -> None:
+    url = served["mlserver"]["url"]
+    assert requests.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
+    assert requests.get(f"{url}/v2/models/gemma2-text-to-sql/ready", timeout=5).status_code == 200
+    other = {
+        "question": "Which venue has a week of 3?",
+        "context": "CREATE TABLE game (venue VARCHAR, week INTEGER)",
+    }
+    for example in (EXAMPLE, other):
+        v2 = infer(served, v2_request(build_prompt(example["question"], example["context"])))
+        assert v2.status_code == 200, v2.text
+        [output] = v2.json()["outputs"]
+        fastapi = requests.post(f"{served['url']}/predict", json=example, timeout=60).json()
+        assert output["data"][0].strip() == fastapi["sql"]  # same version, greedy: same text
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"inputs": "not a list"}, None),
+        ({"not_inputs": []}, None),
+        ({"inputs": [{"name": "prompt", "shape": [1], "datatype": "NOPE", "data": ["x"]}]}, None),
+        (v2_request("x"), "/v2/models/no-such-model/infer"),
+    ],
+)
+def test_mlserver_rejects_bad_input_with_a_4xx(served: dict, body: dict, path: str | None):
+    url = served["mlserver"]["url"] + path if path else served["mlserver"]["infer_url"]
+    response = requests.post(url, json=body, timeout=30)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.text
+
+
+def test_mlserver_load_run_has_no_errors(served: dict) -> None:
+    prompts = [build_prompt(f"Which venue has a week of {i % 17 + 1}?",
+                            "CREATE TABLE game (venue VARCHAR, week INTEGER)")
+               for i in range(200)]  # fmt: skip
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda p: infer(served, v2_request(p)), prompts))
+    assert [r.status_code for r in responses] == [200] * 200
+    assert all(isinstance(r.json()["outputs"][0]["data"][0], str) for r in responses)
+
+
+def test_down_stops_both_servers(served: dict, tmp_path: Path) -> None:
     run = recorded_run(served["run_dir"])
-    assert "fastapi" in running_services(run)
+    assert {"fastapi", "mlserver"} <= set(running_services(run))
     done = tunekit_cli("down", "--run-dir", str(served["run_dir"]))
     assert done.returncode == 0
     assert not running_services(run) and not healthy(f"{served['url']}/healthz")
+    assert not healthy(f"{served['mlserver']['url']}/v2/health/live")

@@ -565,6 +565,103 @@ The server keeps running for you to try; `07-cleanup` (or `make down`) stops it.
     ]
 )
 
+NB["06-deploy-kserve"] = nb(
+    [
+        (
+            "md",
+            """# 06 · Serve the champion with MLServer (KServe V2)
+
+Stage 6 of 7 of **tunekit**. Stage 04 registered the champion; stage 05 serves it with FastAPI.
+
+## Overview
+
+KServe serves MLflow models with **MLServer** and its MLflow runtime, speaking the Open Inference
+(V2) protocol. This stage serves the same registered version that way: MLServer loads
+`models:/<name>/<version>` of the champion with `mlserver-mlflow`, and answers
+`POST /v2/models/<name>/infer`. With greedy decoding it returns the same text as stage 05.
+
+| profile | what this stage does |
+|---|---|
+| `local` (default) | writes a model-settings file into the run directory and starts `mlserver start` on it as a managed local service (MLServer has its own environment, `.venv-mlserver`) |
+| `gke` | applies a KServe `InferenceService` (V2 protocol) whose `storageUri` is the registered version, on an MLServer image with the model's dependencies baked in |
+
+### Objective
+
+- Start MLServer on the champion and wait until the model is ready.
+- Send a V2 inference request like the tutorial's `input.json`, and compare with stage 05.
+
+### Costs
+
+"""
+            + COST_LOCAL
+            + """ On `gke` the InferenceService holds a GPU node while it runs; `07-cleanup`
+removes it.
+
+## Before you begin""",
+        ),
+        ("md", PARAMS_MD),
+        (
+            "code",
+            params(False)
+            + """
+question = "What is the total number of points when the opponent is utah jazz?"
+context = "CREATE TABLE table_name_12 (points INTEGER, opponent VARCHAR)\"""",
+            "parameters",
+        ),
+        ("md", """### Open the run"""),
+        (
+            "code",
+            """import tunekit
+
+run = tunekit.open_run(run_dir, profile=profile, **settings)
+run""",
+        ),
+        (
+            "md",
+            """## Start MLServer
+
+Returns once `/v2/models/<name>/ready` answers. A server already running on the same champion
+is reused.""",
+        ),
+        (
+            "code",
+            """server = tunekit.deploy_kserve(run)["mlserver"]
+print(f"Serving {server['model_uri']} (version {server['model_version']})")
+print(f"V2 endpoint: {server['infer_url']}")""",
+        ),
+        ("md", """## Ask a question over the V2 protocol"""),
+        (
+            "code",
+            """answer = tunekit.ask(run, question, context, server="mlserver")
+print(f"Q:   {answer['question']}")
+print(f"SQL: {answer['sql']}   (model version {answer['model_version']})")""",
+        ),
+        ("md", """The same request from a terminal:"""),
+        ("code", """print(answer["curl"])"""),
+        (
+            "md",
+            """## Compare with stage 05
+
+Where the FastAPI server of stage 05 is running, it answers the same question with the same
+text: both serve the same version, greedily.""",
+        ),
+        (
+            "code",
+            """if "fastapi" in tunekit.running_services(run):
+    simple = tunekit.ask(run, question, context, server="fastapi")
+    print(f"FastAPI: {simple['sql']}")
+    print(f"same answer: {simple['sql'] == answer['sql']}")""",
+        ),
+        (
+            "md",
+            """## Cleaning up
+
+MLServer keeps running for you to try; `07-cleanup` (or `make down`) stops it and the FastAPI
+server.""",
+        ),
+    ]
+)
+
 if __name__ == "__main__":
     import sys
 

@@ -34,7 +34,7 @@ class ServiceError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """How to start a service: `{port}` in the command is replaced by its port."""
+    """How to start a service: `{port}` in the command and the env is replaced by its port."""
 
     name: str
     command: list[str]
@@ -137,7 +137,7 @@ def _start(run: Run, spec: ServiceSpec, port: int) -> dict[str, Any]:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **spec.env},
+            env={**os.environ, **{k: v.replace("{port}", str(port)) for k, v in spec.env.items()}},
             cwd=run.dir,
             start_new_session=True,
         )

@@ -45,6 +45,11 @@ def deploy_simple(run: Run) -> dict[str, Any]:
     return backend_for(run).deploy_simple(run)
 
 
+def deploy_kserve(run: Run) -> dict[str, Any]:
+    """Stage 06: MLServer (KServe's V2 runtime) on the champion; locally `mlserver start`."""
+    return backend_for(run).deploy_kserve(run)
+
+
 def cleanup(run: Run) -> dict[str, Any]:
     """Stage 07: stop everything the run's state records. Safe to run twice."""
     return backend_for(run).cleanup(run)

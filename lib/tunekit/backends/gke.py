@@ -30,5 +30,9 @@ def deploy_simple(run: Run) -> dict[str, Any]:
     _not_yet("05-deploy-simple")
 
 
+def deploy_kserve(run: Run) -> dict[str, Any]:
+    _not_yet("06-deploy-kserve")
+
+
 def cleanup(run: Run) -> dict[str, Any]:
     _not_yet("07-cleanup")

@@ -60,6 +60,24 @@ def deploy_simple(run: Run) -> dict[str, Any]:
     )
 
 
+def deploy_kserve(run: Run) -> dict[str, Any]:
+    """Start (or reuse) MLServer with the MLflow runtime on the champion (Open Inference V2)."""
+    server = ensure_service(run, serving.mlserver_spec(run))
+    name = run.settings.registered_model_name
+    return run.state.update(
+        "serving",
+        {
+            "mlserver": {
+                "url": server["url"],
+                "infer_url": f"{server['url']}/v2/models/{name}/infer",
+                "model_uri": serving.champion_uri(run),
+                "model_version": serving.champion_version(run),
+                "reused": server["reused"],
+            }
+        },
+    )
+
+
 def cleanup(run: Run) -> dict[str, Any]:
     """Stop every service the state records; the run dir (data, logs) stays for `tunekit ui`."""
     stopped = stop_all(run)
