@@ -180,6 +180,16 @@ def test_mlserver_load_run_has_no_errors(served: dict) -> None:
     assert all(isinstance(r.json()["outputs"][0]["data"][0], str) for r in responses)
 
 
+def test_rerunning_the_stages_reuses_both_servers(served: dict) -> None:
+    import tunekit
+
+    run = tunekit.open_run(served["run_dir"])
+    pids = {n: r["pid"] for n, r in running_services(run).items()}
+    assert tunekit.deploy_simple(run)["fastapi"]["reused"] is True
+    assert tunekit.deploy_kserve(run)["mlserver"]["reused"] is True
+    assert {n: r["pid"] for n, r in running_services(run).items()} == pids
+
+
 def test_down_stops_both_servers(served: dict, tmp_path: Path) -> None:
     run = recorded_run(served["run_dir"])
     assert {"fastapi", "mlserver"} <= set(running_services(run))
