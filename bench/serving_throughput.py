@@ -18,6 +18,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -33,7 +34,7 @@ import tunekit
 from tunekit.data import load_splits
 from tunekit.prompts import build_prompt
 from tunekit.services import ServiceSpec, ensure_service, stop_service
-from tunekit.serving import champion_uri, champion_version
+from tunekit.serving import champion_version, fastapi_spec
 from tunekit.tracking import tracking_uri
 
 CONCURRENCY = (1, 8, 16)
@@ -59,20 +60,7 @@ def servers(run: tunekit.Run) -> dict[str, ServiceSpec]:
             health_path="/healthz",
             env={**env, "MODEL_URI": version_uri},
         ),
-        "tunekit": ServiceSpec(
-            name="bench-tunekit",
-            command=[
-                sys.executable,
-                "-m",
-                "tunekit.serve",
-                "--model-uri",
-                champion_uri(run),
-                "--port",
-                "{port}",
-            ],
-            health_path="/readyz",
-            env=env,
-        ),
+        "tunekit": dataclasses.replace(fastapi_spec(run), name="bench-tunekit"),  # stage 05's
     }
 
 
