@@ -87,6 +87,8 @@ def test_max_new_tokens_bounds_the_answer(served: dict) -> None:
         ("post", {"json": {"prompt": "   "}}, "`prompt` is empty"),
         ("post", {"json": {"prompt": "x" * 4001}}, "at most 4000 characters"),
         ("post", {"json": {"prompt": "p", "question": "q"}}, "not both"),
+        ("post", {"json": {"prompt": "select 1 ; " * 360}}, "exceeds the model's 512 positions"),
+        ("get", {"params": {"message": "select 1 ; " * 360}}, "exceeds the model's"),
         ("post", {"json": {**EXAMPLE, "max_new_tokens": 0}}, "greater than or equal to 1"),
         ("post", {"json": {**EXAMPLE, "max_new_tokens": 100000}}, "less than or equal to 256"),
         ("post", {"json": {**EXAMPLE, "temperature": -1}}, "greater than or equal to 0"),

@@ -130,6 +130,17 @@ class Batcher:
             if not job.done.done():
                 job.done.set_result(text)
 
+    def check_length(self, prompt: str, max_new_tokens: int) -> None:
+        """A prompt the model cannot take is the client's error (422), before it joins a batch."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        tokens = len(self.tokenizer(prompt)["input_ids"])
+        if limit and tokens + max_new_tokens > limit:
+            raise HTTPException(
+                422,
+                f"the prompt is {tokens} tokens; with max_new_tokens={max_new_tokens} "
+                f"that exceeds the model's {limit} positions",
+            )
+
     def _truncate(self, text: str, max_new_tokens: int) -> str:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][:max_new_tokens]
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -190,6 +201,7 @@ def create_app(model_uri: str, max_batch: int = 32, batch_wait_ms: float = 10) -
     async def answer(prompt: str, max_new_tokens: int, temperature: float) -> PredictResponse:
         if served.batcher is None:
             raise HTTPException(503, served.error or "the model is still loading; see /readyz")
+        served.batcher.check_length(prompt, max_new_tokens)
         sql = await served.batcher.submit(prompt, max_new_tokens, temperature)
         return PredictResponse(sql=sql, model_version=served.version, model_uri=model_uri)
 
