@@ -41,6 +41,17 @@ def nb(cells):
     return out
 
 
+# The later stages' "Open the run" cell.
+OPEN_RUN = """import tunekit
+
+run = tunekit.open_run(run_dir, profile=profile, **settings)
+run"""
+
+# The tutorial's style of question (tunekit.serving.EXAMPLE), as parameters of 05 and 06.
+EXAMPLE_PARAMETERS = """
+question = "What is the total number of points when the opponent is utah jazz?"
+context = "CREATE TABLE table_name_12 (points INTEGER, opponent VARCHAR)\""""
+
 COST_LOCAL = "The `local` profile runs on this machine and costs nothing."
 
 NB = {}
@@ -165,10 +176,7 @@ small persistent disk: a few cents per hour on top of stage 01.
         ("md", """### Open the run"""),
         (
             "code",
-            """import tunekit
-
-run = tunekit.open_run(run_dir, profile=profile, **settings)
-run""",
+            OPEN_RUN,
         ),
         (
             "md",
@@ -371,10 +379,7 @@ resources created outside tunekit.
         ("md", """### Open the run"""),
         (
             "code",
-            """import tunekit
-
-run = tunekit.open_run(run_dir, profile=profile, **settings)
-run""",
+            OPEN_RUN,
         ),
         ("md", """## Stop everything"""),
         ("code", """tunekit.cleanup(run)"""),
@@ -520,19 +525,13 @@ prices); `07-cleanup` removes it.
         ("md", PARAMS_MD),
         (
             "code",
-            params(False)
-            + """
-question = "What is the total number of points when the opponent is utah jazz?"
-context = "CREATE TABLE table_name_12 (points INTEGER, opponent VARCHAR)\"""",
+            params(False) + EXAMPLE_PARAMETERS,
             "parameters",
         ),
         ("md", """### Open the run"""),
         (
             "code",
-            """import tunekit
-
-run = tunekit.open_run(run_dir, profile=profile, **settings)
-run""",
+            OPEN_RUN,
         ),
         (
             "md",
@@ -602,19 +601,13 @@ removes it.
         ("md", PARAMS_MD),
         (
             "code",
-            params(False)
-            + """
-question = "What is the total number of points when the opponent is utah jazz?"
-context = "CREATE TABLE table_name_12 (points INTEGER, opponent VARCHAR)\"""",
+            params(False) + EXAMPLE_PARAMETERS,
             "parameters",
         ),
         ("md", """### Open the run"""),
         (
             "code",
-            """import tunekit
-
-run = tunekit.open_run(run_dir, profile=profile, **settings)
-run""",
+            OPEN_RUN,
         ),
         (
             "md",
