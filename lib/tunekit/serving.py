@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from tunekit.models import TINY
 from tunekit.prompts import build_prompt
 from tunekit.registry import CHAMPION
 from tunekit.run import Run
@@ -38,8 +39,7 @@ def champion_version(run: Run) -> str:
 
 
 def fastapi_spec(run: Run) -> ServiceSpec:
-    """`python -m tunekit.serve` on the champion. The version is in the environment, so a
-    server started on an earlier champion is restarted, not reused."""
+    """`python -m tunekit.serve` on the champion."""
     return ServiceSpec(
         name="fastapi",
         command=[
@@ -52,12 +52,18 @@ def fastapi_spec(run: Run) -> ServiceSpec:
             "{port}",
         ],
         health_path="/readyz",
-        env={
-            "MLFLOW_TRACKING_URI": tracking_uri(run),
-            "TUNEKIT_SERVED_VERSION": champion_version(run),
-            "HF_HUB_OFFLINE": "1" if run.settings.model_id == "tiny-gemma2" else "0",
-        },
+        env=_server_env(run),
     )
+
+
+def _server_env(run: Run) -> dict[str, str]:
+    """What both servers need to load the champion. The version is in it, so a server started
+    on an earlier champion is restarted, not reused."""
+    return {
+        "MLFLOW_TRACKING_URI": tracking_uri(run),
+        "TUNEKIT_SERVED_VERSION": champion_version(run),
+        "HF_HUB_OFFLINE": "1" if run.settings.model_id == TINY else "0",
+    }
 
 
 def mlserver_executable() -> str:
@@ -99,12 +105,7 @@ def mlserver_spec(run: Run) -> ServiceSpec:
         name="mlserver",
         command=[mlserver_executable(), "start", str(folder)],
         health_path=f"/v2/models/{name}/ready",
-        env={
-            "MLSERVER_HTTP_PORT": "{port}",
-            "MLFLOW_TRACKING_URI": tracking_uri(run),
-            "TUNEKIT_SERVED_VERSION": champion_version(run),
-            "HF_HUB_OFFLINE": "1" if run.settings.model_id == "tiny-gemma2" else "0",
-        },
+        env={"MLSERVER_HTTP_PORT": "{port}", **_server_env(run)},
     )
 
 
@@ -117,14 +118,14 @@ def ask(run: Run, question: str = EXAMPLE["question"], context: str = EXAMPLE["c
         server: str = "fastapi") -> dict[str, Any]:  # fmt: skip
     """Ask a running server (`fastapi` of 05, `mlserver` of 06) one question: its SQL, the
     version that answered, and the `curl` command that asks the same."""
-    url = run.state.section("serving").get(server, {}).get("url")
-    if not url:
+    recorded = run.state.section("serving").get(server, {})
+    if not recorded.get("url"):
         raise RuntimeError(f"no {server} server recorded for this run: run its stage first")
     if server == "mlserver":
-        endpoint = f"{url}/v2/models/{run.settings.registered_model_name}/infer"
+        endpoint = recorded["infer_url"]
         body: dict[str, Any] = v2_request(build_prompt(question, context))
     else:
-        endpoint, body = f"{url}/predict", {"question": question, "context": context}
+        endpoint, body = f"{recorded['url']}/predict", {"question": question, "context": context}
     response = requests.post(endpoint, json=body, timeout=120)
     response.raise_for_status()
     answer = response.json()
@@ -133,6 +134,6 @@ def ask(run: Run, question: str = EXAMPLE["question"], context: str = EXAMPLE["c
         f"curl -s -X POST {endpoint} -H 'Content-Type: application/json' "
         f"-d {shlex.quote(json.dumps(body))}"
     )
-    version = answer.get("model_version") or run.state.section("serving")[server]["model_version"]
+    version = answer.get("model_version") or recorded["model_version"]
     return {"sql": sql, "model_version": version, "question": question, "curl": curl,
             "response": answer}  # fmt: skip
