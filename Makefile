@@ -7,6 +7,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # MLServer (stage 06) needs an older FastAPI than MLflow's server: it gets its own environment.
 MLSERVER_VENV ?= .venv-mlserver
+# checkov (the manifests' and terraform's policy scan) pins packages the kit pins differently.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV ?= checkov==3.3.30
+# KServe's SDK only for its generated model types (the InferenceService schema check); its
+# server dependencies are not needed, so it is installed without them.
+KSERVE_SDK ?= kserve==0.21.0
 # Installed first and on its own: a plain `torch` requirement pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
@@ -18,6 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet '$(TORCH)'
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(KSERVE_SDK)'
 	@touch $@
 
 $(MLSERVER_VENV)/.installed: docker/kserve/requirements.txt
@@ -27,7 +34,13 @@ $(MLSERVER_VENV)/.installed: docker/kserve/requirements.txt
 	$(MLSERVER_VENV)/bin/python -m pip install --quiet -r docker/kserve/requirements.txt
 	@touch $@
 
-install: $(VENV)/.installed $(MLSERVER_VENV)/.installed
+$(CHECKOV_VENV)/.installed: Makefile
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet '$(CHECKOV)'
+	@touch $@
+
+install: $(VENV)/.installed $(MLSERVER_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 demo: install  ## run 01..07 on the local profile, print where everything is
 	$(BIN)/tunekit run --profile local
@@ -52,4 +65,4 @@ lint: install
 	$(BIN)/ruff format --check lib tests
 
 clean:  ## remove the virtual environments (runs/ stays)
-	rm -rf $(VENV) $(MLSERVER_VENV)
+	rm -rf $(VENV) $(MLSERVER_VENV) $(CHECKOV_VENV)

@@ -83,12 +83,6 @@ def test_cleanup_stops_everything_and_can_run_twice(run):
     assert tunekit.cleanup(run) == {"stopped": [], "still_running": []}
 
 
-def test_gke_stages_are_not_implemented_yet(tmp_path):
-    run = tunekit.start_run(tmp_path / "g", profile="gke", project_id="acme")
-    with pytest.raises(NotImplementedError, match="profile 'gke': stage 01-cluster"):
-        tunekit.create_cluster(run)
-
-
 def test_ui_reopens_an_earlier_run_and_stops_on_ctrl_c(run):
     tunekit.create_cluster(run)
     experiment = tunekit.start_mlflow(run)["experiment_id"]

@@ -28,6 +28,8 @@ from tunekit.settings import SettingsError, load_settings
                 "model_id": "google/gemma-2-9b",
                 "dataset": "b-mc2/sql-create-context",
                 "bucket": "acme-tunekit",
+                "load_in_4bit": True,
+                "dry_run": False,
             },
             id="gke-profile-file",
         ),

@@ -89,7 +89,13 @@ with an NVIDIA L4, roughly $0.85 per hour on demand, less on Spot) and Cloud Sto
 GB-month). Check your region with the [pricing calculator](https://cloud.google.com/products/calculator),
 and run `07-cleanup` when you are done.
 
-## Before you begin""",
+## Before you begin
+
+On `gke`, try the series first as a dry run: `settings = {"dry_run": True, "project_id": "..."}`
+(or `tunekit run --profile gke -p dry_run=true -p project_id=...`) touches no cloud; every
+stage prints its commands and writes the manifests it would apply into `runs/<run-id>/gke/`.
+The real run needs `gcloud` logged in, `terraform`, `kubectl`, `helm`, and `HF_TOKEN` in the
+environment for the gated Gemma weights.""",
         ),
         ("md", PARAMS_MD),
         ("code", params(True), "parameters"),

@@ -87,7 +87,10 @@ def preview_examples(run: Any, n: int = 3) -> Any:
     import pandas as pd
 
     from tunekit.prompts import build_example
+    from tunekit.run import skipped_in_dry_run
 
+    if skipped_in_dry_run(run, f"reading {run.settings.dataset}"):
+        return None
     train, _ = load_splits(run.settings)
     return pd.DataFrame([build_example(r, eos_token="<eos>") for r in train[:n]])
 

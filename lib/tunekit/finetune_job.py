@@ -11,20 +11,22 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tunekit.models import TINY
+from tunekit import workloads
 from tunekit.run import Run
 from tunekit.services import log_tail
 from tunekit.train import RESULT_FILE
 
 # Settings that do not change what is trained.
-_NOT_TRAINING = {"profile", "project_id", "region", "cluster_name", "bucket", "service_timeout_s"}
+_NOT_TRAINING = {
+    *("profile", "project_id", "region", "cluster_name", "bucket", "service_timeout_s"),
+    *("dry_run", "namespace", "gpu_type", "gpu_machine_type", "gpu_spot", "image_tag"),
+}
 PROGRESS_PREFIXES = ("step ", "tunekit: ")  # the lines of the trainer's output shown live
 
 
@@ -42,22 +44,18 @@ def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
     if result_file.is_file():
         return _record(run, job, json.loads(result_file.read_text()), reused=True)
     job.mkdir(parents=True, exist_ok=True)
-    config = job / "config.yaml"
-    config.write_text(yaml.safe_dump(run.settings.model_dump(), sort_keys=False))
+    config = yaml.safe_dump(run.settings.model_dump(), sort_keys=False)
+    (job / "config.yaml").write_text(config)
     resume = (job / "checkpoints").is_dir()
-    command = [
-        sys.executable,
-        "-m",
-        "tunekit.train",
-        "--config",
-        str(config),
-        "--models-dir",
-        str(run.dir / "models"),
-        *(["--resume"] if resume else []),
-    ]
+    # The Job the gke profile applies, run here: /etc/tunekit is the job dir, /workspace the run's
+    objects = workloads.finetune_job(run, job.name, tracking_uri, config)
+    process = workloads.as_process(
+        workloads.container_of(objects, "Job"),
+        mounts={workloads.CONFIG_DIR: str(job), workloads.WORKSPACE: str(run.dir)},
+    )
     log = run.logs_dir / f"finetune-{job.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    returncode = _stream(run, command, _environment(run, tracking_uri), log, job, resume)
+    returncode = _stream(run, process.argv, {**os.environ, **process.env}, log, job, resume)
     if returncode != 0 or not result_file.is_file():
         run.state.update("finetune", {"status": "failed", "job": job.name})
         raise RuntimeError(
@@ -65,21 +63,6 @@ def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
             f"from its last checkpoint. Last lines of {log}:\n{log_tail(log, 15)}"
         )
     return _record(run, job, json.loads(result_file.read_text()), reused=False)
-
-
-def _environment(run: Run, tracking_uri: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_FLATTEN_PARAMS": "true",
-        "PYTHONUNBUFFERED": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    local_model = run.settings.model_id == TINY or Path(run.settings.model_id).is_dir()
-    local_data = run.settings.dataset == "synthetic" or Path(run.settings.dataset).is_file()
-    if local_model and local_data:
-        env.setdefault("HF_HUB_OFFLINE", "1")  # nothing to download; skip the Hub's lookups
-    return env
 
 
 def _stream(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit.run import Run
+from tunekit.run import Run, skipped_in_dry_run
 from tunekit.tracking import tracking_uri
 
 
 def training_curves(run: Run) -> Any:
     """Loss and learning rate of the run's fine-tune, step by step."""
+    if skipped_in_dry_run(run, "the training curves"):
+        return None
     import matplotlib.pyplot as plt
     from mlflow import MlflowClient
 
@@ -29,6 +31,8 @@ def training_curves(run: Run) -> Any:
 
 def base_vs_tuned(run: Run) -> Any:
     """Exact match and execution accuracy of the base and the tuned model on held-out rows."""
+    if skipped_in_dry_run(run, "the base vs tuned plot"):
+        return None
     import matplotlib.pyplot as plt
     from mlflow import MlflowClient
 
@@ -47,6 +51,8 @@ def base_vs_tuned(run: Run) -> Any:
 
 def runs_compared(run: Run) -> Any:
     """Every evaluated fine-tune of the experiment: execution accuracy and eval loss, best first."""
+    if skipped_in_dry_run(run, "the runs compared plot"):
+        return None
     import matplotlib.pyplot as plt
 
     from tunekit.registry import compare_runs
@@ -69,6 +75,8 @@ def runs_compared(run: Run) -> Any:
 def run_link(run: Run) -> str:
     """The fine-tune's page in the MLflow UI."""
     finetune = run.state.section("finetune")
+    if run.settings.dry_run:
+        return "(dry run: no MLflow run)"
     return (
         f"{tracking_uri(run)}/#/experiments/{finetune['experiment_id']}/runs/"
         f"{finetune['mlflow_run_id']}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit.run import Run
+from tunekit.run import Run, skipped_in_dry_run
 from tunekit.tracking import tracking_uri
 
 CHAMPION = "champion"
@@ -30,6 +30,8 @@ def compare_runs(run: Run) -> Any:
     import mlflow
     import pandas as pd
 
+    if skipped_in_dry_run(run, "comparing the experiment's runs"):
+        return pd.DataFrame(columns=["run_id", "run_name", *METRICS, *PARAMS])
     experiment_id = _experiment_id(run)
     found = mlflow.MlflowClient(tracking_uri(run)).search_runs(
         [experiment_id],
@@ -55,6 +57,8 @@ def register_best(run: Run, pin_run_id: str = "") -> dict[str, Any]:
     """Register the best run's model (or `pin_run_id`'s), alias it `champion`; record it."""
     import mlflow
 
+    if skipped_in_dry_run(run, "registering the best run"):
+        return _record_dry_run(run, pin_run_id)
     client = mlflow.MlflowClient(tracking_uri(run))
     candidates = compare_runs(run)
     if pin_run_id:
@@ -91,6 +95,25 @@ def register_best(run: Run, pin_run_id: str = "") -> dict[str, Any]:
             "created": created,
             "tuned_execution_accuracy": best["tuned_execution_accuracy"],
             "ui_url": f"{tracking_uri(run)}/#/models/{name}/versions/{version.version}",
+        },
+    )
+
+
+def _record_dry_run(run: Run, pin_run_id: str) -> dict[str, Any]:
+    """What a dry run records: the alias the later stages serve, no version yet."""
+    name = run.settings.registered_model_name
+    return run.state.update(
+        "registry",
+        {
+            "registered_model_name": name,
+            "version": "dry-run",
+            "alias": CHAMPION,
+            "model_uri": f"models:/{name}@{CHAMPION}",
+            "run_id": pin_run_id or "dry-run",
+            "pinned": bool(pin_run_id),
+            "created": False,
+            "tuned_execution_accuracy": float("nan"),
+            "ui_url": f"{run.state.section('mlflow').get('ui_url', '')} (dry run)",
         },
     )
 

@@ -117,3 +117,11 @@ def _open(path: Path, values: dict[str, Any]) -> Run:
         )
         data["settings"] = settings.model_dump()
     return Run(path, settings)
+
+
+def skipped_in_dry_run(run: Run, what: str) -> bool:
+    """True, after saying so, when `run` is a dry run and `what` needs the live platform."""
+    if run.settings.dry_run:
+        print(f"dry run: {what} skipped (nothing was deployed)", flush=True)
+        return True
+    return False

@@ -6,16 +6,15 @@ import json
 import os
 import shlex
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tunekit.models import TINY
+from tunekit import workloads
 from tunekit.prompts import build_prompt
 from tunekit.registry import CHAMPION
-from tunekit.run import Run
+from tunekit.run import Run, skipped_in_dry_run
 from tunekit.services import ServiceSpec, free_port
 from tunekit.tracking import tracking_uri
 
@@ -39,31 +38,12 @@ def champion_version(run: Run) -> str:
 
 
 def fastapi_spec(run: Run) -> ServiceSpec:
-    """`python -m tunekit.serve` on the champion."""
-    return ServiceSpec(
-        name="fastapi",
-        command=[
-            sys.executable,
-            "-m",
-            "tunekit.serve",
-            "--model-uri",
-            champion_uri(run),
-            "--port",
-            "{port}",
-        ],
-        health_path="/readyz",
-        env=_server_env(run),
+    """`python -m tunekit.serve` on the champion: the gke profile's Deployment, as a process."""
+    objects = workloads.serve_deployment(
+        run, champion_uri(run), champion_version(run), tracking_uri(run)
     )
-
-
-def _server_env(run: Run) -> dict[str, str]:
-    """What both servers need to load the champion. The version is in it, so a server started
-    on an earlier champion is restarted, not reused."""
-    return {
-        "MLFLOW_TRACKING_URI": tracking_uri(run),
-        "TUNEKIT_SERVED_VERSION": champion_version(run),
-        "HF_HUB_OFFLINE": "1" if run.settings.model_id == TINY else "0",
-    }
+    process = workloads.as_process(workloads.container_of(objects, "Deployment"), mounts={})
+    return ServiceSpec("fastapi", process.argv, process.health_path, process.env)
 
 
 def mlserver_executable() -> str:
@@ -82,31 +62,35 @@ def mlserver_executable() -> str:
 
 
 def mlserver_spec(run: Run) -> ServiceSpec:
-    """`mlserver start` on a model-settings file for the champion, written into the run dir."""
-    name = run.settings.registered_model_name
+    """`mlserver start` on the champion: the gke profile's ServingRuntime container, as a process.
+
+    KServe's storage initializer copies the model into /mnt/models; here MLServer's MLflow
+    runtime reads the registered version itself (`models:/NAME/VERSION`) and /mnt/models is an
+    empty folder of the run.
+    """
+    name, version = run.settings.registered_model_name, champion_version(run)
     folder = run.dir / "mlserver"
-    (folder / name).mkdir(parents=True, exist_ok=True)
-    settings_file = folder / "settings.json"
+    folder.mkdir(parents=True, exist_ok=True)
     # gRPC and metrics ports are chosen once per run and kept, so a re-run can reuse the server
-    ports = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
-    settings_file.write_text(json.dumps({
-        "host": "127.0.0.1",
-        "grpc_port": ports.get("grpc_port") or free_port(),
-        "metrics_port": ports.get("metrics_port") or free_port(),
-        "parallel_workers": 0,  # the model in the server process: one copy in memory
-    }, indent=2))  # fmt: skip
-    model_settings = {
-        "name": name,
-        "implementation": "mlserver_mlflow.MLflowRuntime",
-        "parameters": {"uri": f"models:/{name}/{champion_version(run)}"},
-    }
-    (folder / name / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
-    return ServiceSpec(
-        name="mlserver",
-        command=[mlserver_executable(), "start", str(folder)],
-        health_path=f"/v2/models/{name}/ready",
-        env={"MLSERVER_HTTP_PORT": "{port}", **_server_env(run)},
+    ports_file = folder / "ports.json"
+    ports = json.loads(ports_file.read_text()) if ports_file.is_file() else {}
+    ports = {k: ports.get(k) or free_port() for k in ("grpc", "metrics")}
+    ports_file.write_text(json.dumps(ports))
+    runtime = workloads.mlserver_runtime(run, tracking_uri(run), version)
+    process = workloads.as_process(
+        workloads.container_of(runtime, "ServingRuntime"),
+        mounts={workloads.MODEL_DIR: str(folder / "models")},
+        overrides={
+            "MLSERVER_MODEL_NAME": name,
+            "MLSERVER_MODEL_URI": f"models:/{name}/{version}",
+            "MLSERVER_HOST": "127.0.0.1",
+            "MLSERVER_GRPC_PORT": str(ports["grpc"]),
+            "MLSERVER_METRICS_PORT": str(ports["metrics"]),
+        },
+        executables={"mlserver": mlserver_executable()},
     )
+    (folder / "models").mkdir(exist_ok=True)
+    return ServiceSpec("mlserver", process.argv, f"/v2/models/{name}/ready", process.env)
 
 
 def v2_request(prompt: str) -> dict[str, Any]:
@@ -126,14 +110,17 @@ def ask(run: Run, question: str = EXAMPLE["question"], context: str = EXAMPLE["c
         body: dict[str, Any] = v2_request(build_prompt(question, context))
     else:
         endpoint, body = f"{recorded['url']}/predict", {"question": question, "context": context}
-    response = requests.post(endpoint, json=body, timeout=120)
-    response.raise_for_status()
-    answer = response.json()
-    sql = answer["outputs"][0]["data"][0].strip() if server == "mlserver" else answer["sql"]
     curl = (
         f"curl -s -X POST {endpoint} -H 'Content-Type: application/json' "
         f"-d {shlex.quote(json.dumps(body))}"
     )
+    if skipped_in_dry_run(run, f"asking {server}"):
+        return {"sql": "(dry run: not asked)", "model_version": recorded["model_version"],
+                "question": question, "curl": curl, "response": None}  # fmt: skip
+    response = requests.post(endpoint, json=body, timeout=120)
+    response.raise_for_status()
+    answer = response.json()
+    sql = answer["outputs"][0]["data"][0].strip() if server == "mlserver" else answer["sql"]
     version = answer.get("model_version") or recorded["model_version"]
     return {"sql": sql, "model_version": version, "question": question, "curl": curl,
             "response": answer}  # fmt: skip

@@ -21,6 +21,8 @@ _K8S_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
+_GPU_TYPE = re.compile(r"^nvidia-[a-z0-9-]+$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class SettingsError(ValueError):
@@ -67,6 +69,17 @@ class Settings(BaseSettings):
         "b-mc2/sql-create-context", description="Hub id, .json/.jsonl/.parquet file or synthetic"
     )
     service_timeout_s: float = Field(120.0, gt=0, le=3600, description="wait for a service")
+
+    # Profile gke: the cluster, its GPU pool and the images (terraform variables of the same names)
+    dry_run: bool = Field(
+        False, description="gke: print every command and write the manifests; touch no cloud"
+    )
+    namespace: str = Field("tunekit", description="gke: Kubernetes namespace of all workloads")
+    gpu_type: str = Field("nvidia-l4", description="gke: accelerator of the GPU node pool")
+    gpu_count: int = Field(1, ge=1, le=16, description="gke: GPUs per node and per fine-tune")
+    gpu_machine_type: str = Field("g2-standard-8", description="gke: machine of the GPU pool")
+    gpu_spot: bool = Field(True, description="gke: Spot GPU nodes (the Job resumes if preempted)")
+    image_tag: str = Field("", description="gke: tag of the kit's images; empty: the kit version")
 
     # Data
     synthetic_rows: int = Field(14000, ge=100, description="rows the synthetic generator makes")
@@ -140,8 +153,29 @@ class Settings(BaseSettings):
     @field_validator("cluster_name")
     @classmethod
     def _cluster_name(cls, v: str) -> str:
+        if not _K8S_NAME.match(v) or len(v) > 24:  # + "-nodes": a service account id (<= 30)
+            raise ValueError("1-24 lowercase letters, digits or '-', starting with a letter")
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
         if not _K8S_NAME.match(v):
             raise ValueError("1-40 lowercase letters, digits or '-', starting with a letter")
+        return v
+
+    @field_validator("gpu_type")
+    @classmethod
+    def _gpu_type(cls, v: str) -> str:
+        if not _GPU_TYPE.match(v):
+            raise ValueError("a GKE accelerator like 'nvidia-l4', 'nvidia-tesla-a100'")
+        return v
+
+    @field_validator("image_tag")
+    @classmethod
+    def _image_tag(cls, v: str) -> str:
+        if v and not _IMAGE_TAG.match(v):
+            raise ValueError("a Docker tag: 1-128 of A-Z a-z 0-9 _ . -, not starting with . or -")
         return v
 
     @field_validator("bucket")
@@ -197,6 +231,10 @@ class Settings(BaseSettings):
             raise ValueError(f"eval_size: must be smaller than the number of rows ({rows})")
         if not self.bucket:
             self.bucket = f"{self.project_id}-tunekit" if self.profile == "gke" else "tunekit"
+        if not self.image_tag:
+            from tunekit import __version__
+
+            self.image_tag = __version__
         return self
 
 

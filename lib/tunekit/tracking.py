@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tunekit.run import Run
+from tunekit.run import Run, skipped_in_dry_run
 from tunekit.services import ServiceSpec
 
 ARTIFACT_PREFIX = "mlflow"
@@ -75,6 +75,8 @@ def verify_artifact_store(run: Run) -> dict[str, Any]:
 
     from tunekit.gcs import storage_client
 
+    if skipped_in_dry_run(run, "the artifact check"):
+        return {"dry_run": True}
     client = MlflowClient(tracking_uri(run))
     experiment_id = ensure_experiment(client.tracking_uri, CHECK_EXPERIMENT)
     mlflow_run = client.create_run(experiment_id, run_name=f"artifact-check-{run.id}")

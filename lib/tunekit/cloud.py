@@ -1,0 +1,126 @@
+"""The gke profile's commands (terraform, gcloud, kubectl, helm): run them, or only show them.
+
+Every command is printed and appended to `<run>/gke/commands.sh`; with the setting `dry_run`
+nothing is executed, so the run dir holds exactly what a real run would do. Rendered manifests
+and Helm values are written next to it (`gke/manifests/`, `gke/helm/`). Secret values are never
+printed or written: they reach `kubectl` on its standard input.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunekit.run import Run
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # terraform/, docker/, cloudbuild.yaml
+REDACTED = "<set at apply time; never written>"
+
+
+class CommandError(RuntimeError):
+    """A cloud command failed; the message has the command and the end of its output."""
+
+
+class Shell:
+    """Runs (or, on a dry run, only records) the commands of one run's gke stages."""
+
+    def __init__(self, run: Run, stage: str):
+        self.dry_run = run.settings.dry_run
+        self.folder = run.dir / "gke"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.script = self.folder / "commands.sh"
+        if not self.script.is_file():
+            self.script.write_text(
+                "#!/usr/bin/env bash\n"
+                f"# The gke profile's commands for run {run.id}, in the order they ran.\n"
+                "set -euo pipefail\n"
+            )
+        mode = "dry run: printed, not executed" if self.dry_run else "executed"
+        self._append(f"\n# --- {stage} ({datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, {mode})")
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        stdin: str | None = None,
+        shown: str = "",
+        capture: bool = False,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str] | None:
+        """Run `argv` (None on a dry run). `shown` replaces the recorded line when stdin holds
+        secret values; `check=False` returns a failure instead of raising."""
+        line = shown or shlex.join(argv)
+        self._append(line)
+        print(f"$ {line}", flush=True)
+        if self.dry_run:
+            return None
+        try:
+            if capture or stdin is not None:
+                done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+                shown_output = (done.stderr or "") + (done.stdout or "")
+            else:  # long commands (terraform apply, helm --wait): their output live
+                returncode, lines = self._tee(argv)
+                done = subprocess.CompletedProcess(argv, returncode, "".join(lines), "")
+                shown_output = done.stdout
+        except FileNotFoundError:
+            raise CommandError(f"`{argv[0]}` is not installed (needed for: {line})") from None
+        if check and done.returncode != 0:
+            tail = "\n".join(shown_output.splitlines()[-15:])
+            raise CommandError(f"`{line}` failed with exit code {done.returncode}\n{tail}")
+        return done
+
+    def output(self, argv: list[str]) -> str:
+        """Run `argv` and return its standard output ('' on a dry run)."""
+        done = self.run(argv, capture=True)
+        return done.stdout if done else ""
+
+    def stream(self, argv: list[str]) -> int:
+        """Run `argv` showing its output line by line (e.g. a Job's logs); its exit code."""
+        self._append(shlex.join(argv))
+        print(f"$ {shlex.join(argv)}", flush=True)
+        return 0 if self.dry_run else self._tee(argv)[0]
+
+    @staticmethod
+    def _tee(argv: list[str]) -> tuple[int, deque[str]]:
+        """Run `argv`, printing its output as it comes; its exit code and last lines."""
+        last: deque[str] = deque(maxlen=50)
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, bufsize=1) as proc:  # fmt: skip
+            for line in proc.stdout or []:
+                print(line.rstrip(), flush=True)
+                last.append(line)
+            return proc.wait(), last
+
+    def write(self, relative: str, content: list[dict[str, Any]] | dict[str, Any]) -> Path:
+        """Write manifests (a list: one YAML document each) or values (a dict) under gke/."""
+        path = self.folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        docs = content if isinstance(content, list) else [content]
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        return path
+
+    def apply(self, relative: str, objects: list[dict[str, Any]]) -> Path:
+        """Write `objects` and `kubectl apply` the file."""
+        path = self.write(relative, objects)
+        self.run(["kubectl", "apply", "-f", str(path)])
+        return path
+
+    def apply_secret(self, relative: str, secret: dict[str, Any]) -> None:
+        """Write the Secret with its values redacted; apply the real one through stdin."""
+        redacted = {**secret, "stringData": dict.fromkeys(secret["stringData"], REDACTED)}
+        path = self.write(relative, [redacted])
+        self.run(
+            ["kubectl", "apply", "-f", "-"],
+            stdin=yaml.safe_dump(secret),
+            shown=f"kubectl apply -f - < {path}  # the real values, on stdin",
+        )
+
+    def _append(self, line: str) -> None:
+        with self.script.open("a") as f:
+            f.write(line + "\n")

@@ -1,0 +1,647 @@
+"""The workloads as Kubernetes objects rendered from the settings, and as local processes.
+
+One source of truth: the gke profile applies these objects; the local profile runs the same
+containers as processes (`as_process`), with the container's command, arguments and environment,
+its mounts mapped to directories of the run and its port to a free local one.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunekit.models import TINY
+from tunekit.run import Run
+
+K8S_VERSION = "1.34"  # the Kubernetes minor version the manifests are validated against
+PART_OF = {"app.kubernetes.io/part-of": "tunekit"}
+TRAIN_SA, SERVE_SA, MLFLOW_SA = "tunekit-train", "tunekit-serve", "mlflow"
+HF_SECRET, MLFLOW_AUTH_SECRET, MLFLOW_DB_SECRET = "hf-token", "mlflow-auth", "mlflow-db"
+CONFIG_DIR, WORKSPACE, MODEL_DIR = "/etc/tunekit", "/workspace", "/mnt/models"
+MLFLOW_PORT, SERVE_PORT, POSTGRES_PORT = 5000, 8080, 5432
+MLFLOW_CHART = ("community-charts/mlflow", "1.11.7")
+POSTGRES_IMAGE = "postgres:17.6-bookworm"
+IMAGES = ("finetune", "serve", "mlserver", "mlflow")  # built by cloudbuild.yaml
+# KServe (RawDeployment mode: no Knative, no Istio) and the cert-manager it needs, installed by
+# stage 06 when the cluster has no KServe yet.
+KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.15.2", "v1.17.2"
+UID = 10001  # the images' non-root user
+
+
+def image(run: Run, name: str) -> str:
+    """`<region>-docker.pkg.dev/<project>/tunekit/<name>:<tag>` on gke, else `tunekit/<name>`
+    (the names kind loads)."""
+    s = run.settings
+    registry = f"{s.region}-docker.pkg.dev/{s.project_id}/tunekit" if s.project_id else "tunekit"
+    return f"{registry}/{name}:{s.image_tag}"
+
+
+def in_cluster_tracking_uri(run: Run) -> str:
+    return f"http://mlflow.{run.settings.namespace}.svc.cluster.local:{MLFLOW_PORT}"
+
+
+def _meta(run: Run, name: str, component: str, **extra: Any) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
+    return {
+        "name": name,
+        "namespace": run.settings.namespace,
+        "labels": {**labels, **PART_OF},
+        **extra,
+    }
+
+
+def _env(values: dict[str, str], secrets: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+    """Plain values, then variables from Secrets (optional: absent keys are left unset)."""
+    plain = [{"name": k, "value": v} for k, v in values.items()]
+    refs = [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": s, "key": key, "optional": True}}}
+        for k, (s, key) in secrets.items()
+    ]
+    return plain + refs
+
+
+_MLFLOW_CREDENTIALS = {
+    "MLFLOW_TRACKING_USERNAME": (MLFLOW_AUTH_SECRET, "username"),
+    "MLFLOW_TRACKING_PASSWORD": (MLFLOW_AUTH_SECRET, "password"),
+}
+_HF_TOKEN = {"HF_TOKEN": (HF_SECRET, "HF_TOKEN")}
+
+_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "fsGroup": UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _gpu_placement(run: Run) -> dict[str, Any]:
+    """nodeSelector and tolerations that put a pod on the GPU pool."""
+    s = run.settings
+    selector = {"cloud.google.com/gke-accelerator": s.gpu_type}
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if s.gpu_spot:
+        selector["cloud.google.com/gke-spot"] = "true"
+        tolerations.append(
+            {
+                "key": "cloud.google.com/gke-spot",
+                "operator": "Equal",
+                "value": "true",
+                "effect": "NoSchedule",
+            }
+        )
+    return {"nodeSelector": selector, "tolerations": tolerations}
+
+
+def _gpu_resources(run: Run, cpu: str, memory: str) -> dict[str, Any]:
+    gpus = str(run.settings.gpu_count)
+    return {
+        "requests": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
+        "limits": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
+    }
+
+
+def _scratch(*mounts: tuple[str, str, str]) -> tuple[list[dict], list[dict]]:
+    """emptyDir volumes (name, mountPath, medium) for a read-only root filesystem."""
+    volumes = [{"name": n, "emptyDir": {"medium": m} if m else {}} for n, _, m in mounts]
+    return volumes, [{"name": n, "mountPath": p} for n, p, _ in mounts]
+
+
+# --- stage 01: namespace and service accounts
+
+
+def namespace(run: Run) -> list[dict[str, Any]]:
+    """The namespace and the Kubernetes service accounts Workload Identity grants roles to."""
+    ns = run.settings.namespace
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": ns,
+                "labels": {**PART_OF, "pod-security.kubernetes.io/enforce": "baseline"},
+            },
+        },
+        *[
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": _meta(run, sa, "identity"),
+                "automountServiceAccountToken": False,
+            }
+            for sa in (TRAIN_SA, SERVE_SA)
+        ],
+        {
+            # Ingress only from the namespace itself (port-forwards go through the kubelet).
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(run, "same-namespace", "network"),
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {}}]}],
+            },
+        },
+    ]
+
+
+def secret(run: Run, name: str, data: dict[str, str]) -> dict[str, Any]:
+    """A Secret; callers pass the values only when applying, never when writing a file."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(run, name, "credentials"),
+        "stringData": data,
+    }
+
+
+# --- stage 02: MLflow (Helm values) and its PostgreSQL
+
+
+def mlflow_values(run: Run) -> dict[str, Any]:
+    """Values for community-charts/mlflow: PostgreSQL backend, artifacts proxied to GCS, basic
+    auth with the admin from a Secret, allowed Host headers, probes and resources."""
+    s = run.settings
+    host = f"mlflow.{s.namespace}"
+    allowed = [host, f"{host}.svc", f"{host}.svc.cluster.local", "localhost", "127.0.0.1"]
+    repository, tag = image(run, "mlflow").rsplit(":", 1)
+    probe = {
+        "initialDelaySeconds": 10,
+        "periodSeconds": 15,
+        "timeoutSeconds": 5,
+        "failureThreshold": 6,
+    }
+    return {
+        "fullnameOverride": "mlflow",
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+        "serviceAccount": {"create": True, "name": MLFLOW_SA},
+        "service": {"type": "ClusterIP", "port": MLFLOW_PORT},
+        "backendStore": {
+            "databaseMigration": True,
+            "databaseConnectionCheck": True,
+            "postgres": {
+                "enabled": True,
+                "host": f"postgres.{s.namespace}.svc.cluster.local",
+                "port": POSTGRES_PORT,
+                "database": "mlflow",
+                "driver": "psycopg2",
+            },
+            "existingDatabaseSecret": {
+                "name": MLFLOW_DB_SECRET,
+                "usernameKey": "username",
+                "passwordKey": "password",
+            },
+        },
+        "artifactRoot": {
+            "proxiedArtifactStorage": True,
+            "gcs": {"enabled": True, "bucket": s.bucket, "path": "mlflow"},
+        },
+        "auth": {
+            "enabled": True,
+            "existingAdminSecret": {
+                "name": MLFLOW_AUTH_SECRET,
+                "usernameKey": "username",
+                "passwordKey": "password",
+            },
+        },
+        "extraArgs": {
+            "allowedHosts": ",".join(h for name in allowed for h in (name, f"{name}:*")),
+            "workers": "2",
+        },
+        "extraEnvVars": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        "podSecurityContext": _pod_security(),
+        "securityContext": _CONTAINER_SECURITY,
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"cpu": "2", "memory": "2Gi"},
+        },
+        "livenessProbe": probe,
+        "readinessProbe": probe,
+    }
+
+
+def postgres(run: Run) -> list[dict[str, Any]]:
+    """A single PostgreSQL for MLflow's runs and registry (the official image, a 10 GiB disk)."""
+    labels = {"app.kubernetes.io/name": "postgres"}
+    container = {
+        "name": "postgres",
+        "image": POSTGRES_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT}],
+        "env": [
+            {"name": "POSTGRES_DB", "value": "mlflow"},
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+            *[
+                {"name": k, "valueFrom": {"secretKeyRef": {"name": MLFLOW_DB_SECRET, "key": key}}}
+                for k, key in (("POSTGRES_USER", "username"), ("POSTGRES_PASSWORD", "password"))
+            ],
+        ],
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        },
+        "readinessProbe": {
+            "exec": {"command": ["pg_isready", "-U", "postgres"]},
+            "periodSeconds": 10,
+        },
+        "livenessProbe": {
+            "exec": {"command": ["pg_isready", "-U", "postgres"]},
+            "periodSeconds": 30,
+            "initialDelaySeconds": 30,
+        },
+        "securityContext": {**_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+            {"name": "run", "mountPath": "/var/run/postgresql"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": _meta(
+                run,
+                "postgres",
+                "database",
+                annotations={"checkov.io/skip1": "CKV_K8S_40=the official image's user is 999"},
+            ),
+            "spec": {
+                "serviceName": "postgres",
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": {**labels, **PART_OF}},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 999,
+                            "runAsGroup": 999,
+                            "fsGroup": 999,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "run", "emptyDir": {}},
+                            {"name": "tmp", "emptyDir": {}},
+                        ],
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "10Gi"}},
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(run, "postgres", "database"),
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres"}],
+            },
+        },
+    ]
+
+
+# --- stage 03: the fine-tune Job
+
+
+def finetune_job(run: Run, job: str, tracking_uri: str, config_yaml: str) -> list[dict[str, Any]]:
+    """The ConfigMap with the job's settings and the Job running `python -m tunekit.train`.
+
+    `/workspace` is the run's folder in the bucket (Cloud Storage FUSE), so checkpoints survive
+    a preempted Spot node and the retried pod resumes from the last one (`--resume`).
+    """
+    s = run.settings
+    local_model = s.model_id == TINY or Path(s.model_id).is_dir()
+    local_data = s.dataset == "synthetic" or Path(s.dataset).is_file()
+    env = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_FLATTEN_PARAMS": "true",
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        # nothing to download: skip the Hub's lookups
+        **({"HF_HUB_OFFLINE": "1"} if local_model and local_data else {}),
+    }
+    scratch_volumes, scratch_mounts = _scratch(
+        ("dshm", "/dev/shm", "Memory"), ("cache", "/home/tunekit/.cache", ""), ("tmp", "/tmp", "")
+    )
+    container = {
+        "name": "train",
+        "image": image(run, "finetune"),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "tunekit.train"],
+        "args": [
+            "--config",
+            f"{CONFIG_DIR}/config.yaml",
+            "--output-dir",
+            f"{WORKSPACE}/finetune/{job}",
+            "--models-dir",
+            f"{WORKSPACE}/models",
+            "--resume",
+        ],
+        "env": _env(env, {**_HF_TOKEN, **_MLFLOW_CREDENTIALS}),
+        "resources": _gpu_resources(run, cpu="6", memory="28Gi"),
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "workspace", "mountPath": WORKSPACE},
+            *scratch_mounts,
+        ],
+    }
+    workspace = {
+        "csi": {
+            "driver": "gcsfuse.csi.storage.gke.io",
+            "volumeAttributes": {
+                "bucketName": s.bucket,
+                "mountOptions": f"implicit-dirs,only-dir=tunekit/{run.id}",
+            },
+        }
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(run, f"{job}-config", "finetune"),
+            "data": {"config.yaml": config_yaml},
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": _meta(run, job, "finetune"),
+            "spec": {
+                "backoffLimit": 4,  # retries resume from the last checkpoint
+                "ttlSecondsAfterFinished": 7 * 24 * 3600,
+                "template": {
+                    "metadata": {
+                        "labels": {"app.kubernetes.io/name": job, **PART_OF},
+                        "annotations": {"gke-gcsfuse/volumes": "true"},
+                    },
+                    "spec": {
+                        "serviceAccountName": TRAIN_SA,
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "securityContext": _pod_security(),
+                        **_gpu_placement(run),
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "config", "configMap": {"name": f"{job}-config"}},
+                            {"name": "workspace", **workspace},
+                            *scratch_volumes,
+                        ],
+                    },
+                },
+            },
+        },
+    ]
+
+
+# --- stage 05: FastAPI Deployment + Service
+
+
+def _server_env(run: Run, tracking_uri: str, version: str) -> dict[str, str]:
+    """What a server needs to load the champion (a new version restarts the server)."""
+    return {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "TUNEKIT_SERVED_VERSION": version,
+        "HF_HUB_OFFLINE": "1" if run.settings.model_id == TINY else "0",
+    }
+
+
+def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) -> list[dict]:
+    """`python -m tunekit.serve` on the champion: a Deployment (probes on /healthz and /readyz)
+    and a ClusterIP Service on port 80."""
+    labels = {"app.kubernetes.io/name": "tunekit-serve"}
+    health = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    scratch_volumes, scratch_mounts = _scratch(
+        ("cache", "/home/tunekit/.cache", ""), ("tmp", "/tmp", "")
+    )
+    container = {
+        "name": "serve",
+        "image": image(run, "serve"),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "tunekit.serve"],
+        "args": ["--model-uri", model_uri, "--host", "0.0.0.0", "--port", str(SERVE_PORT)],
+        "ports": [{"name": "http", "containerPort": SERVE_PORT}],
+        "env": _env(_server_env(run, tracking_uri, version), {**_HF_TOKEN, **_MLFLOW_CREDENTIALS}),
+        "resources": _gpu_resources(run, cpu="4", memory="24Gi"),
+        "startupProbe": {**health, "failureThreshold": 90},  # loading the model: up to 15 min
+        "livenessProbe": health,
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": scratch_mounts,
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(run, "tunekit-serve", "serving"),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": {**labels, **PART_OF}},
+                    "spec": {
+                        "serviceAccountName": SERVE_SA,
+                        "automountServiceAccountToken": False,
+                        "securityContext": _pod_security(),
+                        **_gpu_placement(run),
+                        "containers": [container],
+                        "volumes": scratch_volumes,
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(run, "tunekit-serve", "serving"),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": labels,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+    ]
+
+
+# --- stage 06: KServe
+
+
+def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any]:
+    """A ServingRuntime: the kit's MLServer image (mlserver-mlflow and the model's dependencies
+    baked in) loading the model KServe's storage initializer put in /mnt/models."""
+    env = {
+        "MLSERVER_MODEL_IMPLEMENTATION": "mlserver_mlflow.MLflowRuntime",
+        "MLSERVER_MODEL_NAME": "{{.Name}}",
+        "MLSERVER_MODEL_URI": MODEL_DIR,
+        "MLSERVER_HTTP_PORT": str(SERVE_PORT),
+        "MLSERVER_GRPC_PORT": "9000",
+        "MLSERVER_METRICS_PORT": "8082",
+        "MLSERVER_PARALLEL_WORKERS": "0",  # the model in the server process: one copy in memory
+        **_server_env(run, tracking_uri, version),
+    }
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": _meta(run, "tunekit-mlserver", "serving"),
+        "spec": {
+            "supportedModelFormats": [{"name": "mlflow", "version": "2", "autoSelect": False}],
+            "protocolVersions": ["v2"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": image(run, "mlserver"),
+                    "command": ["mlserver", "start", MODEL_DIR],
+                    "env": _env(env, _HF_TOKEN),
+                    "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
+                    "securityContext": {**_CONTAINER_SECURITY, "readOnlyRootFilesystem": False},
+                    "resources": {
+                        "requests": {"cpu": "1", "memory": "2Gi"},
+                        "limits": {"cpu": "1", "memory": "2Gi"},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def mlserver_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
+    """The champion on the kit's MLServer runtime (Open Inference Protocol V2)."""
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": _meta(
+            run,
+            run.settings.registered_model_name,
+            "serving",
+            annotations={"serving.kserve.io/deploymentMode": "RawDeployment"},
+        ),
+        "spec": {
+            "predictor": {
+                "serviceAccountName": SERVE_SA,
+                **_gpu_placement(run),
+                "model": {
+                    "modelFormat": {"name": "mlflow"},
+                    "protocolVersion": "v2",
+                    "runtime": "tunekit-mlserver",
+                    "storageUri": storage_uri,
+                    "resources": _gpu_resources(run, cpu="4", memory="24Gi"),
+                },
+            }
+        },
+    }
+
+
+def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
+    """Beyond the tutorial: KServe's Hugging Face runtime (vLLM) serving the base model with the
+    champion's LoRA adapter, OpenAI-compatible (`/openai/v1/completions`, model `<name>-lora`)."""
+    s = run.settings
+    name = f"{s.registered_model_name}-vllm"
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": _meta(
+            run, name, "serving", annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}
+        ),
+        "spec": {
+            "predictor": {
+                "serviceAccountName": SERVE_SA,
+                **_gpu_placement(run),
+                "model": {
+                    "modelFormat": {"name": "huggingface"},
+                    "protocolVersion": "v2",
+                    "storageUri": storage_uri,  # the adapter; the base comes from the Hub
+                    "args": [
+                        f"--model_name={name}",
+                        f"--model_id={s.model_id}",
+                        "--backend=vllm",
+                        "--dtype=bfloat16",
+                        "--max-model-len=2048",
+                        "--enable-lora",
+                        f"--max-lora-rank={s.lora_r}",
+                        f"--lora-modules={s.registered_model_name}-lora={MODEL_DIR}/peft",
+                    ],
+                    "env": _env({}, _HF_TOKEN),
+                    "resources": _gpu_resources(run, cpu="4", memory="24Gi"),
+                },
+            }
+        },
+    }
+
+
+# --- the local profile: a container as a process
+
+
+@dataclass(frozen=True)
+class Process:
+    """A container as a local process: argv, environment (on top of os.environ), health path."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/"
+
+
+def as_process(
+    container: dict[str, Any],
+    mounts: dict[str, str],
+    overrides: dict[str, str] | None = None,
+    executables: dict[str, str] | None = None,
+) -> Process:
+    """Run `container` here: its command and args with each mount path replaced by a local
+    directory, its first port replaced by `{port}` (filled in by the service runner), listening
+    on 127.0.0.1; its plain env values (Secrets come from the environment) plus `overrides`."""
+    executables = {"python": sys.executable, **(executables or {})}
+    port = str(container["ports"][0]["containerPort"]) if container.get("ports") else None
+
+    def local(value: str) -> str:
+        if value == port:
+            return "{port}"
+        if value == "0.0.0.0":
+            return "127.0.0.1"
+        for path, target in mounts.items():
+            if value == path or value.startswith(path + "/"):
+                return target + value[len(path) :]
+        return value
+
+    command = [executables.get(c, c) for c in container.get("command", [])[:1]]
+    argv = command + [local(a) for a in [*container["command"][1:], *container.get("args", [])]]
+    env = {e["name"]: local(e["value"]) for e in container.get("env", []) if "value" in e}
+    probe = container.get("readinessProbe", {}).get("httpGet", {})
+    return Process(argv, {**env, **(overrides or {})}, probe.get("path", "/"))
+
+
+def container_of(objects: list[dict[str, Any]] | dict[str, Any], kind: str) -> dict[str, Any]:
+    """The (first) container of the object of `kind` among `objects`."""
+    for obj in objects if isinstance(objects, list) else [objects]:
+        if obj["kind"] == kind:
+            spec = obj["spec"]
+            if kind == "ServingRuntime":
+                return spec["containers"][0]
+            return (spec.get("template", {}).get("spec") or spec)["containers"][0]
+    raise KeyError(f"no {kind} among the rendered objects")
+
+
+def vllm_serves(run: Run) -> bool:
+    """The vLLM InferenceService needs a Hub base model (not tiny-gemma2 or a local folder)."""
+    s = run.settings
+    return s.model_id != TINY and not Path(s.model_id).is_dir()

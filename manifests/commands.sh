@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The gke profile's commands for run example, in the order they ran.
+set -euo pipefail
+
+terraform -chdir=./terraform init -input=false
+terraform -chdir=./terraform apply -input=false -auto-approve -var-file=runs/example/gke/terraform.tfvars.json
+terraform -chdir=./terraform output -json
+gcloud container clusters get-credentials tunekit --region=us-central1 --project=my-project
+kubectl get nodes -o json -l=cloud.google.com/gke-accelerator=nvidia-l4
+kubectl apply -f runs/example/gke/manifests/01-namespace.yaml
+
+kubectl apply -f - < runs/example/gke/manifests/02-secret-mlflow-db.yaml  # the real values, on stdin
+kubectl apply -f - < runs/example/gke/manifests/02-secret-mlflow-auth.yaml  # the real values, on stdin
+kubectl apply -f runs/example/gke/manifests/02-postgres.yaml
+kubectl rollout status statefulset/postgres -n=tunekit --timeout=10m
+helm repo add community-charts https://community-charts.github.io/helm-charts --force-update
+helm upgrade --install mlflow community-charts/mlflow --version=1.11.7 --namespace=tunekit --values=runs/example/gke/helm/mlflow-values.yaml --wait --timeout=15m
+
+gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=7e5e96f3334a1cd268a5458dbf028919bc1f9a1a
+kubectl apply -f - < runs/example/gke/manifests/03-secret-hf-token.yaml  # the real values, on stdin
+kubectl apply -f runs/example/gke/manifests/03-finetune-job.yaml
+kubectl logs -f job/ft-18399932af -n=tunekit --pod-running-timeout=30m
+kubectl wait job/ft-18399932af -n=tunekit --for=condition=complete --timeout=24h
+gcloud storage cat gs://my-project-tunekit/tunekit/example/finetune/ft-18399932af/result.json
+
+kubectl apply -f runs/example/gke/manifests/05-serve.yaml
+kubectl rollout status deployment/tunekit-serve -n=tunekit --timeout=20m
+
+kubectl apply -f https://github.com/cert-manager/cert-manager/releases/download/v1.17.2/cert-manager.yaml
+kubectl wait deployment --all -n=cert-manager --for=condition=Available --timeout=5m
+kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.15.2/kserve.yaml
+kubectl wait deployment/kserve-controller-manager -n=kserve --for=condition=Available --timeout=10m
+kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.15.2/kserve-cluster-resources.yaml
+kubectl patch configmap/inferenceservice-config -n=kserve --type=merge '-p={"data": {"deploy": "{\"defaultDeploymentMode\": \"RawDeployment\"}"}}'
+kubectl apply -f runs/example/gke/manifests/06-kserve.yaml
+kubectl wait inferenceservice/gemma2-text-to-sql -n=tunekit --for=condition=Ready --timeout=30m
+kubectl wait inferenceservice/gemma2-text-to-sql-vllm -n=tunekit --for=condition=Ready --timeout=30m

@@ -1,0 +1,73 @@
+# Every grant the tutorial made by hand, as Workload Identity Federation principals of the
+# Kubernetes service accounts tunekit uses in var.namespace (no Google service-account keys).
+
+locals {
+  principal = "principal://iam.googleapis.com/projects/${data.google_project.this.number}/locations/global/workloadIdentityPools/${var.project_id}.svc.id.goog/subject/ns/${var.namespace}/sa"
+  bucket_roles = {
+    mlflow        = "roles/storage.objectUser"   # the tracking server reads and writes artifacts
+    tunekit-train = "roles/storage.objectUser"   # the Job's checkpoints (Cloud Storage FUSE)
+    tunekit-serve = "roles/storage.objectViewer" # KServe's storage initializer downloads models
+  }
+  node_roles = [
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+  ]
+}
+
+resource "google_storage_bucket_iam_member" "workloads" {
+  for_each = local.bucket_roles
+  bucket   = google_storage_bucket.artifacts.name
+  role     = each.value
+  member   = "${local.principal}/${each.key}"
+}
+
+# Nodes: a minimal service account that writes logs and metrics and pulls the kit's images.
+resource "google_service_account" "nodes" {
+  project      = var.project_id
+  account_id   = "${var.cluster_name}-nodes"
+  display_name = "tunekit GKE nodes"
+}
+
+resource "google_project_iam_member" "nodes" {
+  for_each = toset(local.node_roles)
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.nodes.email}"
+}
+
+resource "google_artifact_registry_repository_iam_member" "nodes_pull" {
+  project    = var.project_id
+  location   = var.region
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.reader"
+  member     = "serviceAccount:${google_service_account.nodes.email}"
+}
+
+# Cloud Build: builds and pushes the images; its source is staged in the artifact bucket.
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.cluster_name}-build"
+  display_name = "tunekit image builds"
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_push" {
+  project    = var.project_id
+  location   = var.region
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_storage_bucket_iam_member" "build_source" {
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_project_iam_member" "build_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}

@@ -1,0 +1,92 @@
+# Variables tunekit sets from its settings (stage 01 writes them to
+# runs/<run-id>/gke/terraform.tfvars.json): project_id, region, cluster_name, bucket,
+# namespace, gpu_type, gpu_count, gpu_machine_type, gpu_spot. The others keep their defaults
+# unless you set them in a .tfvars file of your own (see example.tfvars).
+
+variable "project_id" {
+  description = "Google Cloud project that holds everything."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the cluster, the bucket and the Artifact Registry repository."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "cluster_name" {
+  description = "Name of the GKE Standard cluster."
+  type        = string
+  default     = "tunekit"
+}
+
+variable "bucket" {
+  description = "GCS bucket for MLflow artifacts and fine-tune checkpoints."
+  type        = string
+}
+
+variable "bucket_force_destroy" {
+  description = "Let `terraform destroy` (stage 07) delete the bucket with its objects."
+  type        = bool
+  default     = true
+}
+
+variable "namespace" {
+  description = "Kubernetes namespace of tunekit's workloads (Workload Identity principals)."
+  type        = string
+  default     = "tunekit"
+}
+
+variable "release_channel" {
+  description = "GKE release channel."
+  type        = string
+  default     = "REGULAR"
+}
+
+variable "cpu_machine_type" {
+  description = "Machine type of the CPU pool (MLflow, PostgreSQL, system pods)."
+  type        = string
+  default     = "e2-standard-4"
+}
+
+variable "gpu_type" {
+  description = "Accelerator of the GPU pool: nvidia-l4 (LoRA on a 4-bit base), nvidia-tesla-a100 or nvidia-h100-80gb (bf16)."
+  type        = string
+  default     = "nvidia-l4"
+}
+
+variable "gpu_count" {
+  description = "GPUs per GPU node."
+  type        = number
+  default     = 1
+}
+
+variable "gpu_machine_type" {
+  description = "Machine type of the GPU pool; must carry gpu_count GPUs of gpu_type (g2 for L4, a2 for A100, a3 for H100)."
+  type        = string
+  default     = "g2-standard-8"
+}
+
+variable "gpu_spot" {
+  description = "Spot GPU nodes: about a third of the price; the fine-tune Job resumes from its last checkpoint when a node is preempted."
+  type        = bool
+  default     = true
+}
+
+variable "gpu_max_nodes" {
+  description = "Upper bound of the GPU pool's autoscaling (it scales to zero when idle)."
+  type        = number
+  default     = 3
+}
+
+variable "gpu_node_locations" {
+  description = "Zones of the GPU pool; empty: the zones of the region that GKE picks. Pick zones that have gpu_type."
+  type        = list(string)
+  default     = []
+}
+
+variable "master_authorized_networks" {
+  description = "CIDR blocks that may reach the cluster's API server (narrow this to your network)."
+  type        = list(object({ cidr_block = string, display_name = string }))
+  default     = [{ cidr_block = "0.0.0.0/0", display_name = "anywhere" }]
+}

@@ -1,0 +1,119 @@
+"""Offline schema validation of rendered objects.
+
+Kubernetes kinds: `kubernetes-validate` (the OpenAPI schemas of each Kubernetes release, strict:
+unknown fields are errors). KServe kinds: a JSON schema built from KServe's Python SDK, whose
+model classes are generated from the same OpenAPI spec as KServe's CRDs (`openapi_types` and
+`attribute_map` of each class), with the Kubernetes types it embeds taken from the Kubernetes
+schemas above. Unknown fields are errors there too.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from functools import cache
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+
+KSERVE_GROUP = "serving.kserve.io"
+_PRIMITIVES = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "bool": {"type": "boolean"},
+    "float": {"type": "number"},
+    "datetime": {"type": "string"},
+    "object": {},
+}
+
+
+def validate(obj: dict[str, Any], k8s_version: str) -> None:
+    """Raise a ValueError naming the object and the field when `obj` does not validate."""
+    name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    if obj.get("apiVersion", "").startswith(KSERVE_GROUP + "/"):
+        schema = kserve_schema(obj["kind"], obj["apiVersion"].split("/")[1], k8s_version)
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=str)
+        if errors:
+            e = errors[0]
+            raise ValueError(f"{name}: {'.'.join(map(str, e.absolute_path))}: {e.message}")
+        return
+    try:
+        kubernetes_validate.validate(obj, k8s_version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        path = ".".join(map(str, e.path))
+        raise ValueError(f"{name}: {path}: {e.message}") from None
+
+
+@cache
+def _k8s_definitions(k8s_version: str) -> dict[str, Any]:
+    folder = resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    versions = sorted(
+        (p.name for p in folder.iterdir() if p.name.endswith("-local-strict")),
+        key=lambda n: tuple(int(x) for x in n[1:].split("-")[0].split(".")),
+    )
+    wanted = tuple(int(x) for x in k8s_version.split("."))
+    chosen = [
+        v for v in versions if tuple(int(x) for x in v[1:].split("-")[0].split("."))[:2] <= wanted
+    ]
+    return json.loads((folder / chosen[-1] / "_definitions.json").read_text())["$defs"]
+
+
+@cache
+def _kserve_types() -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """{class name: (openapi_types, attribute_map)} of KServe's SDK models, read without
+    importing the SDK (its server dependencies are not needed to check manifests)."""
+    models = Path(str(metadata.distribution("kserve").locate_file("kserve/models")))
+    found = {}
+    for path in models.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                attrs = {
+                    t.id: ast.literal_eval(a.value)
+                    for a in node.body
+                    if isinstance(a, ast.Assign)
+                    for t in a.targets
+                    if isinstance(t, ast.Name) and t.id in ("openapi_types", "attribute_map")
+                }
+                if len(attrs) == 2:
+                    found[node.name] = (attrs["openapi_types"], attrs["attribute_map"])
+    return found
+
+
+def kserve_schema(kind: str, version: str, k8s_version: str) -> dict[str, Any]:
+    """A JSON schema for a KServe kind (e.g. InferenceService, v1beta1)."""
+    definitions: dict[str, Any] = {}
+    k8s = _k8s_definitions(k8s_version)
+
+    def ref(type_name: str) -> dict[str, Any]:
+        if type_name in _PRIMITIVES:
+            return _PRIMITIVES[type_name]
+        if m := re.fullmatch(r"list\[(.+)\]", type_name):
+            return {"type": "array", "items": ref(m[1])}
+        if m := re.fullmatch(r"dict\(str, (.+)\)", type_name):
+            return {"type": "object", "additionalProperties": ref(m[1])}
+        if type_name in _kserve_types():
+            if type_name not in definitions:
+                definitions[type_name] = {}  # placeholder against recursion
+                types, names = _kserve_types()[type_name]
+                definitions[type_name] = {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {names[a]: ref(t) for a, t in types.items()},
+                }
+            return {"$ref": f"#/$defs/{type_name}"}
+        m = re.search(r"(V\d+(?:alpha\d+|beta\d+)?)([A-Z]\w*)$", type_name)
+        suffix = f".{m[1].lower()}.{m[2]}" if m else None
+        k8s_name = next((k for k in k8s if suffix and k.endswith(suffix)), None)
+        if k8s_name is None:  # a KServe type its SDK names but does not define (WorkerSpec)
+            return {"type": "object"}
+        return {"$ref": f"#/$defs/{k8s_name}"}
+
+    root = ref(f"{version.capitalize()}{kind}")
+    # Kubernetes definitions refer to each other: include them all under their own names.
+    for name, schema in k8s.items():
+        definitions.setdefault(name, schema)
+    return {**root, "$defs": definitions}
