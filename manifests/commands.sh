@@ -9,15 +9,15 @@ gcloud container clusters get-credentials tunekit --region=us-central1 --project
 kubectl get nodes -o json -l=cloud.google.com/gke-accelerator=nvidia-l4
 kubectl apply -f runs/example/gke/manifests/01-namespace.yaml
 
-kubectl apply -f - < runs/example/gke/manifests/02-secret-mlflow-db.yaml  # the real values, on stdin
-kubectl apply -f - < runs/example/gke/manifests/02-secret-mlflow-auth.yaml  # the real values, on stdin
+# kubectl apply -f - : Secret mlflow-db with its values on stdin (redacted copy: runs/example/gke/manifests/02-secret-mlflow-db.yaml)
+# kubectl apply -f - : Secret mlflow-auth with its values on stdin (redacted copy: runs/example/gke/manifests/02-secret-mlflow-auth.yaml)
 kubectl apply -f runs/example/gke/manifests/02-postgres.yaml
 kubectl rollout status statefulset/postgres -n=tunekit --timeout=10m
 helm repo add community-charts https://community-charts.github.io/helm-charts --force-update
 helm upgrade --install mlflow community-charts/mlflow --version=1.11.7 --namespace=tunekit --values=runs/example/gke/helm/mlflow-values.yaml --wait --timeout=15m
 
-gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=7e5e96f3334a1cd268a5458dbf028919bc1f9a1a
-kubectl apply -f - < runs/example/gke/manifests/03-secret-hf-token.yaml  # the real values, on stdin
+gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=<commit>
+# kubectl apply -f - : Secret hf-token with its values on stdin (redacted copy: runs/example/gke/manifests/03-secret-hf-token.yaml)
 kubectl apply -f runs/example/gke/manifests/03-finetune-job.yaml
 kubectl logs -f job/ft-18399932af -n=tunekit --pod-running-timeout=30m
 kubectl wait job/ft-18399932af -n=tunekit --for=condition=complete --timeout=24h

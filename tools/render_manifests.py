@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import tunekit
+from tunekit.experiment import git_commit
 
 EXAMPLE = {"profile": "gke", "dry_run": True, "project_id": "my-project"}
 STAGES = (tunekit.create_cluster, tunekit.start_mlflow, tunekit.finetune,
@@ -38,6 +39,7 @@ def render(out: Path) -> list[Path]:
             written.append(Path(shutil.copy(path, out / path.name)))
         commands = (gke / "commands.sh").read_text()
         commands = commands.replace(str(run.dir), "runs/example").replace(str(REPO), ".")
+        commands = commands.replace(f"_GIT_COMMIT={git_commit()}", "_GIT_COMMIT=<commit>")
         lines = [line for line in commands.splitlines() if not line.startswith("# --- ")]
         (out / "commands.sh").write_text("\n".join(lines) + "\n")
         written.append(out / "commands.sh")

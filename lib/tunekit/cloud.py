@@ -54,10 +54,11 @@ class Shell:
         check: bool = True,
     ) -> subprocess.CompletedProcess[str] | None:
         """Run `argv` (None on a dry run). `shown` replaces the recorded line when stdin holds
-        secret values; `check=False` returns a failure instead of raising."""
+        secret values (a `#` line: a comment in the script); `check=False` returns a failure
+        instead of raising."""
         line = shown or shlex.join(argv)
         self._append(line)
-        print(f"$ {line}", flush=True)
+        print(line if line.startswith("#") else f"$ {line}", flush=True)
         if self.dry_run:
             return None
         try:
@@ -118,7 +119,9 @@ class Shell:
         self.run(
             ["kubectl", "apply", "-f", "-"],
             stdin=yaml.safe_dump(secret),
-            shown=f"kubectl apply -f - < {path}  # the real values, on stdin",
+            # a comment: replaying the script must not apply the redacted values
+            shown=f"# kubectl apply -f - : Secret {secret['metadata']['name']} with its values "
+            f"on stdin (redacted copy: {path})",
         )
 
     def _append(self, line: str) -> None:
