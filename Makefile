@@ -17,7 +17,7 @@ KSERVE_SDK ?= kserve==0.21.0
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-e2e test-fast down ui lint clean
+.PHONY: install demo test test-e2e test-fast test-browser down ui lint clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ test: install  ## every test (the slow end-to-end ones included)
 
 test-fast: install  ## everything but the end-to-end runs
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-browser: install  ## only the browser tests (JupyterLab, MLflow UI; needs /usr/bin/chromium)
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 test-e2e: install  ## only the end-to-end runs of the series
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
+import tomllib
 
 import nbformat
 import pytest
@@ -27,8 +30,10 @@ def test_notebook_structure(path):
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
-    # committed without outputs
+    # committed without outputs, and without what a session leaves (widget state, ids)
     assert all(not c.outputs and c.execution_count is None for c in code)
+    assert set(nb.metadata) == {"kernelspec", "language_info"}
+    assert all(set(c.metadata) <= {"tags"} for c in nb.cells)
     # exactly one parameters cell, defining what the runner injects
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
@@ -74,3 +79,64 @@ def test_notebooks_are_what_their_source_writes(tmp_path):
     assert written == [p.name for p in NOTEBOOKS]
     stale = [p.name for p in NOTEBOOKS if p.read_bytes() != (tmp_path / p.name).read_bytes()]
     assert not stale, f"edit tools/build_notebooks.py and re-run it: {stale}"
+
+
+GITHUB = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["tunekit"]["github"]
+_LINK = re.compile(r"\[!\[([^\]]+)\]\([^)]+\)\]\(([^)]+)\)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_launch_badges_follow_the_one_setting(path):
+    """Colab, Vertex AI Workbench and GitHub badges, all from `[tool.tunekit] github`."""
+    org_repo, ref = GITHUB.rsplit("/", 1)
+    nb_path = f"notebooks/{path.name}"
+    raw = f"https://raw.githubusercontent.com/{org_repo}/{ref}/{nb_path}"
+    expected = {
+        "Open in Colab": f"https://colab.research.google.com/github/{org_repo}/blob/{ref}/{nb_path}",
+        "Open in Vertex AI Workbench": "https://console.cloud.google.com/vertex-ai/workbench/"
+        f"deploy-notebook?download_url={raw}",
+        "View on GitHub": f"https://github.com/{org_repo}/blob/{ref}/{nb_path}",
+    }
+    title = nbformat.read(path, as_version=4).cells[0].source
+    assert dict(_LINK.findall(title)) == expected
+
+
+def _setup_cell(path):
+    cells = nbformat.read(path, as_version=4).cells
+    return next(c for c in cells if c.cell_type == "code" and "find_spec" in c.source)
+
+
+class _Shell:
+    """Stands in for IPython's `get_ipython()`: records the magics a cell runs."""
+
+    def __init__(self):
+        self.magics = []
+
+    def run_line_magic(self, name, line, *args):
+        self.magics.append(f"%{name} {line}")
+
+
+def _run_setup(source, monkeypatch, tunekit_installed):
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: real(name, *a) if tunekit_installed or name != "tunekit" else None,
+    )
+    shell = _Shell()
+    exec(TransformerManager().transform_cell(source), {"get_ipython": lambda: shell})
+    return shell.magics
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_setup_cell_does_nothing_in_a_checkout(path, monkeypatch):
+    assert _setup_cell(path) is not None
+    assert _run_setup(_setup_cell(path).source, monkeypatch, tunekit_installed=True) == []
+
+
+def test_setup_cell_installs_the_kit_where_it_is_missing(monkeypatch):
+    org_repo, ref = GITHUB.rsplit("/", 1)
+    magics = _run_setup(_setup_cell(NOTEBOOKS[0]).source, monkeypatch, tunekit_installed=False)
+    assert magics == [f'%pip install --quiet "tunekit @ git+https://github.com/{org_repo}@{ref}"']

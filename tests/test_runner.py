@@ -157,6 +157,13 @@ def test_series_01_02_07_end_to_end(tmp_path):
     assert 'settings = {"experiment_name": "e2e", ' in injected[0].source
     # the artifact check of stage 02 found its blob on disk under the run dir
     assert list((run_dir / "gcs").rglob("probe.txt"))
+    # headless, the progress is plain lines, not widgets; the plots are images
+    finetune = nbformat.read(run_dir / "notebooks" / "03-finetune.ipynb", as_version=4)
+    outputs = [o for c in finetune.cells for o in c.get("outputs", [])]
+    streamed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "step 20/20" in streamed
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
     # the secret in the environment reached no file of the run
     assert secret not in _all_files_text(run_dir)
 

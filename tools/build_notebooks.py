@@ -5,8 +5,63 @@ The notebooks in notebooks/ are committed as this script writes them (no outputs
 ids); edit the text here and re-run it, or edit a notebook and carry the change over.
 """
 
+import tomllib
+from pathlib import Path
+
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+# The one setting behind every launch badge and the setup cell: `[tool.tunekit] github`.
+GITHUB = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"][
+    "tunekit"
+]["github"]
+ORG_REPO, REF = GITHUB.rsplit("/", 1)
+
+
+def badges(name: str) -> str:
+    """Open in Colab, Open in Vertex AI Workbench, View on GitHub: for notebooks/<name>.ipynb."""
+    path = f"notebooks/{name}.ipynb"
+    raw = f"https://raw.githubusercontent.com/{ORG_REPO}/{REF}/{path}"
+    links = [
+        ("Open in Colab", "https://colab.research.google.com/assets/colab-badge.svg",
+         f"https://colab.research.google.com/github/{ORG_REPO}/blob/{REF}/{path}"),
+        ("Open in Vertex AI Workbench",
+         "https://img.shields.io/badge/Open%20in-Vertex%20AI%20Workbench-4285F4?logo=googlecloud",
+         f"https://console.cloud.google.com/vertex-ai/workbench/deploy-notebook?download_url={raw}"),
+        ("View on GitHub", "https://img.shields.io/badge/View%20on-GitHub-181717?logo=github",
+         f"https://github.com/{ORG_REPO}/blob/{REF}/{path}"),
+    ]  # fmt: skip
+    return " ".join(f"[![{text}]({image})]({url})" for text, image, url in links)
+
+
+SETUP_MD = """### Set up Colab or Vertex AI Workbench
+
+Launched from a badge above, the notebook runs without a checkout of tunekit: the next cell
+installs the kit from GitHub and, on Colab, signs you in to Google Cloud (needed for the `gke`
+profile). In a checkout (JupyterLab, `tunekit run`, papermill) tunekit is already installed and
+the cell does nothing."""
+
+SETUP = f"""import importlib.util
+import sys
+
+if importlib.util.find_spec("tunekit") is None:  # Colab, Vertex AI Workbench
+    %pip install --quiet "tunekit @ git+https://github.com/{ORG_REPO}@{REF}"
+    if "google.colab" in sys.modules:
+        from google.colab import auth
+
+        auth.authenticate_user()"""
+
+
+def launchable(name: str, book):
+    """Badges under the title; the setup cell before the parameters."""
+    title = book.cells[0]
+    first, rest = title.source.split("\n", 1)
+    title.source = f"{first}\n\n{badges(name)}\n{rest}"
+    at = next(i for i, c in enumerate(book.cells) if c.source == PARAMS_MD)
+    book.cells[at:at] = [new_markdown_cell(SETUP_MD), new_code_cell(SETUP)]
+    for i, c in enumerate(book.cells):
+        c["id"] = f"cell-{i:02d}"
+    return book
 
 PARAMS_MD = """### Set the parameters
 
@@ -462,9 +517,11 @@ compares their results; `eval_loss` is the loss on the held-out rows.""",
         ("code", """tunekit.compare_runs(run)"""),
         (
             "md",
-            """The same runs as a picture: execution accuracy on the left, eval loss on the right.""",
+            """The same runs as a picture: execution accuracy on the left, eval loss on the right.
+In JupyterLab, pick the runs to compare in the list (Ctrl/Shift-click); headless, every run is
+drawn.""",
         ),
-        ("code", """tunekit.plots.runs_compared(run)"""),
+        ("code", """tunekit.plots.choose_runs(run)"""),
         (
             "md",
             """## Register the champion
@@ -665,6 +722,7 @@ if __name__ == "__main__":
     import sys
 
     for name, book in NB.items():
+        book = launchable(name, book)
         nbformat.validate(book)
         nbformat.write(book, f"{sys.argv[1]}/{name}.ipynb")
         print("wrote", name)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from tunekit import workloads
+from tunekit.progress import TrainingProgress
 from tunekit.run import Run
 from tunekit.services import log_tail
 from tunekit.train import RESULT_FILE
@@ -96,16 +97,19 @@ def _stream(
             f"(pid {proc.pid}, log {log})",
             flush=True,
         )
+        progress = TrainingProgress(f"fine-tune {job.name}")
         try:
             for line in proc.stdout:
                 out.write(line)
                 if line.startswith(PROGRESS_PREFIXES):
-                    print(line.rstrip(), flush=True)
+                    progress.line(line.rstrip())
             return proc.wait()
         except BaseException:  # an interrupted cell stops the training too
             proc.terminate()
             proc.wait(30)
             raise
+        finally:
+            progress.close()
 
 
 def _record(run: Run, job: Path, result: dict[str, Any], reused: bool) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunekit import progress
 from tunekit.run import Run, skipped_in_dry_run
 from tunekit.tracking import tracking_uri
 
@@ -49,8 +50,9 @@ def base_vs_tuned(run: Run) -> Any:
     return _done(fig)
 
 
-def runs_compared(run: Run) -> Any:
-    """Every evaluated fine-tune of the experiment: execution accuracy and eval loss, best first."""
+def runs_compared(run: Run, run_ids: list[str] | None = None) -> Any:
+    """The experiment's evaluated fine-tunes (or `run_ids` of them): execution accuracy and
+    eval loss, best first."""
     if skipped_in_dry_run(run, "the runs compared plot"):
         return None
     import matplotlib.pyplot as plt
@@ -58,6 +60,8 @@ def runs_compared(run: Run) -> Any:
     from tunekit.registry import compare_runs
 
     table = compare_runs(run)
+    if run_ids is not None:
+        table = table[table.run_id.isin(run_ids)]
     labels = [
         f"{name}\n{run_id[:8]}" for name, run_id in zip(table.run_name, table.run_id, strict=True)
     ]
@@ -97,3 +101,35 @@ def _finetune_run_id(run: Run) -> str:
     if not run_id:
         raise RuntimeError("no finished fine-tune recorded for this run: run stage 03 first")
     return run_id
+
+
+def choose_runs(run: Run) -> Any:
+    """Tick the runs to compare and the plot follows (ipywidgets). Headless, or with no person
+    at the notebook, it is the static plot of every run."""
+    if run.settings.dry_run or not progress.interactive():
+        return runs_compared(run)
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from tunekit.registry import compare_runs
+
+    table = compare_runs(run)
+    options = [
+        (f"{r.run_name}  {r.tuned_execution_accuracy:.0%}", r.run_id) for r in table.itertuples()
+    ]
+    picker = widgets.SelectMultiple(
+        options=options,
+        value=[run_id for _, run_id in options[:5]],
+        rows=min(8, max(len(options), 1)),
+        description="runs",
+    )
+    figure = widgets.Output()
+
+    def draw(*_: Any) -> None:
+        with figure:
+            figure.clear_output(wait=True)
+            display(runs_compared(run, list(picker.value)))
+
+    picker.observe(draw, "value")
+    draw()
+    return widgets.VBox([picker, figure])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import nbformat
 from rich.console import Console
@@ -153,10 +155,16 @@ def notebook_parameters(source: Path, run: Run, overrides: dict[str, Any]) -> di
 
 @contextmanager
 def _kernel() -> Iterator[Any]:
-    """A kernel manager on local sockets (IPC): no TCP ports, no plain-text channel."""
+    """A kernel manager on local sockets (IPC): no TCP ports, no plain-text channel; its
+    kernel knows it runs headless."""
     from jupyter_client.manager import KernelManager
 
-    with tempfile.TemporaryDirectory(prefix="tunekit-kernel-") as sockets:
+    from tunekit.progress import HEADLESS_ENV
+
+    with (
+        tempfile.TemporaryDirectory(prefix="tunekit-kernel-") as sockets,
+        patch.dict(os.environ, {HEADLESS_ENV: "1"}),  # the kernel's progress: plain lines
+    ):
         km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{sockets}/kernel")
         try:
             yield km

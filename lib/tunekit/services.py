@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 import requests
 
+from tunekit import progress
 from tunekit.run import Run
 
 HOST = "127.0.0.1"
@@ -159,7 +160,8 @@ def _start(run: Run, spec: ServiceSpec, port: int) -> dict[str, Any]:
 
 def _wait_healthy(run: Run, spec: ServiceSpec, popen: subprocess.Popen, url: str, log: Path):
     timeout = run.settings.service_timeout_s
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline, shown = started + timeout, 0
     while time.monotonic() < deadline:
         if popen.poll() is not None:
             stop_service(run, spec.name)
@@ -168,7 +170,11 @@ def _wait_healthy(run: Run, spec: ServiceSpec, popen: subprocess.Popen, url: str
                 f"last lines of {log}:\n{log_tail(log)}"
             )
         if healthy(url):
+            progress.started(spec.name, time.monotonic() - started, url)
             return
+        if (elapsed := time.monotonic() - started) >= shown + 1:
+            progress.waiting(spec.name, elapsed, url)
+            shown = int(elapsed)
         time.sleep(0.25)
     stop_service(run, spec.name)
     raise TimeoutError(
