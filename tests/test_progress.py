@@ -45,10 +45,10 @@ def test_interactive_progress_is_a_bar_with_loss_and_rate(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("interactive", [False, True])
-def test_service_start_up_status(capsys, monkeypatch, interactive):
+def test_service_start_up_status_only_where_someone_watches(capsys, monkeypatch, interactive):
     monkeypatch.setattr(progress, "interactive", lambda: interactive)
     progress.waiting("mlflow", 3.0, "http://127.0.0.1:5000/health")
     progress.started("mlflow", 4.2, "http://127.0.0.1:5000/health")
     out = capsys.readouterr().out
-    assert "mlflow is up at http://127.0.0.1:5000/health (4.2 s)" in out
+    assert ("mlflow is up at http://127.0.0.1:5000/health (4.2 s)" in out) is interactive
     assert ("waiting for mlflow" in out) is interactive

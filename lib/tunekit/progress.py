@@ -60,6 +60,7 @@ def waiting(name: str, seconds: float, url: str) -> None:
 
 
 def started(name: str, seconds: float, url: str) -> None:
-    """Shown once a service answers its health check."""
-    prefix = "\r" if interactive() else ""
-    print(f"{prefix}{name} is up at {url} ({seconds:.1f} s)" + " " * 10, flush=True)
+    """Replaces the waiting line once a service answers its health check. Headless, the
+    stage's result already says where each service is, and commands keep their output."""
+    if interactive():
+        print(f"\r{name} is up at {url} ({seconds:.1f} s)" + " " * 10, flush=True)
