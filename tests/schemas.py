@@ -51,14 +51,13 @@ def validate(obj: dict[str, Any], k8s_version: str) -> None:
 @cache
 def _k8s_definitions(k8s_version: str) -> dict[str, Any]:
     folder = resources.files("kubernetes_validate") / "kubernetes-json-schema"
-    versions = sorted(
-        (p.name for p in folder.iterdir() if p.name.endswith("-local-strict")),
-        key=lambda n: tuple(int(x) for x in n[1:].split("-")[0].split(".")),
-    )
+
+    def version(name: str) -> tuple[int, ...]:  # "v1.34.0-local-strict" -> (1, 34, 0)
+        return tuple(int(x) for x in name[1:].split("-")[0].split("."))
+
     wanted = tuple(int(x) for x in k8s_version.split("."))
-    chosen = [
-        v for v in versions if tuple(int(x) for x in v[1:].split("-")[0].split("."))[:2] <= wanted
-    ]
+    strict = (p.name for p in folder.iterdir() if p.name.endswith("-local-strict"))
+    chosen = sorted((v for v in strict if version(v)[:2] <= wanted), key=version)
     return json.loads((folder / chosen[-1] / "_definitions.json").read_text())["$defs"]
 
 

@@ -25,15 +25,16 @@ import requests
 from tunekit.run import recorded_run
 from tunekit.services import free_port, running_services, stop_all
 
-from .conftest import REPO
+from .conftest import REPO, TINY_FINETUNE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "test-artifacts" / "browser"
-TINY = {  # the tests' tiny fine-tune (conftest.TINY_FINETUNE), as TUNEKIT_<NAME> variables
-    "MAX_STEPS": "20", "SAVE_STEPS": "10", "LOGGING_STEPS": "5", "SYNTHETIC_ROWS": "600",
-    "EVAL_SIZE": "20", "TINY_PRETRAIN_STEPS": "100",
-}  # fmt: skip
+# the tests' tiny fine-tune, as the TUNEKIT_<NAME> variables the kernels inherit
+TINY = {
+    f"TUNEKIT_{name.upper()}": value
+    for name, value in (p.split("=", 1) for p in TINY_FINETUNE if p != "-p")
+}
 CELL_TIMEOUT_S = 300
 
 
@@ -46,7 +47,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     shutil.copytree(REPO / "notebooks", work / "notebooks")
     token, port = secrets.token_hex(16), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNEKIT_", "JUPYTER"))}
-    env.update({f"TUNEKIT_{k}": v for k, v in TINY.items()})
+    env.update(TINY)
     settings = work / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')

@@ -42,19 +42,26 @@ STAGE_FUNCTIONS = (
 )
 
 
+def _fake_tools(folder: Path, bodies: dict[str, str]) -> tuple[str, Path]:
+    """Stand-ins for the cloud tools (no GKE API here): each logs its call to `calls.log`, then
+    runs its shell body. The PATH that finds them first, and the log."""
+    tools, calls = folder / "bin", folder / "calls.log"
+    tools.mkdir()
+    for tool, body in bodies.items():
+        fake = tools / tool
+        fake.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n{body}\n')
+        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    return f"{tools}{os.pathsep}{os.environ['PATH']}", calls
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tunekit.Run:
     """The gke series as a dry run, with stand-ins for the cloud tools on the PATH that record
     any call (there must be none) and an HF token in the environment (it must not leak)."""
     tmp = tmp_path_factory.mktemp("gke")
-    tools, calls = tmp / "bin", tmp / "calls.log"
-    tools.mkdir()
-    for tool in CLOUD_TOOLS:
-        stub = tools / tool
-        stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\nexit 1\n')
-        stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    path, calls = _fake_tools(tmp, dict.fromkeys(CLOUD_TOOLS, "exit 1"))
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+        env.setenv("PATH", path)
         env.setenv("HF_TOKEN", SECRET)
         run = tunekit.start_run(tmp / "run", profile="gke", dry_run=True, project_id="demo-project")
         for stage in STAGE_FUNCTIONS:
@@ -312,24 +319,18 @@ def test_tunekit_run_gke_dry_run_completes_offline(tmp_path):
 def test_real_mode_reads_terraform_outputs_and_counts_gpus(tmp_path, monkeypatch, capsys):
     """Stage 01 outside a dry run, against fakes of the cloud tools (no GKE API here): it runs
     the commands, parses `terraform output -json` and counts the GPUs the nodes report."""
-    tools, calls = tmp_path / "bin", tmp_path / "calls.log"
-    tools.mkdir()
     outputs = {k: {"value": v} for k, v in {
         "cluster_name": "tk", "location": "europe-west4", "bucket": "b-from-terraform",
         "registry": "europe-west4-docker.pkg.dev/p1/tunekit",
         "build_service_account": "tk-build@p1.iam.gserviceaccount.com"}.items()}  # fmt: skip
     nodes = {"items": [{"status": {"allocatable": {"nvidia.com/gpu": "2"}}},
                        {"status": {"allocatable": {"cpu": "8"}}}]}  # fmt: skip
-    fakes = {
+    path, calls = _fake_tools(tmp_path, {
         "terraform": f"case \"$*\" in *output*) echo '{json.dumps(outputs)}';; esac",
         "kubectl": f"case \"$*\" in *'get nodes'*) echo '{json.dumps(nodes)}';; esac",
         "gcloud": ":",
-    }
-    for tool, body in fakes.items():
-        fake = tools / tool
-        fake.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n{body}\n')
-        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    })  # fmt: skip
+    monkeypatch.setenv("PATH", path)
     run = tunekit.start_run(tmp_path / "r", profile="gke", project_id="p1", cluster_name="tk")
     cluster = tunekit.create_cluster(run)
     assert cluster["bucket"] == "b-from-terraform" and cluster["gpus_ready"] == 2
@@ -341,12 +342,8 @@ def test_real_mode_reads_terraform_outputs_and_counts_gpus(tmp_path, monkeypatch
 
 
 def test_a_failing_cloud_command_names_itself(tmp_path, monkeypatch):
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    fake = tools / "terraform"
-    fake.write_text("#!/bin/sh\necho 'Error: quota exceeded' >&2\nexit 1\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    path, _ = _fake_tools(tmp_path, {"terraform": "echo 'Error: quota exceeded' >&2\nexit 1"})
+    monkeypatch.setenv("PATH", path)
     run = tunekit.start_run(tmp_path / "r", profile="gke", project_id="p1")
     with pytest.raises(CommandError, match=r"init.* exit code 1\nError: quota exceeded"):
         tunekit.create_cluster(run)

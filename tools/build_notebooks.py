@@ -107,6 +107,11 @@ EXAMPLE_PARAMETERS = """
 question = "What is the total number of points when the opponent is utah jazz?"
 context = "CREATE TABLE table_name_12 (points INTEGER, opponent VARCHAR)\""""
 
+# How 05 and 06 show the answer of `tunekit.ask`.
+SHOW_ANSWER = """
+print(f"Q:   {answer['question']}")
+print(f"SQL: {answer['sql']}   (model version {answer['model_version']})")"""
+
 COST_LOCAL = "The `local` profile runs on this machine and costs nothing."
 
 NB = {}
@@ -612,9 +617,7 @@ print(f"API docs: {server['docs']}")""",
         ("md", """## Ask a question"""),
         (
             "code",
-            """answer = tunekit.ask(run, question, context)
-print(f"Q:   {answer['question']}")
-print(f"SQL: {answer['sql']}   (model version {answer['model_version']})")""",
+            "answer = tunekit.ask(run, question, context)" + SHOW_ANSWER,
         ),
         ("md", """The same request from a terminal:"""),
         ("code", """print(answer["curl"])"""),
@@ -688,9 +691,7 @@ print(f"V2 endpoint: {server['infer_url']}")""",
         ("md", """## Ask a question over the V2 protocol"""),
         (
             "code",
-            """answer = tunekit.ask(run, question, context, server="mlserver")
-print(f"Q:   {answer['question']}")
-print(f"SQL: {answer['sql']}   (model version {answer['model_version']})")""",
+            'answer = tunekit.ask(run, question, context, server="mlserver")' + SHOW_ANSWER,
         ),
         ("md", """The same request from a terminal:"""),
         ("code", """print(answer["curl"])"""),

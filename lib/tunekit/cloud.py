@@ -56,9 +56,7 @@ class Shell:
         """Run `argv` (None on a dry run). `shown` replaces the recorded line when stdin holds
         secret values (a `#` line: a comment in the script); `check=False` returns a failure
         instead of raising."""
-        line = shown or shlex.join(argv)
-        self._append(line)
-        print(line if line.startswith("#") else f"$ {line}", flush=True)
+        line = self._echo(shown or shlex.join(argv))
         if self.dry_run:
             return None
         try:
@@ -83,8 +81,7 @@ class Shell:
 
     def stream(self, argv: list[str]) -> int:
         """Run `argv` showing its output line by line (e.g. a Job's logs); its exit code."""
-        self._append(shlex.join(argv))
-        print(f"$ {shlex.join(argv)}", flush=True)
+        self._echo(shlex.join(argv))
         return 0 if self.dry_run else self._tee(argv)[0]
 
     @staticmethod
@@ -123,6 +120,12 @@ class Shell:
             shown=f"# kubectl apply -f - : Secret {secret['metadata']['name']} with its values "
             f"on stdin (redacted copy: {path})",
         )
+
+    def _echo(self, line: str) -> str:
+        """Record `line` in the script and show it (a `#` line as it is, a command as `$ ...`)."""
+        self._append(line)
+        print(line if line.startswith("#") else f"$ {line}", flush=True)
+        return line
 
     def _append(self, line: str) -> None:
         with self.script.open("a") as f:

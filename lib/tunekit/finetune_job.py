@@ -38,6 +38,11 @@ def job_dir(run: Run) -> Path:
     return run.dir / "finetune" / f"ft-{digest}"
 
 
+def config_yaml(run: Run) -> str:
+    """The job's settings file (`tunekit.train --config`): all settings of the run."""
+    return yaml.safe_dump(run.settings.model_dump(), sort_keys=False)
+
+
 def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
     """Train in a subprocess (streaming its progress lines), or reuse the finished result."""
     job = job_dir(run)
@@ -45,7 +50,7 @@ def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
     if result_file.is_file():
         return _record(run, job, json.loads(result_file.read_text()), reused=True)
     job.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_dump(run.settings.model_dump(), sort_keys=False)
+    config = config_yaml(run)
     (job / "config.yaml").write_text(config)
     resume = (job / "checkpoints").is_dir()
     # The Job the gke profile applies, run here: /etc/tunekit is the job dir, /workspace the run's

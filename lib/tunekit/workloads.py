@@ -14,6 +14,7 @@ from typing import Any
 
 from tunekit.models import TINY
 from tunekit.run import Run
+from tunekit.tracking import ARTIFACT_PREFIX
 
 K8S_VERSION = "1.34"  # the Kubernetes minor version the manifests are validated against
 PART_OF = {"app.kubernetes.io/part-of": "tunekit"}
@@ -36,6 +37,11 @@ def image(run: Run, name: str) -> str:
     s = run.settings
     registry = f"{s.region}-docker.pkg.dev/{s.project_id}/tunekit" if s.project_id else "tunekit"
     return f"{registry}/{name}:{s.image_tag}"
+
+
+def bucket_folder(run: Run) -> str:
+    """The run's folder in the bucket: the Job's /workspace (checkpoints, result.json)."""
+    return f"tunekit/{run.id}"
 
 
 def in_cluster_tracking_uri(run: Run) -> str:
@@ -205,7 +211,7 @@ def mlflow_values(run: Run) -> dict[str, Any]:
         },
         "artifactRoot": {
             "proxiedArtifactStorage": True,
-            "gcs": {"enabled": True, "bucket": s.bucket, "path": "mlflow"},
+            "gcs": {"enabled": True, "bucket": s.bucket, "path": ARTIFACT_PREFIX},
         },
         "auth": {
             "enabled": True,
@@ -373,7 +379,7 @@ def finetune_job(run: Run, job: str, tracking_uri: str, config_yaml: str) -> lis
             "driver": "gcsfuse.csi.storage.gke.io",
             "volumeAttributes": {
                 "bucketName": s.bucket,
-                "mountOptions": f"implicit-dirs,only-dir=tunekit/{run.id}",
+                "mountOptions": f"implicit-dirs,only-dir={bucket_folder(run)}",
             },
         }
     }
@@ -525,38 +531,9 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
     }
 
 
-def mlserver_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
-    """The champion on the kit's MLServer runtime (Open Inference Protocol V2)."""
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": _meta(
-            run,
-            run.settings.registered_model_name,
-            "serving",
-            annotations={"serving.kserve.io/deploymentMode": "RawDeployment"},
-        ),
-        "spec": {
-            "predictor": {
-                "serviceAccountName": SERVE_SA,
-                **_gpu_placement(run),
-                "model": {
-                    "modelFormat": {"name": "mlflow"},
-                    "protocolVersion": "v2",
-                    "runtime": "tunekit-mlserver",
-                    "storageUri": storage_uri,
-                    "resources": _gpu_resources(run, cpu="4", memory="24Gi"),
-                },
-            }
-        },
-    }
-
-
-def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
-    """Beyond the tutorial: KServe's Hugging Face runtime (vLLM) serving the base model with the
-    champion's LoRA adapter, OpenAI-compatible (`/openai/v1/completions`, model `<name>-lora`)."""
-    s = run.settings
-    name = f"{s.registered_model_name}-vllm"
+def _inference_service(run: Run, name: str, model: dict[str, Any]) -> dict[str, Any]:
+    """An InferenceService (RawDeployment, on the GPU pool) whose predictor serves `model`
+    from `storageUri`, with the serving account and the GPU resources of the other servers."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -568,25 +545,46 @@ def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
                 "serviceAccountName": SERVE_SA,
                 **_gpu_placement(run),
                 "model": {
-                    "modelFormat": {"name": "huggingface"},
+                    **model,
                     "protocolVersion": "v2",
-                    "storageUri": storage_uri,  # the adapter; the base comes from the Hub
-                    "args": [
-                        f"--model_name={name}",
-                        f"--model_id={s.model_id}",
-                        "--backend=vllm",
-                        "--dtype=bfloat16",
-                        "--max-model-len=2048",
-                        "--enable-lora",
-                        f"--max-lora-rank={s.lora_r}",
-                        f"--lora-modules={s.registered_model_name}-lora={MODEL_DIR}/peft",
-                    ],
-                    "env": _env({}, _HF_TOKEN),
                     "resources": _gpu_resources(run, cpu="4", memory="24Gi"),
                 },
             }
         },
     }
+
+
+def mlserver_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
+    """The champion on the kit's MLServer runtime (Open Inference Protocol V2)."""
+    model = {
+        "modelFormat": {"name": "mlflow"},
+        "runtime": "tunekit-mlserver",
+        "storageUri": storage_uri,
+    }
+    return _inference_service(run, run.settings.registered_model_name, model)
+
+
+def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
+    """Beyond the tutorial: KServe's Hugging Face runtime (vLLM) serving the base model with the
+    champion's LoRA adapter, OpenAI-compatible (`/openai/v1/completions`, model `<name>-lora`)."""
+    s = run.settings
+    name = f"{s.registered_model_name}-vllm"
+    model = {
+        "modelFormat": {"name": "huggingface"},
+        "storageUri": storage_uri,  # the adapter; the base comes from the Hub
+        "args": [
+            f"--model_name={name}",
+            f"--model_id={s.model_id}",
+            "--backend=vllm",
+            "--dtype=bfloat16",
+            "--max-model-len=2048",
+            "--enable-lora",
+            f"--max-lora-rank={s.lora_r}",
+            f"--lora-modules={s.registered_model_name}-lora={MODEL_DIR}/peft",
+        ],
+        "env": _env({}, _HF_TOKEN),
+    }
+    return _inference_service(run, name, model)
 
 
 # --- the local profile: a container as a process

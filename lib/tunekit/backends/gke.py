@@ -13,12 +13,11 @@ import os
 import secrets
 from typing import Any
 
-import yaml
-
 from tunekit import finetune_job, workloads
 from tunekit.cloud import PROJECT_ROOT, Shell
 from tunekit.run import Run
 from tunekit.services import ServiceSpec, ensure_service, running_services, stop_all
+from tunekit.tracking import artifacts_destination
 
 TF_DIR = PROJECT_ROOT / "terraform"
 DRY = "dry-run"  # what a dry run records where a real run records a live value
@@ -160,7 +159,7 @@ def start_mlflow(run: Run) -> dict[str, Any]:
     record = {
         "in_cluster_uri": in_cluster,
         "experiment_name": s.experiment_name,
-        "artifacts_destination": f"gs://{s.bucket}/mlflow",
+        "artifacts_destination": artifacts_destination(run),
         "helm_values": str(values),
     }
     if s.dry_run:
@@ -188,22 +187,20 @@ def finetune(run: Run) -> dict[str, Any]:
     """Build the images (Cloud Build), then run `tunekit.train` as a Job and stream its logs."""
     sh, s = Shell(run, "03-finetune"), run.settings
     _build_images(sh, run)
-    if token := os.environ.get("HF_TOKEN"):
+    token = os.environ.get("HF_TOKEN", "")
+    if token or s.dry_run:
         secret = workloads.secret(run, workloads.HF_SECRET, {"HF_TOKEN": token})
-        sh.apply_secret("manifests/03-secret-hf-token.yaml", secret)
-    elif s.dry_run:
-        secret = workloads.secret(run, workloads.HF_SECRET, {"HF_TOKEN": ""})
         sh.apply_secret("manifests/03-secret-hf-token.yaml", secret)
     else:
         print("HF_TOKEN is not set: gated models such as google/gemma-2-9b cannot be downloaded")
     job = finetune_job.job_dir(run).name
-    config = yaml.safe_dump(s.model_dump(), sort_keys=False)
+    config = finetune_job.config_yaml(run)
     objects = workloads.finetune_job(run, job, workloads.in_cluster_tracking_uri(run), config)
     sh.apply("manifests/03-finetune-job.yaml", objects)
     ns = f"-n={s.namespace}"
     sh.stream(["kubectl", "logs", "-f", f"job/{job}", ns, "--pod-running-timeout=30m"])
     sh.run(["kubectl", "wait", f"job/{job}", ns, "--for=condition=complete", "--timeout=24h"])
-    result_uri = f"gs://{s.bucket}/tunekit/{run.id}/finetune/{job}/result.json"
+    result_uri = f"gs://{s.bucket}/{workloads.bucket_folder(run)}/finetune/{job}/result.json"
     raw = sh.output(["gcloud", "storage", "cat", result_uri])
     dry = {"mlflow_run_id": DRY, "model_uri": DRY, "steps": 0, "eval_loss": None}
     result = json.loads(raw) if raw else dry
@@ -458,7 +455,7 @@ def _ensure_kserve(sh: Shell, run: Run) -> None:
 def _storage_uri(run: Run, version: str) -> str:
     """The gs:// folder of the registered version's model (MLflow serves artifacts by proxy)."""
     if run.settings.dry_run:
-        return f"gs://{run.settings.bucket}/mlflow/{DRY}/{run.settings.registered_model_name}"
+        return f"{artifacts_destination(run)}/{DRY}/{run.settings.registered_model_name}"
     import mlflow
 
     from tunekit.tracking import tracking_uri
@@ -466,4 +463,4 @@ def _storage_uri(run: Run, version: str) -> str:
     client = mlflow.MlflowClient(tracking_uri(run))
     source = client.get_model_version_download_uri(run.settings.registered_model_name, version)
     path = source.split("mlflow-artifacts:", 1)[-1].lstrip("/")
-    return f"gs://{run.settings.bucket}/mlflow/{path}"
+    return f"{artifacts_destination(run)}/{path}"
