@@ -17,7 +17,12 @@ KSERVE_SDK ?= kserve==0.21.0
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-e2e test-fast test-browser down ui lint clean
+# Debian packages the tests need: Chromium for the browser tests (driven by Playwright, whose
+# own browser download is not used) and PostgreSQL for `mlflow_backend=postgresql`.
+SYSTEM_PACKAGES ?= chromium postgresql
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: install system-packages demo test test-e2e test-fast test-browser down ui lint clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,11 +32,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps '$(KSERVE_SDK)'
 	@touch $@
 
-$(MLSERVER_VENV)/.installed: docker/kserve/requirements.txt
-	@test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
-	$(MLSERVER_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MLSERVER_VENV)/bin/python -m pip install --quiet '$(TORCH)'
-	$(MLSERVER_VENV)/bin/python -m pip install --quiet -r docker/kserve/requirements.txt
+# The same code creates it for an installed kit without a checkout (tunekit.mlserver_env).
+$(MLSERVER_VENV)/.installed: docker/kserve/requirements.txt $(VENV)/.installed
+	$(BIN)/python -m tunekit.mlserver_env $(MLSERVER_VENV) --torch '$(TORCH)'
 	@touch $@
 
 $(CHECKOV_VENV)/.installed: Makefile
@@ -42,19 +45,30 @@ $(CHECKOV_VENV)/.installed: Makefile
 
 install: $(VENV)/.installed $(MLSERVER_VENV)/.installed $(CHECKOV_VENV)/.installed
 
+system-packages:  ## chromium and postgresql, where missing (apt-get)
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	missing=$$(for p in $$missing; do case " $(SYSTEM_PACKAGES) " in *" $$p "*) echo $$p;; esac; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  install="$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"; \
+	  $$install $$missing || { $(SUDO) apt-get update -qq && $$install $$missing; }; \
+	fi
+
 demo: install  ## run 01..07 on the local profile, print where everything is
 	$(BIN)/tunekit run --profile local
 
-test: install  ## every test (the slow end-to-end ones included)
+test: install system-packages  ## every test (the slow end-to-end ones included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install  ## everything but the end-to-end runs
+test-fast: install system-packages  ## everything but the end-to-end runs
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-test-browser: install  ## only the browser tests (JupyterLab, MLflow UI; needs /usr/bin/chromium)
+test-browser: install system-packages  ## only the browser tests (JupyterLab, MLflow UI; needs /usr/bin/chromium)
 	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
-test-e2e: install  ## only the end-to-end runs of the series
+test-e2e: install system-packages  ## only the end-to-end runs of the series
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
 
 down: install  ## stop what demos left running

@@ -50,71 +50,57 @@ HF_HUB_OFFLINE=1 "$PY" -m tunekit run --profile gke --run-dir "$RUN_DIR" --stage
   -p dry_run=true -p project_id=kind-e2e -p model_id=tiny-gemma2 -p dataset=synthetic \
   -p max_steps=30 -p save_steps=10 -p synthetic_rows=600 -p eval_size=20 \
   -p tiny_pretrain_steps=50 -p gpu_spot=true
-# For kind: the images loaded above, an emptyDir for the bucket, no GCS for MLflow.
-"$PY" - "$RUN_DIR" "$TAG" <<'PYEOF'
-import sys, pathlib, yaml
-run_dir, tag = pathlib.Path(sys.argv[1]), sys.argv[2]
-out = run_dir / "kind"
-out.mkdir(exist_ok=True)
-for path in sorted((run_dir / "gke" / "manifests").glob("*.yaml")):
-    docs = []
-    for obj in yaml.safe_load_all(path.read_text()):
-        if obj["kind"] == "Secret":
-            continue  # created below with real values
-        pod = obj.get("spec", {}).get("template", {}).get("spec")
-        for container in (pod or {}).get("containers", []):
-            name = container["image"].rsplit("/", 1)[1]
-            container["image"] = f"tunekit/{name}"
-            container["resources"]["requests"] = {"cpu": "500m", "memory": "2Gi", "nvidia.com/gpu": "1"}
-            container["resources"]["limits"] = {"memory": "6Gi", "nvidia.com/gpu": "1"}
-        for volume in (pod or {}).get("volumes", []):
-            if "csi" in volume:
-                volume.pop("csi")
-                volume["emptyDir"] = {}
-        docs.append(obj)
-    (out / path.name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
-values = yaml.safe_load((run_dir / "gke" / "helm" / "mlflow-values.yaml").read_text())
-values["image"]["repository"] = "tunekit/mlflow"
-values["artifactRoot"] = {"proxiedArtifactStorage": True, "gcs": {"enabled": False}}
-(out / "mlflow-values.yaml").write_text(yaml.safe_dump(values))
-PYEOF
+# For kind: the images loaded above, a volume for the bucket, no GCS for MLflow, one fake GPU
+# for the containers that ask for one (ci/kind_manifests.py; its rules are tested in make test).
+"$PY" ci/kind_manifests.py "$RUN_DIR" "$TAG"
 
 echo "== namespace, secrets, PostgreSQL, MLflow"
 kubectl apply -f "$RUN_DIR/kind/01-namespace.yaml"
-for secret in mlflow-db mlflow-auth; do
-  kubectl -n "$NS" create secret generic "$secret" --from-literal=username=admin \
+for secret in mlflow-db:mlflow mlflow-auth:admin mlflow-reader:reader; do
+  kubectl -n "$NS" create secret generic "${secret%%:*}" --from-literal="username=${secret##*:}" \
     --from-literal="password=$(openssl rand -hex 16)" --dry-run=client -o yaml | kubectl apply -f -
 done
 kubectl apply -f "$RUN_DIR/kind/02-postgres.yaml"
 kubectl -n "$NS" rollout status statefulset/postgres --timeout=5m
-helm repo add community-charts https://community-charts.github.io/helm-charts --force-update
-helm upgrade --install mlflow community-charts/mlflow --version 1.11.7 -n "$NS" \
+CHART=$("$PY" -c 'from tunekit import mlflow_chart as c; print(c.NAME, c.VERSION, c.REPOSITORY)')
+read -r CHART_NAME CHART_VERSION CHART_REPOSITORY <<<"$CHART"
+helm repo add community-charts "$CHART_REPOSITORY" --force-update
+helm upgrade --install mlflow "$CHART_NAME" --version "$CHART_VERSION" -n "$NS" \
   -f "$RUN_DIR/kind/mlflow-values.yaml" --wait --timeout 10m
 
 echo "== the fine-tune Job (tiny model, fake GPU)"
 kubectl apply -f "$RUN_DIR/kind/03-finetune-job.yaml"
 JOB=$(kubectl -n "$NS" get jobs -o jsonpath='{.items[0].metadata.name}')
-kubectl -n "$NS" logs -f "job/$JOB" --pod-running-timeout=10m || true
-kubectl -n "$NS" wait "job/$JOB" --for=condition=complete --timeout=30m
+kubectl -n "$NS" logs -f "job/$JOB" -c train --pod-running-timeout=10m || true
+# Complete or Failed, whichever comes first (kubectl wait takes one condition)
+for _ in $(seq 180); do
+  state=$(kubectl -n "$NS" get "job/$JOB" -o jsonpath='{.status.conditions[?(@.status=="True")].type}')
+  [[ "$state" == *Complete* ]] && break
+  [[ "$state" == *Failed* ]] && { echo "kind-e2e: Job $JOB failed" >&2; exit 1; }
+  sleep 10
+done
+[[ "$state" == *Complete* ]] || { echo "kind-e2e: Job $JOB did not finish" >&2; exit 1; }
 
-echo "== register the champion through a port-forward, then the FastAPI Deployment"
+echo "== the reader user and the champion through a port-forward, then the FastAPI Deployment"
 kubectl -n "$NS" port-forward svc/mlflow 15000:5000 >/dev/null 2>&1 &
 FORWARD=$!
 trap 'kill $FORWARD 2>/dev/null; cleanup' EXIT
 sleep 3
-export MLFLOW_TRACKING_USERNAME=admin
-MLFLOW_TRACKING_PASSWORD=$(kubectl -n "$NS" get secret mlflow-auth -o jsonpath='{.data.password}' | base64 -d)
-export MLFLOW_TRACKING_PASSWORD
+# The stages' own code, with the kind cluster as the live one: logins come from its Secrets.
 "$PY" - "$RUN_DIR" <<'PYEOF'
 import sys, tunekit
-from tunekit.tracking import ensure_experiment
+from tunekit import credentials, tracking
+from tunekit.backends.gke import read_secret
 run = tunekit.open_run(sys.argv[1])
 uri = "http://127.0.0.1:15000"
-experiment = ensure_experiment(uri, run.settings.experiment_name)
-run.state.update("mlflow", {"tracking_uri": uri, "experiment_id": experiment})
 with run.state.edit() as data:
     data["settings"]["dry_run"] = False
+    data["mlflow"]["tracking_uri"] = uri
 run = tunekit.open_run(sys.argv[1])
+tracking.use_login(run)
+experiment = tracking.ensure_experiment(uri, run.settings.experiment_name)
+run.state.update("mlflow", {"experiment_id": experiment})
+tracking.ensure_reader(uri, read_secret(run, credentials.ADMIN), read_secret(run, credentials.READER))
 print(tunekit.register_model(run))
 PYEOF
 kubectl apply -f "$RUN_DIR/kind/05-serve.yaml"

@@ -5,33 +5,33 @@ set -euo pipefail
 terraform -chdir=./terraform init -input=false
 terraform -chdir=./terraform apply -input=false -auto-approve -var-file=runs/example/gke/terraform.tfvars.json
 terraform -chdir=./terraform output -json
-gcloud container clusters get-credentials tunekit --region=us-central1 --project=my-project
-kubectl get nodes -o json -l=cloud.google.com/gke-accelerator=nvidia-l4
-kubectl apply -f runs/example/gke/manifests/01-namespace.yaml
+gcloud container clusters get-credentials tunekit --region=us-central1 --project=my-project --dns-endpoint
+# kubectl get nodes -l=cloud.google.com/gke-accelerator=nvidia-l4 (the API)
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/01-namespace.yaml
 
-# kubectl apply -f - : Secret mlflow-db with its values on stdin (redacted copy: runs/example/gke/manifests/02-secret-mlflow-db.yaml)
-# kubectl apply -f - : Secret mlflow-auth with its values on stdin (redacted copy: runs/example/gke/manifests/02-secret-mlflow-auth.yaml)
-kubectl apply -f runs/example/gke/manifests/02-postgres.yaml
+# Secret mlflow-db applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-db.yaml)
+# Secret mlflow-auth applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-auth.yaml)
+# Secret mlflow-reader applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-reader.yaml)
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/02-postgres.yaml
 kubectl rollout status statefulset/postgres -n=tunekit --timeout=10m
 helm repo add community-charts https://community-charts.github.io/helm-charts --force-update
-helm upgrade --install mlflow community-charts/mlflow --version=1.11.7 --namespace=tunekit --values=runs/example/gke/helm/mlflow-values.yaml --wait --timeout=15m
+helm upgrade --install mlflow community-charts/mlflow --version=1.11.5 --namespace=tunekit --values=runs/example/gke/helm/mlflow-values.yaml --wait --timeout=15m
 
 gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=<commit>
-# kubectl apply -f - : Secret hf-token with its values on stdin (redacted copy: runs/example/gke/manifests/03-secret-hf-token.yaml)
-kubectl apply -f runs/example/gke/manifests/03-finetune-job.yaml
-kubectl logs -f job/ft-18399932af -n=tunekit --pod-running-timeout=30m
-kubectl wait job/ft-18399932af -n=tunekit --for=condition=complete --timeout=24h
+# Secret hf-token applied server-side with its values (redacted copy: runs/example/gke/manifests/03-secret-hf-token.yaml)
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/03-finetune-job.yaml
+# kubectl logs -f job/ft-18399932af-1 -c train -n=tunekit, then the Job's condition Complete or Failed (followed through the API)
 gcloud storage cat gs://my-project-tunekit/tunekit/example/finetune/ft-18399932af/result.json
 
-kubectl apply -f runs/example/gke/manifests/05-serve.yaml
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/05-serve.yaml
 kubectl rollout status deployment/tunekit-serve -n=tunekit --timeout=20m
 
 kubectl apply -f https://github.com/cert-manager/cert-manager/releases/download/v1.17.2/cert-manager.yaml
 kubectl wait deployment --all -n=cert-manager --for=condition=Available --timeout=5m
-kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.15.2/kserve.yaml
+kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.15.2/kserve.yaml
 kubectl wait deployment/kserve-controller-manager -n=kserve --for=condition=Available --timeout=10m
-kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.15.2/kserve-cluster-resources.yaml
+kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.15.2/kserve-cluster-resources.yaml
 kubectl patch configmap/inferenceservice-config -n=kserve --type=merge '-p={"data": {"deploy": "{\"defaultDeploymentMode\": \"RawDeployment\"}"}}'
-kubectl apply -f runs/example/gke/manifests/06-kserve.yaml
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-kserve.yaml
 kubectl wait inferenceservice/gemma2-text-to-sql -n=tunekit --for=condition=Ready --timeout=30m
 kubectl wait inferenceservice/gemma2-text-to-sql-vllm -n=tunekit --for=condition=Ready --timeout=30m

@@ -16,5 +16,6 @@ gpu_spot         = true
 # gpu_type         = "nvidia-tesla-a100"
 # gpu_machine_type = "a2-highgpu-1g"
 
-# Only your office or VPN may reach the API server:
+# kubectl uses the control plane's DNS endpoint (IAM decides who may). To reach its IP
+# endpoint too, from your office or VPN only:
 # master_authorized_networks = [{ cidr_block = "203.0.113.0/24", display_name = "office" }]

@@ -2,7 +2,9 @@
 # Kubernetes service accounts tunekit uses in var.namespace (no Google service-account keys).
 
 locals {
-  principal = "principal://iam.googleapis.com/projects/${data.google_project.this.number}/locations/global/workloadIdentityPools/${var.project_id}.svc.id.goog/subject/ns/${var.namespace}/sa"
+  # The pool is the cluster's (it exists once a Workload Identity cluster does): referencing it
+  # orders the grants after the cluster on a project that never had one.
+  principal = "principal://iam.googleapis.com/projects/${data.google_project.this.number}/locations/global/workloadIdentityPools/${google_container_cluster.tunekit.workload_identity_config[0].workload_pool}/subject/ns/${var.namespace}/sa"
   bucket_roles = {
     mlflow        = "roles/storage.objectUser"   # the tracking server reads and writes artifacts
     tunekit-train = "roles/storage.objectUser"   # the Job's checkpoints (Cloud Storage FUSE)
@@ -25,6 +27,7 @@ resource "google_storage_bucket_iam_member" "workloads" {
 
 # Nodes: a minimal service account that writes logs and metrics and pulls the kit's images.
 resource "google_service_account" "nodes" {
+  depends_on   = [google_project_service.apis] # the IAM API, on a fresh project
   project      = var.project_id
   account_id   = "${var.cluster_name}-nodes"
   display_name = "tunekit GKE nodes"
@@ -47,6 +50,7 @@ resource "google_artifact_registry_repository_iam_member" "nodes_pull" {
 
 # Cloud Build: builds and pushes the images; its source is staged in the artifact bucket.
 resource "google_service_account" "build" {
+  depends_on   = [google_project_service.apis] # the IAM API, on a fresh project
   project      = var.project_id
   account_id   = "${var.cluster_name}-build"
   display_name = "tunekit image builds"

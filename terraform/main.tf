@@ -2,12 +2,19 @@
 # scales from zero for the fine-tune Job and the model servers, Workload Identity, the Cloud
 # Storage FUSE driver (the Job's checkpoints live in the bucket), private nodes behind Cloud NAT.
 
+# The project's number (for Workload Identity principals), read once its APIs are on: on a fresh
+# project the Cloud Resource Manager API it calls is enabled by this configuration first.
 data "google_project" "this" {
   project_id = var.project_id
+  depends_on = [google_project_service.apis]
 }
 
 locals {
-  apis = ["compute", "container", "artifactregistry", "cloudbuild", "iam", "storage"]
+  apis = ["cloudresourcemanager", "compute", "container", "artifactregistry", "cloudbuild", "iam", "storage"]
+  # Admission webhooks the control plane calls on the nodes, beyond the tcp:443 and tcp:10250
+  # that GKE's own firewall rule for private clusters allows: KServe's webhook server listens
+  # on 9443 (kserve cmd/manager/main.go `webhookPort: 9443`). cert-manager's listens on 10250.
+  webhook_ports = ["9443"]
   labels = {
     part-of = "tunekit"
   }
@@ -62,6 +69,20 @@ resource "google_compute_firewall" "internal" {
   }
   allow {
     protocol = "icmp"
+  }
+}
+
+# The control plane (private cluster, VPC peering) reaches admission webhooks on the nodes.
+resource "google_compute_firewall" "control_plane_webhooks" {
+  name          = "${var.cluster_name}-control-plane-webhooks"
+  project       = var.project_id
+  network       = google_compute_network.tunekit.id
+  direction     = "INGRESS"
+  source_ranges = [var.master_ipv4_cidr_block]
+
+  allow {
+    protocol = "tcp"
+    ports    = local.webhook_ports
   }
 }
 
@@ -127,7 +148,16 @@ resource "google_container_cluster" "tunekit" {
   private_cluster_config {
     enable_private_nodes    = true
     enable_private_endpoint = false
-    master_ipv4_cidr_block  = "172.16.0.0/28"
+    master_ipv4_cidr_block  = var.master_ipv4_cidr_block
+  }
+
+  # kubectl reaches the control plane through its DNS-based endpoint, authorized by IAM
+  # (`gcloud container clusters get-credentials --dns-endpoint`); its IP endpoint answers only
+  # the networks listed in master_authorized_networks (none by default) and the VPC.
+  control_plane_endpoints_config {
+    dns_endpoint_config {
+      allow_external_traffic = true
+    }
   }
 
   master_authorized_networks_config {

@@ -86,7 +86,13 @@ variable "gpu_node_locations" {
 }
 
 variable "master_authorized_networks" {
-  description = "CIDR blocks that may reach the cluster's API server (narrow this to your network)."
+  description = "CIDR blocks that may reach the control plane's IP endpoint. None by default: kubectl uses the DNS-based endpoint, authorized by IAM."
   type        = list(object({ cidr_block = string, display_name = string }))
-  default     = [{ cidr_block = "0.0.0.0/0", display_name = "anywhere" }]
+  default     = []
+}
+
+variable "master_ipv4_cidr_block" {
+  description = "The control plane's /28 range (private cluster); the webhook firewall rule admits it."
+  type        = string
+  default     = "172.16.0.0/28"
 }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import tunekit
+from tunekit.credentials import LOGIN_VARIABLES, SECRETS_FILE, child_environment
 from tunekit.services import running_services, stop_all
 
 # No test reaches the Hugging Face Hub; libraries read this once, at import, so set it first.
@@ -31,6 +34,17 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("TUNEKIT_") or name == "GOOGLE_CLOUD_PROJECT":
             monkeypatch.delenv(name)
     monkeypatch.setenv("TUNEKIT_RUNS_DIR", str(tmp_path / "runs"))
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_login() -> Iterator[None]:
+    """Every test starts without an MLflow login, as a fresh kernel does: whatever talks to
+    MLflow must log in itself (`tunekit.tracking.use_login`)."""
+    for name in LOGIN_VARIABLES:
+        os.environ.pop(name, None)
+    yield
+    for name in LOGIN_VARIABLES:
+        os.environ.pop(name, None)
 
 
 @pytest.fixture
@@ -55,12 +69,95 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tunekit.Run]:
 def tunekit_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real `tunekit` command line."""
+    """Run the real `tunekit` command line (with no MLflow login in its environment)."""
     return subprocess.run(
         [sys.executable, "-m", "tunekit", *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env=child_environment(env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def assert_secrets_stay_in_their_file(run_dir: Path, planted: list[str]) -> None:
+    """No file of the run holds a `planted` secret, and the run's generated credentials (MLflow's
+    logins, the database password) appear in no file but their own `secrets.json`."""
+    store = run_dir / SECRETS_FILE
+    assert store.is_file() and store.stat().st_mode & 0o777 == 0o600
+    generated = [v for secret in json.loads(store.read_text()).values() for v in secret.values()]
+    values = [*planted, *(v for v in generated if len(v) >= 12)]  # passwords and keys
+    assert len(values) > len(planted)
+    files = [p for p in run_dir.rglob("*") if p.is_file() and p != store]
+    leaks = [
+        (str(p.relative_to(run_dir)), value[:4] + "...")
+        for p in files
+        if p.stat().st_size < 10**8
+        for value in values
+        if value.encode() in p.read_bytes()
+    ]
+    assert not leaks
+
+
+# --- profile gke, offline
+
+GKE_SECRET = "hf_dry_run_secret_value_123"  # an HF token planted in the dry run's environment
+CLOUD_TOOLS = ("terraform", "gcloud", "kubectl", "helm", "docker")
+
+
+def fake_tools(folder: Path, bodies: dict[str, str]) -> tuple[str, Path]:
+    """FAKE cloud tools (no GKE API, no cloud account here): each logs its call to `calls.log`,
+    then runs its shell body. The PATH that finds them first, and the log."""
+    tools, calls = folder / "bin", folder / "calls.log"
+    tools.mkdir(parents=True)
+    for tool, body in bodies.items():
+        fake = tools / tool
+        fake.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n{body}\n')
+        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    return f"{tools}{os.pathsep}{os.environ['PATH']}", calls
+
+
+def gke_series(run: tunekit.Run) -> None:
+    for stage in (tunekit.create_cluster, tunekit.start_mlflow, tunekit.finetune,
+                  tunekit.register_model, tunekit.deploy_simple, tunekit.deploy_kserve,
+                  tunekit.cleanup):  # fmt: skip
+        stage(run)
+
+
+@pytest.fixture(scope="session")
+def gke_dry_run(tmp_path_factory: pytest.TempPathFactory) -> tunekit.Run:
+    """The gke series as a dry run, with stand-ins for the cloud tools on the PATH that record
+    any call (there must be none) and an HF token in the environment (it must not leak)."""
+    tmp = tmp_path_factory.mktemp("gke")
+    path, calls = fake_tools(tmp, dict.fromkeys(CLOUD_TOOLS, "exit 1"))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PATH", path)
+        env.setenv("HF_TOKEN", GKE_SECRET)
+        env.setenv("TUNEKIT_RUNS_DIR", str(tmp / "runs"))
+        run = tunekit.start_run(tmp / "run", profile="gke", dry_run=True, project_id="demo-project")
+        gke_series(run)
+    assert not calls.exists(), f"a dry run called a cloud tool: {calls.read_text()}"
+    return run
+
+
+def rendered(run: tunekit.Run) -> list[dict]:
+    """Every object a gke run wrote under gke/manifests/."""
+    import yaml
+
+    return [
+        obj
+        for path in sorted((run.dir / "gke" / "manifests").glob("*.yaml"))
+        for obj in yaml.safe_load_all(path.read_text())
+    ]
+
+
+def rendered_one(run: tunekit.Run, kind: str, name: str = "") -> dict:
+    found = [o for o in rendered(run) if o["kind"] == kind and name in o["metadata"]["name"]]
+    assert found, f"no {kind} {name} rendered"
+    return found[0]
+
+
+def helm_values(run: tunekit.Run) -> dict:
+    import yaml
+
+    return yaml.safe_load((run.dir / "gke" / "helm" / "mlflow-values.yaml").read_text())

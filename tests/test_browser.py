@@ -22,6 +22,7 @@ import nbformat
 import pytest
 import requests
 
+from tunekit.credentials import ADMIN, LocalSecrets
 from tunekit.run import recorded_run
 from tunekit.services import free_port, running_services, stop_all
 
@@ -180,10 +181,19 @@ def test_the_series_in_jupyterlab_and_the_result_in_the_mlflow_ui(lab, browser):
     assert "SQL:" in answer and "(model version 1)" in answer
     assert "V2 endpoint:" in _text(books["06-deploy-kserve"])
 
-    # the MLflow UI: the experiment's fine-tune run with its metrics; the champion alias
+    # the MLflow UI: a login first (basic auth, as on the cluster), then the experiment's
+    # fine-tune run with its metrics, and the champion alias
     run = recorded_run(next((lab["work"] / "runs").glob("*/")))
     state = run.state.read()
     tracking, finetune = state["mlflow"]["tracking_uri"], state["finetune"]
+    assert page.goto(tracking).status == 401
+    admin = LocalSecrets(run.dir).get(ADMIN)
+    ui = browser.new_context(
+        viewport={"width": 1280, "height": 860},
+        http_credentials={"username": admin["username"], "password": admin["password"]},
+    )
+    page.close()
+    page = ui.new_page()
     page.goto(f"{tracking}/#/experiments/{finetune['experiment_id']}/runs/"
               f"{finetune['mlflow_run_id']}")  # fmt: skip
     page.get_by_text("tuned_execution_accuracy").first.wait_for(timeout=60_000)
@@ -196,7 +206,9 @@ def test_the_series_in_jupyterlab_and_the_result_in_the_mlflow_ui(lab, browser):
     page.get_by_text("@ champion").first.wait_for(timeout=60_000)
     page.screenshot(path=SHOTS / "mlflow-model.png")
 
+    page = browser.new_page(viewport={"width": 1280, "height": 860})
     cleanup = _run_notebook(page, lab, "07-cleanup")
     assert _errors(cleanup) == []
     assert running_services(run) == {}
     page.close()
+    ui.close()

@@ -21,11 +21,13 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tunekit.credentials import child_environment
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
+from tunekit.tracking import use_login
 from tunekit.train import last_complete_checkpoint
 
-from .conftest import REPO, tunekit_cli
+from .conftest import REPO, assert_secrets_stay_in_their_file, tunekit_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +57,7 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             *SETTINGS,
         ],
         cwd=REPO,
-        env={**os.environ, "HF_TOKEN": SECRET},
+        env=child_environment({"HF_TOKEN": SECRET}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -120,8 +122,9 @@ def test_rerun_resumes_from_the_checkpoint_and_finishes(resumed: dict) -> None:
     assert steps and min(steps) > state["resumed_from_step"] and max(steps) == MAX_STEPS
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(resumed: dict) -> MlflowClient:
+    use_login(recorded_run(resumed["run_dir"]))
     mlflow.set_tracking_uri(resumed["tracking_uri"])
     return MlflowClient(resumed["tracking_uri"])
 
@@ -168,8 +171,7 @@ def test_run_holds_params_tags_metrics_and_inputs(resumed: dict, client: MlflowC
 
 
 def test_the_secret_reached_no_file_of_the_run(resumed: dict) -> None:
-    files = [p for p in resumed["run_dir"].rglob("*") if p.is_file() and p.stat().st_size < 10**7]
-    assert not [p for p in files if SECRET.encode() in p.read_bytes()]
+    assert_secrets_stay_in_their_file(resumed["run_dir"], [SECRET])
 
 
 def test_evaluation_table_has_a_row_per_held_out_example(

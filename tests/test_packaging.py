@@ -73,3 +73,76 @@ def test_ruff_is_clean(args):
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     result = subprocess.run([ruff, *args], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_make_test_installs_the_system_packages_the_tests_need():
+    """The browser tests need Debian's chromium, the PostgreSQL tests its postgresql: `make
+    test` installs them where missing, not only .ci/run."""
+    plan = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True)
+    assert "apt-get install" in plan.stdout
+    assert "chromium" in plan.stdout and "postgresql" in plan.stdout
+
+
+@pytest.fixture(scope="module")
+def installed_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kit as Colab or Workbench get it: a wheel built from the repository, installed into
+    a folder of its own (no checkout next to it; its dependencies are this environment's)."""
+    tmp = tmp_path_factory.mktemp("installed")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "--quiet", "-w", str(tmp / "wheel"), str(REPO)], check=True,
+                   capture_output=True)  # fmt: skip
+    (wheel,) = (tmp / "wheel").glob("tunekit-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target",
+                    str(tmp / "site"), str(wheel)], check=True, capture_output=True)  # fmt: skip
+    return tmp / "site"
+
+
+def _in_installed(site: Path, code: str, home: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=home, capture_output=True, text=True,
+        env={"PYTHONPATH": str(site), "TUNEKIT_HOME": str(home / ".tunekit"),
+             "PATH": "/usr/bin:/bin", "HOME": str(home)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_an_installed_kit_carries_what_the_gke_profile_needs(installed_kit, tmp_path):
+    """Item 14: the gke profile looked for terraform/, docker/ and cloudbuild.yaml two folders
+    above the package, which in site-packages is not the project."""
+    code = """
+from pathlib import Path
+from tunekit import project_files as f
+root = f.root()
+print(root)
+print(f.terraform_dir())
+context = f.build_context(Path("staging"))
+for p in ("cloudbuild.yaml", "pyproject.toml", "README.md", "docker/finetune/Dockerfile",
+          "docker/kserve/requirements.txt", "lib/tunekit/train.py", "lib/tunekit/serve.py"):
+    assert (context / p).is_file(), p
+assert not (context / "lib/tunekit/_project").exists()
+"""
+    root, terraform = _in_installed(installed_kit, code, tmp_path).split()
+    assert Path(root) == installed_kit / "tunekit" / "_project"
+    assert Path(terraform) == tmp_path / ".tunekit" / "terraform"  # writable; state stays
+    assert (Path(terraform) / "main.tf").read_text() == (REPO / "terraform/main.tf").read_text()
+
+
+def test_an_installed_kit_makes_mlservers_environment_itself(installed_kit, tmp_path):
+    """Stage 06 (local) needs MLServer's own environment; without a checkout there is no
+    .venv-mlserver: the kit creates one from the requirements it carries, in TUNEKIT_HOME."""
+    code = """
+from tunekit import mlserver_env
+calls = []
+mlserver_env.create = lambda dest, torch="": calls.append(dest) or dest / "bin" / "mlserver"
+print(mlserver_env.executable())
+print(mlserver_env.requirements())
+try:
+    mlserver_env.executable(create_missing=False)
+except mlserver_env.MLServerUnavailable as e:
+    print("refused:", e)
+"""
+    out = _in_installed(installed_kit, code, tmp_path).splitlines()
+    assert out[0] == str(tmp_path / ".tunekit" / "venv-mlserver" / "bin" / "mlserver")
+    assert out[1].endswith("tunekit/_project/docker/kserve/requirements.txt")
+    assert out[2].startswith("refused: MLServer is not installed")

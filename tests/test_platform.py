@@ -9,11 +9,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 from mlflow import MlflowClient
 
 import tunekit
 from tunekit.gcs import storage_client
 from tunekit.services import healthy, running_services, stop_service
+from tunekit.tracking import use_login
 
 from .conftest import REPO
 
@@ -26,6 +28,7 @@ def test_bucket_exists_on_the_emulator(platform):
 
 def test_artifact_logged_through_mlflow_is_a_blob_in_the_bucket(platform, tmp_path):
     uri = platform.state.section("mlflow")["tracking_uri"]
+    use_login(platform)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(platform.settings.experiment_name)
     report = tmp_path / "report.txt"
@@ -44,6 +47,7 @@ def test_artifact_logged_through_mlflow_is_a_blob_in_the_bucket(platform, tmp_pa
 def test_verify_artifact_store_keeps_checks_out_of_the_experiment(platform):
     result = tunekit.verify_artifact_store(platform)
     assert result["blobs"] and result["blobs"][0].endswith("probe.txt")
+    use_login(platform)
     client = MlflowClient(platform.state.section("mlflow")["tracking_uri"])
     main = client.get_experiment_by_name(platform.settings.experiment_name)
     assert result["mlflow_run_id"] not in {
@@ -100,9 +104,41 @@ def test_ui_reopens_an_earlier_run_and_stops_on_ctrl_c(run):
         url = line.split()[2].split("/#")[0]
         assert f"/#/experiments/{experiment}" in line  # the same experiment, from the run's data
         assert healthy(f"{url}/health")
+        login = proc.stdout.readline().split()
+        assert login[:3] == ["Log", "in", "as"] and login[3] == "admin"
+        assert requests.get(f"{url}/api/2.0/mlflow/experiments/get?experiment_id={experiment}",
+                            timeout=10).status_code == 401  # fmt: skip
+        shown = requests.get(f"{url}/api/2.0/mlflow/experiments/get?experiment_id={experiment}",
+                             auth=(login[3], login[-1]), timeout=10)  # fmt: skip
+        assert shown.status_code == 200, shown.text
         assert "Ctrl-C" in proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
         proc.kill()
     assert running_services(run) == {}
+
+
+def test_mlflow_asks_for_a_login_and_the_reader_only_reads(platform):
+    """Local MLflow runs the cluster's basic-auth app: no login, no access; the servers' reader
+    may read what the admin made but not change it (default permission READ)."""
+    from tunekit.credentials import ADMIN, READER, LocalSecrets
+
+    uri = platform.state.section("mlflow")["tracking_uri"]
+    experiment = platform.state.section("mlflow")["experiment_id"]
+    api = f"{uri}/api/2.0/mlflow/experiments"
+    secrets = LocalSecrets(platform.dir)
+    admin, reader = secrets.get(ADMIN), secrets.get(READER)
+    get = {"params": {"experiment_id": experiment}, "timeout": 10}
+    assert requests.get(f"{api}/get", **get).status_code == 401
+    assert requests.get(f"{api}/get", auth=("admin", "wrong-password-1"), **get).status_code == 401
+    as_reader = (reader["username"], reader["password"])
+    assert requests.get(f"{api}/get", auth=as_reader, **get).status_code == 200
+    rename = {"experiment_id": experiment, "new_name": "taken-over"}
+    assert (
+        requests.post(f"{api}/update", json=rename, auth=as_reader, timeout=10).status_code == 403
+    )
+    tag = {"experiment_id": experiment, "key": "k", "value": "v"}
+    as_admin = (admin["username"], admin["password"])
+    assert requests.post(f"{api}/set-experiment-tag", json=tag, auth=as_admin,
+                         timeout=10).status_code == 200  # fmt: skip

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 import tunekit
 from tunekit.registry import CHAMPION, compare_runs, register_best
 from tunekit.run import Run
+from tunekit.tracking import use_login
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -43,6 +44,7 @@ def registry_run(platform: Run, request: pytest.FixtureRequest) -> tuple[Run, Ml
     """The platform's run with an experiment and a registered model name of this test's own."""
     name = request.node.name.replace("_", "-")[:60]
     uri = platform.state.section("mlflow")["tracking_uri"]
+    use_login(platform)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     experiment_id = client.create_experiment(name)

@@ -20,6 +20,7 @@ from tunekit.run import recorded_run
 from tunekit.runner import parse_stages
 from tunekit.services import healthy, running_services
 from tunekit.stages import STAGES
+from tunekit.tracking import use_login
 
 from .conftest import REPO, TINY_FINETUNE, tunekit_cli
 
@@ -184,6 +185,7 @@ def test_platform_up_logs_to_bucket_and_rerun_reuses_the_server(tmp_path):
         emulator = _printed(first.stdout, "STORAGE_EMULATOR_HOST=").rstrip(")")
         artifact = tmp_path / "notes.txt"
         artifact.write_text("logged from outside the series\n")
+        use_login(recorded_run(run_dir))
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_experiment(recorded_run(run_dir).settings.experiment_name)
         with mlflow.start_run() as active:

@@ -118,6 +118,12 @@ def _print_where(the_run: Any) -> None:
         if "mlflow" in up:
             console.print(f"MLflow UI:     {mlflow['ui_url']}", highlight=False)
             console.print(f"Tracking URI:  {mlflow['tracking_uri']}", highlight=False)
+            if login := mlflow.get("login"):
+                console.print(
+                    f"MLflow login:  {login['username']}, password in {login['password_in']} "
+                    "(`tunekit ui` shows it)",
+                    highlight=False,
+                )
         else:
             console.print(
                 f"MLflow UI:     {mlflow['ui_url']} (stopped; `make ui` reopens it on this "
@@ -154,6 +160,7 @@ def down(run_dir: RunDirOpt = None) -> None:
 @app.command()
 def ui(run_dir: RunDirOpt = None) -> None:
     """Reopen the MLflow UI on a run's data (the latest by default) until Ctrl-C."""
+    from tunekit import tracking
     from tunekit.stages import create_cluster, start_mlflow
 
     try:
@@ -163,7 +170,12 @@ def ui(run_dir: RunDirOpt = None) -> None:
     before = set(running_services(the_run))
     create_cluster(the_run)
     info = start_mlflow(the_run)
+    login = tracking.login(the_run)
     console.print(f"MLflow UI: {info['ui_url']}  (run {the_run.id})", highlight=False)
+    # the one place the kit shows a password: to the person at the terminal who asked for the UI
+    console.print(
+        f"Log in as {login['username']} with password {login['password']}", highlight=False
+    )
     started = set(running_services(the_run)) - before
     if not started:
         console.print("It was already running; `make down` stops it.")

@@ -3,7 +3,9 @@
 Every command is printed and appended to `<run>/gke/commands.sh`; with the setting `dry_run`
 nothing is executed, so the run dir holds exactly what a real run would do. Rendered manifests
 and Helm values are written next to it (`gke/manifests/`, `gke/helm/`). Secret values are never
-printed or written: they reach `kubectl` on its standard input.
+printed or written: they reach the cluster through the Kubernetes API (`tunekit.kube`), as do
+the server-side applies and the fine-tune Job's logs and outcome; commands.sh shows the kubectl
+equivalent of each.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 
 import yaml
 
+from tunekit.kube import FIELD_MANAGER, Kube
 from tunekit.run import Run
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # terraform/, docker/, cloudbuild.yaml
 REDACTED = "<set at apply time; never written>"
 
 
@@ -35,6 +37,7 @@ class Shell:
         self.folder = run.dir / "gke"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.script = self.folder / "commands.sh"
+        self._kube: Kube | None = None
         if not self.script.is_file():
             self.script.write_text(
                 "#!/usr/bin/env bash\n"
@@ -95,6 +98,19 @@ class Shell:
                 last.append(line)
             return proc.wait(), last
 
+    @property
+    def kube(self) -> Kube:
+        """The cluster's API (the kubeconfig's current context); never used on a dry run."""
+        if self.dry_run:
+            raise RuntimeError("a dry run does not talk to the cluster")
+        if self._kube is None:
+            self._kube = Kube()
+        return self._kube
+
+    def note(self, line: str) -> None:
+        """Record and show a comment: what was done through the API, as kubectl would do it."""
+        self._echo(f"# {line}")
+
     def write(self, relative: str, content: list[dict[str, Any]] | dict[str, Any]) -> Path:
         """Write manifests (a list: one YAML document each) or values (a dict) under gke/."""
         path = self.folder / relative
@@ -104,22 +120,28 @@ class Shell:
         return path
 
     def apply(self, relative: str, objects: list[dict[str, Any]]) -> Path:
-        """Write `objects` and `kubectl apply` the file."""
+        """Write `objects`, then server-side apply each through the API (recorded as the
+        equivalent `kubectl apply --server-side`)."""
         path = self.write(relative, objects)
-        self.run(["kubectl", "apply", "-f", str(path)])
+        self._echo(shlex.join(["kubectl", "apply", "--server-side",
+                               f"--field-manager={FIELD_MANAGER}", "-f", str(path)]))  # fmt: skip
+        if not self.dry_run:
+            for obj in objects:
+                self.kube.apply(obj)
         return path
 
     def apply_secret(self, relative: str, secret: dict[str, Any]) -> None:
-        """Write the Secret with its values redacted; apply the real one through stdin."""
+        """Write the Secret with its values redacted; server-side apply the real one through the
+        API (no `last-applied-configuration` annotation carries the values)."""
         redacted = {**secret, "stringData": dict.fromkeys(secret["stringData"], REDACTED)}
         path = self.write(relative, [redacted])
-        self.run(
-            ["kubectl", "apply", "-f", "-"],
-            stdin=yaml.safe_dump(secret),
-            # a comment: replaying the script must not apply the redacted values
-            shown=f"# kubectl apply -f - : Secret {secret['metadata']['name']} with its values "
-            f"on stdin (redacted copy: {path})",
+        # a comment: replaying the script must not apply the redacted values
+        self.note(
+            f"Secret {secret['metadata']['name']} applied server-side with its values "
+            f"(redacted copy: {path})"
         )
+        if not self.dry_run:
+            self.kube.apply(secret)
 
     def _echo(self, line: str) -> str:
         """Record `line` in the script and show it (a `#` line as it is, a command as `$ ...`)."""

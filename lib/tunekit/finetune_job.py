@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from tunekit import workloads
+from tunekit.credentials import LocalSecrets, child_environment
 from tunekit.progress import TrainingProgress
 from tunekit.run import Run
 from tunekit.services import log_tail
@@ -27,6 +27,7 @@ from tunekit.train import RESULT_FILE
 _NOT_TRAINING = {
     *("profile", "project_id", "region", "cluster_name", "bucket", "service_timeout_s"),
     *("dry_run", "namespace", "gpu_type", "gpu_machine_type", "gpu_spot", "image_tag"),
+    *("mlflow_backend", "job_deadline_h", "schedule_timeout_s"),
 }
 PROGRESS_PREFIXES = ("step ", "tunekit: ")  # the lines of the trainer's output shown live
 
@@ -58,10 +59,11 @@ def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
     process = workloads.as_process(
         workloads.container_of(objects, "Job"),
         mounts={workloads.CONFIG_DIR: str(job), workloads.WORKSPACE: str(run.dir)},
+        secrets=LocalSecrets(run.dir).value,
     )
     log = run.logs_dir / f"finetune-{job.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    returncode = _stream(run, process.argv, {**os.environ, **process.env}, log, job, resume)
+    returncode = _stream(run, process.argv, child_environment(process.env), log, job, resume)
     if returncode != 0 or not result_file.is_file():
         run.state.update("finetune", {"status": "failed", "job": job.name})
         raise RuntimeError(

@@ -6,7 +6,7 @@ from typing import Any
 
 from tunekit import progress
 from tunekit.run import Run, skipped_in_dry_run
-from tunekit.tracking import tracking_uri
+from tunekit.tracking import client, tracking_uri
 
 
 def training_curves(run: Run) -> Any:
@@ -14,16 +14,15 @@ def training_curves(run: Run) -> Any:
     if skipped_in_dry_run(run, "the training curves"):
         return None
     import matplotlib.pyplot as plt
-    from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri(run))
+    mlflow_client = client(run)
     run_id = _finetune_run_id(run)
     fig, (loss_ax, lr_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
     for ax, key, title in (
         (loss_ax, "loss", "training loss"),
         (lr_ax, "learning_rate", "learning rate"),
     ):
-        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        history = sorted(mlflow_client.get_metric_history(run_id, key), key=lambda m: m.step)
         ax.plot([m.step for m in history], [m.value for m in history], marker=".")
         ax.set(title=title, xlabel="step")
     loss_ax.set_yscale("log")
@@ -35,9 +34,8 @@ def base_vs_tuned(run: Run) -> Any:
     if skipped_in_dry_run(run, "the base vs tuned plot"):
         return None
     import matplotlib.pyplot as plt
-    from mlflow import MlflowClient
 
-    metrics = MlflowClient(tracking_uri(run)).get_run(_finetune_run_id(run)).data.metrics
+    metrics = client(run).get_run(_finetune_run_id(run)).data.metrics
     kinds = ("exact_match", "execution_accuracy")
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for offset, model in ((-0.2, "base"), (0.2, "tuned")):

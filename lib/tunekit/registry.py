@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunekit.run import Run, skipped_in_dry_run
-from tunekit.tracking import tracking_uri
+from tunekit.tracking import client, tracking_uri
 
 CHAMPION = "champion"
 RANK_BY = ("tuned_execution_accuracy", "eval_loss")  # higher first, then lower first
@@ -27,13 +27,12 @@ PARAMS = ("max_steps", "learning_rate", "lora_r", "per_device_train_batch_size",
 
 def compare_runs(run: Run) -> Any:
     """The experiment's finished, evaluated fine-tunes, best first (a pandas DataFrame)."""
-    import mlflow
     import pandas as pd
 
     if skipped_in_dry_run(run, "comparing the experiment's runs"):
         return pd.DataFrame(columns=["run_id", "run_name", *METRICS, *PARAMS])
     experiment_id = _experiment_id(run)
-    found = mlflow.MlflowClient(tracking_uri(run)).search_runs(
+    found = client(run).search_runs(
         [experiment_id],
         filter_string="attributes.status = 'FINISHED' and metrics.tuned_execution_accuracy >= 0",
         max_results=1000,
@@ -55,11 +54,9 @@ def compare_runs(run: Run) -> Any:
 
 def register_best(run: Run, pin_run_id: str = "") -> dict[str, Any]:
     """Register the best run's model (or `pin_run_id`'s), alias it `champion`; record it."""
-    import mlflow
-
     if skipped_in_dry_run(run, "registering the best run"):
         return _record_dry_run(run, pin_run_id)
-    client = mlflow.MlflowClient(tracking_uri(run))
+    mlflow_client = client(run)
     candidates = compare_runs(run)
     if pin_run_id:
         chosen = candidates[candidates["run_id"] == pin_run_id]
@@ -77,12 +74,14 @@ def register_best(run: Run, pin_run_id: str = "") -> dict[str, Any]:
         chosen = candidates
     best = chosen.iloc[0].to_dict()
     name = run.settings.registered_model_name
-    version, created = _version_for(client, name, best["run_id"], _experiment_id(run))
-    client.set_registered_model_alias(name, CHAMPION, version.version)
+    version, created = _version_for(mlflow_client, name, best["run_id"], _experiment_id(run))
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
     for metric in METRICS:
         if best.get(metric) is not None:
-            client.set_model_version_tag(name, version.version, metric, f"{best[metric]:.4f}")
-    client.set_model_version_tag(name, version.version, "tunekit.run_id", best["run_id"])
+            mlflow_client.set_model_version_tag(
+                name, version.version, metric, f"{best[metric]:.4f}"
+            )
+    mlflow_client.set_model_version_tag(name, version.version, "tunekit.run_id", best["run_id"])
     return run.state.update(
         "registry",
         {

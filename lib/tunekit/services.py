@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ import psutil
 import requests
 
 from tunekit import progress
+from tunekit.credentials import child_environment
 from tunekit.run import Run
 
 HOST = "127.0.0.1"
@@ -35,12 +37,25 @@ class ServiceError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """How to start a service: `{port}` in the command and the env is replaced by its port."""
+    """How to start a service: `{port}` in the command and the env is replaced by its port.
+
+    It is up when `health_path` answers 200, or, for a service that speaks no HTTP, when
+    `ready(port)` is true. `prepare` runs before each start (e.g. a database migration);
+    `stop_signal` asks it to stop (SIGKILL follows after a grace period).
+    """
 
     name: str
     command: list[str]
     health_path: str = "/"
     env: dict[str, str] = field(default_factory=dict)
+    ready: Callable[[int], bool] | None = None
+    prepare: Callable[[], None] | None = None
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    def is_up(self, record: dict[str, Any]) -> bool:
+        if self.ready:
+            return self.ready(record["port"])
+        return healthy(record["url"] + self.health_path)
 
     def argv(self, port: int) -> list[str]:
         return [a.replace("{port}", str(port)) for a in self.command]
@@ -56,7 +71,7 @@ def ensure_service(run: Run, spec: ServiceSpec) -> dict[str, Any]:
     record = run.state.section("services").get(spec.name)
     if record and _process(record):
         same = record.get("fingerprint") == spec.fingerprint(record["port"])
-        if same and healthy(record["url"] + spec.health_path):
+        if same and spec.is_up(record):
             return {**record, "reused": True}
         stop_service(run, spec.name)
     port = record["port"] if record and port_is_free(record["port"]) else free_port()
@@ -77,7 +92,10 @@ def stop_services(run: Run, names: list[str], timeout: float = 15.0) -> list[str
     """Stop `names` together (one grace period for all); forget their records."""
     records = run.state.section("services")
     alive = {n: p for n in names if n in records and (p := _process(records[n]))}
-    _terminate_groups(list(alive.values()), timeout)
+    _terminate_groups(
+        [(p, signal.Signals[records[n].get("stop_signal", "SIGTERM")]) for n, p in alive.items()],
+        timeout,
+    )
     with run.state.edit() as data:
         for name in names:
             data.get("services", {}).pop(name, None)
@@ -127,6 +145,8 @@ def log_tail(path: Path, lines: int = 20) -> str:
 
 
 def _start(run: Run, spec: ServiceSpec, port: int) -> dict[str, Any]:
+    if spec.prepare:
+        spec.prepare()
     run.logs_dir.mkdir(parents=True, exist_ok=True)
     log = run.logs_dir / f"{spec.name}.log"
     url = f"http://{HOST}:{port}"
@@ -138,7 +158,7 @@ def _start(run: Run, spec: ServiceSpec, port: int) -> dict[str, Any]:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **{k: v.replace("{port}", str(port)) for k, v in spec.env.items()}},
+            env=child_environment({k: v.replace("{port}", str(port)) for k, v in spec.env.items()}),
             cwd=run.dir,
             start_new_session=True,
         )
@@ -151,14 +171,18 @@ def _start(run: Run, spec: ServiceSpec, port: int) -> dict[str, Any]:
         "log": str(log),
         "command": spec.argv(port),
         "fingerprint": spec.fingerprint(port),
+        "stop_signal": spec.stop_signal.name,
         "started_at": datetime.now(UTC).isoformat(),
     }
     run.state.update("services", {spec.name: record})  # recorded first: a failure stays stoppable
-    _wait_healthy(run, spec, popen, url + spec.health_path, log)
+    _wait_healthy(run, spec, popen, record, log)
     return record
 
 
-def _wait_healthy(run: Run, spec: ServiceSpec, popen: subprocess.Popen, url: str, log: Path):
+def _wait_healthy(
+    run: Run, spec: ServiceSpec, popen: subprocess.Popen, record: dict[str, Any], log: Path
+) -> None:
+    url = record["url"] + ("" if spec.ready else spec.health_path)
     timeout = run.settings.service_timeout_s
     started = time.monotonic()
     deadline, shown = started + timeout, 0
@@ -169,7 +193,7 @@ def _wait_healthy(run: Run, spec: ServiceSpec, popen: subprocess.Popen, url: str
                 f"{spec.name} exited with code {popen.returncode} before answering {url}; "
                 f"last lines of {log}:\n{log_tail(log)}"
             )
-        if healthy(url):
+        if spec.is_up(record):
             progress.started(spec.name, time.monotonic() - started, url)
             return
         if (elapsed := time.monotonic() - started) >= shown + 1:
@@ -194,19 +218,23 @@ def _process(record: dict[str, Any]) -> psutil.Process | None:
         return None
 
 
-def _terminate_groups(leaders: list[psutil.Process], timeout: float) -> None:
-    """SIGTERM each leader's process group (service and workers), SIGKILL what outlives it."""
-    procs: list[psutil.Process] = []
-    for leader in leaders:
+def _terminate_groups(leaders: list[tuple[psutil.Process, signal.Signals]], timeout: float) -> None:
+    """Send each leader's process group (service and workers) its stop signal, and the
+    children that left the group too; SIGKILL what outlives the grace period."""
+    groups: list[tuple[int, signal.Signals, list[psutil.Process]]] = []
+    for leader, stop in leaders:
         with suppress(psutil.NoSuchProcess):
-            procs += [leader, *leader.children(recursive=True)]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for leader in leaders:
+            groups.append((leader.pid, stop, [leader, *leader.children(recursive=True)]))
+    procs = [p for _, _, members in groups for p in members]
+    for final in (False, True):
+        for pgid, stop, members in groups:
+            sig = signal.SIGKILL if final else stop
             with suppress(ProcessLookupError, PermissionError):
-                os.killpg(leader.pid, sig)
-        for p in procs:  # children that left the group
-            with suppress(psutil.NoSuchProcess):
-                p.send_signal(sig)
+                os.killpg(pgid, sig)
+            for p in members:
+                with suppress(ProcessLookupError, PermissionError, psutil.NoSuchProcess):
+                    if os.getpgid(p.pid) != pgid:
+                        p.send_signal(sig)
         _, procs = psutil.wait_procs(procs, timeout=timeout)
         if not procs:
             return

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from tunekit import workloads
+from tunekit.credentials import LocalSecrets
 from tunekit.prompts import build_prompt
 from tunekit.registry import CHAMPION
 from tunekit.run import Run, skipped_in_dry_run
@@ -42,23 +40,12 @@ def fastapi_spec(run: Run) -> ServiceSpec:
     objects = workloads.serve_deployment(
         run, champion_uri(run), champion_version(run), tracking_uri(run)
     )
-    process = workloads.as_process(workloads.container_of(objects, "Deployment"), mounts={})
-    return ServiceSpec("fastapi", process.argv, process.health_path, process.env)
-
-
-def mlserver_executable() -> str:
-    """`mlserver`: $TUNEKIT_MLSERVER, else the project's .venv-mlserver, else the PATH."""
-    if found := os.environ.get("TUNEKIT_MLSERVER"):
-        return found
-    project = Path(__file__).resolve().parents[2] / ".venv-mlserver" / "bin" / "mlserver"
-    if project.is_file():
-        return str(project)
-    if found := shutil.which("mlserver"):
-        return found
-    raise RuntimeError(
-        "MLServer is not installed: `make install` creates .venv-mlserver with it "
-        "(or set TUNEKIT_MLSERVER to an `mlserver` executable)"
+    process = workloads.as_process(
+        workloads.container_of(objects, "Deployment"),
+        mounts={},
+        secrets=LocalSecrets(run.dir).value,
     )
+    return ServiceSpec("fastapi", process.argv, process.health_path, process.env)
 
 
 def mlserver_spec(run: Run) -> ServiceSpec:
@@ -68,6 +55,8 @@ def mlserver_spec(run: Run) -> ServiceSpec:
     runtime reads the registered version itself (`models:/NAME/VERSION`) and /mnt/models is an
     empty folder of the run.
     """
+    from tunekit import mlserver_env
+
     name, version = run.settings.registered_model_name, champion_version(run)
     folder = run.dir / "mlserver"
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,7 +76,8 @@ def mlserver_spec(run: Run) -> ServiceSpec:
             "MLSERVER_GRPC_PORT": str(ports["grpc"]),
             "MLSERVER_METRICS_PORT": str(ports["metrics"]),
         },
-        executables={"mlserver": mlserver_executable()},
+        executables={"mlserver": mlserver_env.executable()},
+        secrets=LocalSecrets(run.dir).value,
     )
     (folder / "models").mkdir(exist_ok=True)
     return ServiceSpec("mlserver", process.argv, f"/v2/models/{name}/ready", process.env)

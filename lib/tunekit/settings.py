@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         "b-mc2/sql-create-context", description="Hub id, .json/.jsonl/.parquet file or synthetic"
     )
     service_timeout_s: float = Field(120.0, gt=0, le=3600, description="wait for a service")
+    mlflow_backend: Literal["sqlite", "postgresql"] = Field(
+        "sqlite",
+        description="MLflow's database: sqlite (local only) or postgresql (local: a server "
+        "from the Debian package in the run dir; gke: always)",
+    )
 
     # Profile gke: the cluster, its GPU pool and the images (terraform variables of the same names)
     dry_run: bool = Field(
@@ -80,6 +85,15 @@ class Settings(BaseSettings):
     gpu_machine_type: str = Field("g2-standard-8", description="gke: machine of the GPU pool")
     gpu_spot: bool = Field(True, description="gke: Spot GPU nodes (the Job resumes if preempted)")
     image_tag: str = Field("", description="gke: tag of the kit's images; empty: the kit version")
+    job_deadline_h: float = Field(
+        24.0, gt=0, le=168, description="gke: the fine-tune Job fails after this many hours"
+    )
+    schedule_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="gke: fail stage 03 when the fine-tune pod finds no node for this long "
+        "(no GPU quota, requests larger than the node)",
+    )
 
     # Data
     synthetic_rows: int = Field(14000, ge=100, description="rows the synthetic generator makes")
@@ -226,6 +240,12 @@ class Settings(BaseSettings):
                 "project_id: required on profile 'gke' "
                 "(set GOOGLE_CLOUD_PROJECT or -p project_id=...)"
             )
+        if self.profile == "gke" and self.mlflow_backend != "postgresql":
+            raise ValueError(
+                "mlflow_backend: profile 'gke' runs MLflow on PostgreSQL (allowed: 'postgresql')"
+            )
+        if self.profile == "gke":
+            self._check_gpu_machine()
         rows = self.dataset_limit or (self.synthetic_rows if self.dataset == "synthetic" else 0)
         if rows and self.eval_size >= rows:  # other datasets are checked when they are read
             raise ValueError(f"eval_size: must be smaller than the number of rows ({rows})")
@@ -236,6 +256,25 @@ class Settings(BaseSettings):
 
             self.image_tag = __version__
         return self
+
+    def _check_gpu_machine(self) -> None:
+        """The GPU pool's machine exists, carries `gpu_type` and has `gpu_count` GPUs: the
+        pods are sized from it (tunekit.node_sizing)."""
+        from tunekit.node_sizing import MACHINES
+
+        machine = MACHINES.get(self.gpu_machine_type)
+        if machine is None:
+            raise ValueError(f"gpu_machine_type: one of the GPU machines {', '.join(MACHINES)}")
+        if machine.accelerator != self.gpu_type:
+            raise ValueError(
+                f"gpu_type: {self.gpu_machine_type} carries {machine.accelerator}, "
+                f"not {self.gpu_type}"
+            )
+        if machine.gpus != self.gpu_count:
+            raise ValueError(
+                f"gpu_count: {self.gpu_machine_type} has {machine.gpus} GPU(s), "
+                f"not {self.gpu_count}"
+            )
 
 
 def load_settings(**values: Any) -> Settings:

@@ -1,52 +1,131 @@
-"""MLflow: the tracking server, the experiment, and a check that artifacts reach the bucket."""
+"""MLflow: the tracking server, its login, the experiment, and a check that artifacts reach the
+bucket.
+
+MLflow runs as on the cluster, everywhere: the basic-auth app with an admin generated per run,
+the arguments the community-charts/mlflow chart renders from the kit's values, the schema
+migrated by the server's own MLflow before it starts, and a read-only user for the model
+servers. Every stage that talks to MLflow logs in itself (`client`), from the run's credentials:
+a kernel or a process never inherits a login from an earlier stage.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import requests
+
+from tunekit import credentials
 from tunekit.run import Run, skipped_in_dry_run
 from tunekit.services import ServiceSpec
 
 ARTIFACT_PREFIX = "mlflow"
 CHECK_EXPERIMENT = "tunekit-platform-checks"
-
-
-def mlflow_server_spec(run: Run, gcs_endpoint: str) -> ServiceSpec:
-    """`mlflow server`: SQLite backend in the run dir, artifacts proxied to the bucket."""
-    db = run.dir / "mlflow" / "mlflow.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return ServiceSpec(
-        name="mlflow",
-        command=[
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{db}",
-            "--artifacts-destination",
-            artifacts_destination(run),
-        ],
-        health_path="/health",
-        env={
-            "STORAGE_EMULATOR_HOST": gcs_endpoint,
-            # The GenAI job runner (a dozen huey workers, ~2 GB) is not used by tunekit.
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        },
-    )
+# Every authenticated user may read (the reader); only the admin writes. An unauthenticated
+# request is a 401. The chart's `auth.defaultPermission`, the local ini's `default_permission`.
+DEFAULT_PERMISSION = "READ"
+AUTH_APP = "basic-auth"
+# MLflow's two PostgreSQL databases (the cluster's, and the local one with -p mlflow_backend=...)
+TRACKING_DATABASE, AUTH_DATABASE = "mlflow", "mlflow_auth"
+AUTHORIZATION_FUNCTION = "mlflow.server.auth:authenticate_request_basic_auth"
 
 
 def artifacts_destination(run: Run) -> str:
     return f"gs://{run.settings.bucket}/{ARTIFACT_PREFIX}"
+
+
+def allowed_hosts(run: Run) -> list[str]:
+    """Host headers the server accepts (MLflow >= 3.5 rejects others): the in-cluster names
+    and loopback (port-forwards, the local profile), each with any port."""
+    host = f"mlflow.{run.settings.namespace}"
+    names = [host, f"{host}.svc", f"{host}.svc.cluster.local", "localhost", "127.0.0.1"]
+    return [h for name in names for h in (name, f"{name}:*")]
+
+
+def extra_args(run: Run) -> dict[str, str]:
+    """The chart's `extraArgs`: each becomes `--<kebab-case key>=<value>`."""
+    workers = "2" if run.settings.profile == "gke" else "1"  # two cores here: one worker
+    return {"allowedHosts": ",".join(allowed_hosts(run)), "workers": workers}
+
+
+def server_arguments(run: Run, host: str, port: str, backend_store_uri: str) -> list[str]:
+    """`mlflow server`'s arguments as community-charts/mlflow renders them from the kit's
+    values (`tunekit.mlflow_chart.server_args`), listening on `host`:`port`."""
+    from tunekit import mlflow_chart
+    from tunekit.workloads import mlflow_values
+
+    values = {**mlflow_values(run), "serverHost": host, "service": {"containerPort": port}}
+    return mlflow_chart.server_args(values, backend_store_uri)
+
+
+def auth_ini(database_uri: str) -> str:
+    """The basic-auth app's configuration: no password in it (the admin's comes from the
+    environment, MLFLOW_AUTH_ADMIN_PASSWORD, as MLflow 3.17's auth/config.py reads it)."""
+    return (
+        "[mlflow]\n"
+        f"default_permission = {DEFAULT_PERMISSION}\n"
+        f"database_uri = {database_uri}\n"
+        f"admin_username = {credentials.USERNAMES[credentials.ADMIN]}\n"
+        f"authorization_function = {AUTHORIZATION_FUNCTION}\n"
+    )
+
+
+def mlflow_server_spec(
+    run: Run, gcs_endpoint: str, database: dict[str, str] | None = None
+) -> ServiceSpec:
+    """`mlflow server` on 127.0.0.1 with the chart's arguments: SQLite in the run dir, or the
+    PostgreSQL whose libpq environment is `database`; artifacts proxied to the bucket."""
+    folder = run.dir / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    if database:
+        from tunekit.postgres import AUTH_URI, BACKEND_URI
+
+        backend_uri, auth_uri = BACKEND_URI, AUTH_URI
+    else:
+        backend_uri = f"sqlite:///{folder / 'mlflow.db'}"
+        auth_uri = f"sqlite:///{folder / 'basic_auth.db'}"
+    ini = folder / "basic_auth.ini"
+    ini.write_text(auth_ini(auth_uri))
+    store = credentials.LocalSecrets(run.dir)
+    admin = store.ensure(credentials.ADMIN)
+    env = {
+        "STORAGE_EMULATOR_HOST": gcs_endpoint,
+        # The GenAI job runner (a dozen huey workers, ~2 GB) is not used by tunekit.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_USERNAME": admin["username"],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin["password"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": store.ensure(credentials.SERVER_KEY)["key"],
+        **(database or {}),
+    }
+    command = [sys.executable, "-m", "mlflow", "server",
+               *server_arguments(run, "127.0.0.1", "{port}", backend_uri)]  # fmt: skip
+    return ServiceSpec(
+        name="mlflow",
+        command=command,
+        health_path="/health",
+        env=env,
+        prepare=lambda: upgrade_database(backend_uri, env),
+    )
+
+
+def upgrade_database(backend_uri: str, env: dict[str, str]) -> None:
+    """`mlflow db upgrade` by the server's own MLflow: a schema behind its version is migrated,
+    one that is new is created (the server refuses any other: store/db/utils.py
+    `_verify_schema`). On GKE the chart's migration init container runs the same image."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mlflow", "db", "upgrade", backend_uri],
+        env=credentials.child_environment(env),
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).splitlines()[-15:])
+        raise RuntimeError(f"`mlflow db upgrade` failed (exit code {done.returncode}):\n{tail}")
 
 
 def tracking_uri(run: Run) -> str:
@@ -57,8 +136,31 @@ def tracking_uri(run: Run) -> str:
     return uri
 
 
+def login(run: Run, name: str = credentials.ADMIN) -> dict[str, str]:
+    """The login of credential `name` (the admin by default): the run's secrets file locally,
+    the Kubernetes Secret on GKE."""
+    from tunekit.backends import backend_for
+
+    return backend_for(run).read_secret(run, name)
+
+
+def use_login(run: Run, name: str = credentials.ADMIN) -> None:
+    """Log this process's MLflow client in (MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+    found = login(run, name)
+    os.environ["MLFLOW_TRACKING_USERNAME"] = found["username"]
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = found["password"]
+
+
+def client(run: Run) -> Any:
+    """An MlflowClient of the run's tracking server, logged in as the admin."""
+    from mlflow import MlflowClient
+
+    use_login(run)
+    return MlflowClient(tracking_uri(run))
+
+
 def ensure_experiment(uri: str, name: str) -> str:
-    """The id of experiment `name`, created if missing."""
+    """The id of experiment `name`, created if missing (the caller is logged in)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
@@ -66,25 +168,45 @@ def ensure_experiment(uri: str, name: str) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
+def ensure_reader(uri: str, admin: dict[str, str], reader: dict[str, str]) -> None:
+    """The read-only user the model servers log in as: created, or its password set to the
+    credential's. Through the basic-auth app's REST API as the admin (its routes:
+    mlflow/server/auth/routes.py of MLflow 3.17.2; its client module would import the server)."""
+    session = requests.Session()
+    session.auth = (admin["username"], admin["password"])
+    session.trust_env = False  # the server is on loopback or behind a port-forward
+    api = f"{uri}/api/2.0/mlflow/users"
+    found = session.get(f"{api}/get", params={"username": reader["username"]}, timeout=30)
+    if found.status_code == 404:
+        done = session.post(f"{api}/create", json=reader, timeout=30)
+    elif found.ok:
+        done = session.patch(f"{api}/update-password", json=reader, timeout=30)
+    else:
+        done = found
+    if not done.ok:
+        raise RuntimeError(
+            f"MLflow refused to set up user {reader['username']!r} at {uri}: "
+            f"{done.status_code} {done.text[:200]}"
+        )
+
+
 def verify_artifact_store(run: Run) -> dict[str, Any]:
     """Log a small artifact through the server and find it as a blob in the bucket.
 
     The check run goes to its own experiment so that it never competes with fine-tunes.
     """
-    from mlflow import MlflowClient
-
     from tunekit.gcs import storage_client
 
     if skipped_in_dry_run(run, "the artifact check"):
         return {"dry_run": True}
-    client = MlflowClient(tracking_uri(run))
-    experiment_id = ensure_experiment(client.tracking_uri, CHECK_EXPERIMENT)
-    mlflow_run = client.create_run(experiment_id, run_name=f"artifact-check-{run.id}")
+    mlflow_client = client(run)
+    experiment_id = ensure_experiment(mlflow_client.tracking_uri, CHECK_EXPERIMENT)
+    mlflow_run = mlflow_client.create_run(experiment_id, run_name=f"artifact-check-{run.id}")
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.txt"
         probe.write_text(f"tunekit run {run.id}\n")
-        client.log_artifact(mlflow_run.info.run_id, str(probe))
-    client.set_terminated(mlflow_run.info.run_id)
+        mlflow_client.log_artifact(mlflow_run.info.run_id, str(probe))
+    mlflow_client.set_terminated(mlflow_run.info.run_id)
     prefix = f"{ARTIFACT_PREFIX}/{experiment_id}/{mlflow_run.info.run_id}/"
     blobs = [b.name for b in storage_client(run).list_blobs(run.settings.bucket, prefix=prefix)]
     if not blobs:

@@ -8,27 +8,38 @@ its mounts mapped to directories of the run and its port to a free local one.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunekit import credentials, node_sizing
+from tunekit.kube import GKE_ACCELERATOR_LABEL
 from tunekit.models import TINY
 from tunekit.run import Run
-from tunekit.tracking import ARTIFACT_PREFIX
+from tunekit.tracking import (
+    ARTIFACT_PREFIX,
+    AUTH_DATABASE,
+    DEFAULT_PERMISSION,
+    TRACKING_DATABASE,
+)
 
 K8S_VERSION = "1.34"  # the Kubernetes minor version the manifests are validated against
 PART_OF = {"app.kubernetes.io/part-of": "tunekit"}
 TRAIN_SA, SERVE_SA, MLFLOW_SA = "tunekit-train", "tunekit-serve", "mlflow"
-HF_SECRET, MLFLOW_AUTH_SECRET, MLFLOW_DB_SECRET = "hf-token", "mlflow-auth", "mlflow-db"
+HF_SECRET = "hf-token"
+MLFLOW_AUTH_SECRET, MLFLOW_READER_SECRET = credentials.ADMIN, credentials.READER
+MLFLOW_DB_SECRET = credentials.DATABASE
 CONFIG_DIR, WORKSPACE, MODEL_DIR = "/etc/tunekit", "/workspace", "/mnt/models"
 MLFLOW_PORT, SERVE_PORT, POSTGRES_PORT = 5000, 8080, 5432
-MLFLOW_CHART = ("community-charts/mlflow", "1.11.7")
 POSTGRES_IMAGE = "postgres:17.6-bookworm"
 IMAGES = ("finetune", "serve", "mlserver", "mlflow")  # built by cloudbuild.yaml
 # KServe (RawDeployment mode: no Knative, no Istio) and the cert-manager it needs, installed by
 # stage 06 when the cluster has no KServe yet.
 KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.15.2", "v1.17.2"
+HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
 UID = 10001  # the images' non-root user
+FINETUNE_LABEL = "tunekit.dev/finetune"  # a fine-tune's Jobs (its attempts) carry its folder name
 
 
 def image(run: Run, name: str) -> str:
@@ -48,12 +59,14 @@ def in_cluster_tracking_uri(run: Run) -> str:
     return f"http://mlflow.{run.settings.namespace}.svc.cluster.local:{MLFLOW_PORT}"
 
 
-def _meta(run: Run, name: str, component: str, **extra: Any) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
+def _meta(
+    run: Run, name: str, component: str, labels: dict[str, str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    common = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
     return {
         "name": name,
         "namespace": run.settings.namespace,
-        "labels": {**labels, **PART_OF},
+        "labels": {**common, **PART_OF, **(labels or {})},
         **extra,
     }
 
@@ -68,10 +81,14 @@ def _env(values: dict[str, str], secrets: dict[str, tuple[str, str]]) -> list[di
     return plain + refs
 
 
-_MLFLOW_CREDENTIALS = {
-    "MLFLOW_TRACKING_USERNAME": (MLFLOW_AUTH_SECRET, "username"),
-    "MLFLOW_TRACKING_PASSWORD": (MLFLOW_AUTH_SECRET, "password"),
-}
+def _mlflow_login(secret: str) -> dict[str, tuple[str, str]]:
+    """MLflow's client login (MLFLOW_TRACKING_USERNAME/PASSWORD) from Secret `secret`."""
+    names = credentials.LOGIN_VARIABLES
+    return {names[0]: (secret, "username"), names[1]: (secret, "password")}
+
+
+_ADMIN_LOGIN = _mlflow_login(MLFLOW_AUTH_SECRET)  # the fine-tune writes its run
+_READER_LOGIN = _mlflow_login(MLFLOW_READER_SECRET)  # servers only read the registry
 _HF_TOKEN = {"HF_TOKEN": (HF_SECRET, "HF_TOKEN")}
 
 _CONTAINER_SECURITY = {
@@ -94,7 +111,7 @@ def _pod_security() -> dict[str, Any]:
 def _gpu_placement(run: Run) -> dict[str, Any]:
     """nodeSelector and tolerations that put a pod on the GPU pool."""
     s = run.settings
-    selector = {"cloud.google.com/gke-accelerator": s.gpu_type}
+    selector = {GKE_ACCELERATOR_LABEL: s.gpu_type}
     tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     if s.gpu_spot:
         selector["cloud.google.com/gke-spot"] = "true"
@@ -109,12 +126,13 @@ def _gpu_placement(run: Run) -> dict[str, Any]:
     return {"nodeSelector": selector, "tolerations": tolerations}
 
 
-def _gpu_resources(run: Run, cpu: str, memory: str) -> dict[str, Any]:
-    gpus = str(run.settings.gpu_count)
-    return {
-        "requests": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
-        "limits": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
-    }
+def _gpu_resources(run: Run, mounts_bucket: bool = False) -> dict[str, Any]:
+    """All of a GPU node's GPUs, and what else the node has room for beside GKE's own pods and,
+    for a pod that mounts the bucket, the FUSE sidecar (tunekit.node_sizing)."""
+    share = node_sizing.quantities(node_sizing.pod_share(run.settings.gpu_machine_type,
+                                                         mounts_bucket))  # fmt: skip
+    amounts = {**share, "nvidia.com/gpu": str(run.settings.gpu_count)}
+    return {"requests": amounts, "limits": dict(amounts)}
 
 
 def _scratch(*mounts: tuple[str, str, str]) -> tuple[list[dict], list[dict]]:
@@ -176,11 +194,13 @@ def secret(run: Run, name: str, data: dict[str, str]) -> dict[str, Any]:
 
 
 def mlflow_values(run: Run) -> dict[str, Any]:
-    """Values for community-charts/mlflow: PostgreSQL backend, artifacts proxied to GCS, basic
-    auth with the admin from a Secret, allowed Host headers, probes and resources."""
+    """Values for community-charts/mlflow (`tunekit.mlflow_chart` says what the chart makes of
+    them): the kit's MLflow image, also for the schema migration; runs and registry in
+    PostgreSQL, the basic-auth users in a database of their own there; artifacts proxied to
+    the bucket; the images' user; allowed Host headers, probes and resources."""
+    from tunekit.tracking import extra_args
+
     s = run.settings
-    host = f"mlflow.{s.namespace}"
-    allowed = [host, f"{host}.svc", f"{host}.svc.cluster.local", "localhost", "127.0.0.1"]
     repository, tag = image(run, "mlflow").rsplit(":", 1)
     probe = {
         "initialDelaySeconds": 10,
@@ -188,26 +208,31 @@ def mlflow_values(run: Run) -> dict[str, Any]:
         "timeoutSeconds": 5,
         "failureThreshold": 6,
     }
+    database = {
+        "host": f"postgres.{s.namespace}.svc.cluster.local",
+        "port": POSTGRES_PORT,
+        "driver": "psycopg2",
+    }
+    login = {"name": MLFLOW_DB_SECRET, "usernameKey": "username", "passwordKey": "password"}
     return {
         "fullnameOverride": "mlflow",
         "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+        # the migration init container runs `mlflow` too: the server's own version, whose
+        # schema head the server insists on (mlflow/store/db/utils.py `_verify_schema`)
+        "initImages": {
+            "mlflowDbMigration": {
+                "repository": repository,
+                "tag": tag,
+                "pullPolicy": "IfNotPresent",
+            }
+        },
         "serviceAccount": {"create": True, "name": MLFLOW_SA},
         "service": {"type": "ClusterIP", "port": MLFLOW_PORT},
         "backendStore": {
             "databaseMigration": True,
             "databaseConnectionCheck": True,
-            "postgres": {
-                "enabled": True,
-                "host": f"postgres.{s.namespace}.svc.cluster.local",
-                "port": POSTGRES_PORT,
-                "database": "mlflow",
-                "driver": "psycopg2",
-            },
-            "existingDatabaseSecret": {
-                "name": MLFLOW_DB_SECRET,
-                "usernameKey": "username",
-                "passwordKey": "password",
-            },
+            "postgres": {"enabled": True, "database": TRACKING_DATABASE, **database},
+            "existingDatabaseSecret": login,
         },
         "artifactRoot": {
             "proxiedArtifactStorage": True,
@@ -215,19 +240,27 @@ def mlflow_values(run: Run) -> dict[str, Any]:
         },
         "auth": {
             "enabled": True,
+            "defaultPermission": DEFAULT_PERMISSION,
             "existingAdminSecret": {
                 "name": MLFLOW_AUTH_SECRET,
                 "usernameKey": "username",
                 "passwordKey": "password",
             },
+            # users survive restarts: their own database in the same PostgreSQL (the chart's
+            # default is a relative SQLite file under the read-only root filesystem)
+            "postgres": {
+                "enabled": True,
+                "database": AUTH_DATABASE,
+                **database,
+                "existingSecret": login,
+            },
         },
-        "extraArgs": {
-            "allowedHosts": ",".join(h for name in allowed for h in (name, f"{name}:*")),
-            "workers": "2",
-        },
+        "extraArgs": extra_args(run),
         "extraEnvVars": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         "podSecurityContext": _pod_security(),
-        "securityContext": _CONTAINER_SECURITY,
+        # the chart's container default sets runAsUser/runAsGroup 1001, which Helm keeps unless
+        # they are set here, and which wins over the pod's
+        "securityContext": {**_CONTAINER_SECURITY, "runAsUser": UID, "runAsGroup": UID},
         "resources": {
             "requests": {"cpu": "500m", "memory": "1Gi"},
             "limits": {"cpu": "2", "memory": "2Gi"},
@@ -238,15 +271,18 @@ def mlflow_values(run: Run) -> dict[str, Any]:
 
 
 def postgres(run: Run) -> list[dict[str, Any]]:
-    """A single PostgreSQL for MLflow's runs and registry (the official image, a 10 GiB disk)."""
+    """A single PostgreSQL for MLflow (the official image, a 10 GiB disk) with its two
+    databases: runs and registry (POSTGRES_DB), and the basic-auth users, created by a script
+    the image's entrypoint runs when it initialises the volume (/docker-entrypoint-initdb.d)."""
     labels = {"app.kubernetes.io/name": "postgres"}
+    init_sql = f'CREATE DATABASE "{AUTH_DATABASE}";\n'
     container = {
         "name": "postgres",
         "image": POSTGRES_IMAGE,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT}],
         "env": [
-            {"name": "POSTGRES_DB", "value": "mlflow"},
+            {"name": "POSTGRES_DB", "value": TRACKING_DATABASE},
             {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
             *[
                 {"name": k, "valueFrom": {"secretKeyRef": {"name": MLFLOW_DB_SECRET, "key": key}}}
@@ -271,9 +307,16 @@ def postgres(run: Run) -> list[dict[str, Any]]:
             {"name": "data", "mountPath": "/var/lib/postgresql/data"},
             {"name": "run", "mountPath": "/var/run/postgresql"},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "initdb", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True},
         ],
     }
     return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(run, "postgres-initdb", "database"),
+            "data": {"10-mlflow-auth.sql": init_sql},
+        },
         {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
@@ -302,6 +345,7 @@ def postgres(run: Run) -> list[dict[str, Any]]:
                         "volumes": [
                             {"name": "run", "emptyDir": {}},
                             {"name": "tmp", "emptyDir": {}},
+                            {"name": "initdb", "configMap": {"name": "postgres-initdb"}},
                         ],
                     },
                 },
@@ -331,11 +375,30 @@ def postgres(run: Run) -> list[dict[str, Any]]:
 # --- stage 03: the fine-tune Job
 
 
-def finetune_job(run: Run, job: str, tracking_uri: str, config_yaml: str) -> list[dict[str, Any]]:
-    """The ConfigMap with the job's settings and the Job running `python -m tunekit.train`.
+def _workspace_volume(run: Run, read_only: bool = False) -> dict[str, Any]:
+    """The run's folder in the bucket as volume `workspace` (Cloud Storage FUSE)."""
+    options = f"implicit-dirs,only-dir={bucket_folder(run)}"
+    return {
+        "name": "workspace",
+        "csi": {
+            "driver": "gcsfuse.csi.storage.gke.io",
+            "readOnly": read_only,
+            "volumeAttributes": {"bucketName": run.settings.bucket, "mountOptions": options},
+        },
+    }
+
+
+def finetune_job(
+    run: Run, job: str, tracking_uri: str, config_yaml: str, attempt: int = 1
+) -> list[dict[str, Any]]:
+    """The ConfigMap with the job's settings and Job `<job>-<attempt>` running
+    `python -m tunekit.train` into `/workspace/finetune/<job>`.
 
     `/workspace` is the run's folder in the bucket (Cloud Storage FUSE), so checkpoints survive
-    a preempted Spot node and the retried pod resumes from the last one (`--resume`).
+    a preempted Spot node and the retried pod resumes from the last one (`--resume`); so does a
+    new attempt after a failed one. A preemption is retried without counting as a failure; a
+    training process that exits with an error fails the Job at once (a retry would fail the
+    same way), and so does running past `job_deadline_h`.
     """
     s = run.settings
     local_model = s.model_id == TINY or Path(s.model_id).is_dir()
@@ -365,8 +428,8 @@ def finetune_job(run: Run, job: str, tracking_uri: str, config_yaml: str) -> lis
             f"{WORKSPACE}/models",
             "--resume",
         ],
-        "env": _env(env, {**_HF_TOKEN, **_MLFLOW_CREDENTIALS}),
-        "resources": _gpu_resources(run, cpu="6", memory="28Gi"),
+        "env": _env(env, {**_HF_TOKEN, **_ADMIN_LOGIN}),
+        "resources": _gpu_resources(run, mounts_bucket=True),
         "securityContext": _CONTAINER_SECURITY,
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -374,15 +437,7 @@ def finetune_job(run: Run, job: str, tracking_uri: str, config_yaml: str) -> lis
             *scratch_mounts,
         ],
     }
-    workspace = {
-        "csi": {
-            "driver": "gcsfuse.csi.storage.gke.io",
-            "volumeAttributes": {
-                "bucketName": s.bucket,
-                "mountOptions": f"implicit-dirs,only-dir={bucket_folder(run)}",
-            },
-        }
-    }
+    name = f"{job}-{attempt}"
     return [
         {
             "apiVersion": "v1",
@@ -393,13 +448,30 @@ def finetune_job(run: Run, job: str, tracking_uri: str, config_yaml: str) -> lis
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": _meta(run, job, "finetune"),
+            "metadata": _meta(run, name, "finetune", labels={FINETUNE_LABEL: job}),
             "spec": {
-                "backoffLimit": 4,  # retries resume from the last checkpoint
+                "backoffLimit": 3,  # pods lost for other reasons (a node failure) are retried
+                "activeDeadlineSeconds": int(s.job_deadline_h * 3600),
+                "podFailurePolicy": {
+                    "rules": [
+                        {
+                            "action": "Ignore",
+                            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                        },
+                        {
+                            "action": "FailJob",
+                            "onExitCodes": {
+                                "containerName": "train",
+                                "operator": "NotIn",
+                                "values": [0],
+                            },
+                        },
+                    ]
+                },
                 "ttlSecondsAfterFinished": 7 * 24 * 3600,
                 "template": {
                     "metadata": {
-                        "labels": {"app.kubernetes.io/name": job, **PART_OF},
+                        "labels": {"app.kubernetes.io/name": name, FINETUNE_LABEL: job, **PART_OF},
                         "annotations": {"gke-gcsfuse/volumes": "true"},
                     },
                     "spec": {
@@ -411,7 +483,7 @@ def finetune_job(run: Run, job: str, tracking_uri: str, config_yaml: str) -> lis
                         "containers": [container],
                         "volumes": [
                             {"name": "config", "configMap": {"name": f"{job}-config"}},
-                            {"name": "workspace", **workspace},
+                            _workspace_volume(run),
                             *scratch_volumes,
                         ],
                     },
@@ -435,12 +507,22 @@ def _server_env(run: Run, tracking_uri: str, version: str) -> dict[str, str]:
 
 def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) -> list[dict]:
     """`python -m tunekit.serve` on the champion: a Deployment (probes on /healthz and /readyz)
-    and a ClusterIP Service on port 80."""
+    and a ClusterIP Service on port 80.
+
+    A new version replaces the pod rather than starting a second one beside it (`Recreate`: a
+    rolling update would need another GPU node). A base model the fine-tune built itself
+    (tiny-gemma2) lives in the run's bucket folder, at the path the logged model records, so
+    the pod mounts that folder read-only at the same place.
+    """
     labels = {"app.kubernetes.io/name": "tunekit-serve"}
     health = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
     scratch_volumes, scratch_mounts = _scratch(
         ("cache", "/home/tunekit/.cache", ""), ("tmp", "/tmp", "")
     )
+    built_base = run.settings.model_id == TINY
+    if built_base:
+        scratch_volumes.append(_workspace_volume(run, read_only=True))
+        scratch_mounts.append({"name": "workspace", "mountPath": WORKSPACE, "readOnly": True})
     container = {
         "name": "serve",
         "image": image(run, "serve"),
@@ -448,8 +530,8 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
         "command": ["python", "-m", "tunekit.serve"],
         "args": ["--model-uri", model_uri, "--host", "0.0.0.0", "--port", str(SERVE_PORT)],
         "ports": [{"name": "http", "containerPort": SERVE_PORT}],
-        "env": _env(_server_env(run, tracking_uri, version), {**_HF_TOKEN, **_MLFLOW_CREDENTIALS}),
-        "resources": _gpu_resources(run, cpu="4", memory="24Gi"),
+        "env": _env(_server_env(run, tracking_uri, version), {**_HF_TOKEN, **_READER_LOGIN}),
+        "resources": _gpu_resources(run, mounts_bucket=built_base),
         "startupProbe": {**health, "failureThreshold": 90},  # loading the model: up to 15 min
         "livenessProbe": health,
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
@@ -463,9 +545,13 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
             "metadata": _meta(run, "tunekit-serve", "serving"),
             "spec": {
                 "replicas": 1,
+                "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": labels},
                 "template": {
-                    "metadata": {"labels": {**labels, **PART_OF}},
+                    "metadata": {
+                        "labels": {**labels, **PART_OF},
+                        **({"annotations": {"gke-gcsfuse/volumes": "true"}} if built_base else {}),
+                    },
                     "spec": {
                         "serviceAccountName": SERVE_SA,
                         "automountServiceAccountToken": False,
@@ -518,7 +604,7 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
                     "name": "kserve-container",
                     "image": image(run, "mlserver"),
                     "command": ["mlserver", "start", MODEL_DIR],
-                    "env": _env(env, _HF_TOKEN),
+                    "env": _env(env, {**_HF_TOKEN, **_READER_LOGIN}),
                     "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
                     "securityContext": {**_CONTAINER_SECURITY, "readOnlyRootFilesystem": False},
                     "resources": {
@@ -543,12 +629,10 @@ def _inference_service(run: Run, name: str, model: dict[str, Any]) -> dict[str, 
         "spec": {
             "predictor": {
                 "serviceAccountName": SERVE_SA,
+                # one GPU node each: replace the pod, do not surge a second one beside it
+                "deploymentStrategy": {"type": "Recreate"},
                 **_gpu_placement(run),
-                "model": {
-                    **model,
-                    "protocolVersion": "v2",
-                    "resources": _gpu_resources(run, cpu="4", memory="24Gi"),
-                },
+                "model": {**model, "protocolVersion": "v2", "resources": _gpu_resources(run)},
             }
         },
     }
@@ -571,6 +655,10 @@ def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
     name = f"{s.registered_model_name}-vllm"
     model = {
         "modelFormat": {"name": "huggingface"},
+        # KServe's own runtime, named rather than auto-selected: with nvidia.com/gpu in the
+        # limits the controller runs its CUDA build, the image tag with suffix -gpu (the plain
+        # tag is the CPU build)
+        "runtime": HF_RUNTIME,
         "storageUri": storage_uri,  # the adapter; the base comes from the Hub
         "args": [
             f"--model_name={name}",
@@ -604,10 +692,13 @@ def as_process(
     mounts: dict[str, str],
     overrides: dict[str, str] | None = None,
     executables: dict[str, str] | None = None,
+    secrets: Callable[[str, str], str | None] | None = None,
 ) -> Process:
     """Run `container` here: its command and args with each mount path replaced by a local
     directory, its first port replaced by `{port}` (filled in by the service runner), listening
-    on 127.0.0.1; its plain env values (Secrets come from the environment) plus `overrides`."""
+    on 127.0.0.1; its env values plus `overrides`. A variable from a Secret takes the value
+    `secrets(name, key)` gives (the run's credentials); without one it is left to the
+    environment (e.g. HF_TOKEN)."""
     executables = {"python": sys.executable, **(executables or {})}
     port = str(container["ports"][0]["containerPort"]) if container.get("ports") else None
 
@@ -624,6 +715,10 @@ def as_process(
     command = [executables.get(c, c) for c in container.get("command", [])[:1]]
     argv = command + [local(a) for a in [*container["command"][1:], *container.get("args", [])]]
     env = {e["name"]: local(e["value"]) for e in container.get("env", []) if "value" in e}
+    for e in container.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref and secrets and (value := secrets(ref["name"], ref["key"])) is not None:
+            env[e["name"]] = value
     probe = container.get("readinessProbe", {}).get("httpGet", {})
     return Process(argv, {**env, **(overrides or {})}, probe.get("path", "/"))
 
@@ -640,6 +735,8 @@ def container_of(objects: list[dict[str, Any]] | dict[str, Any], kind: str) -> d
 
 
 def vllm_serves(run: Run) -> bool:
-    """The vLLM InferenceService needs a Hub base model (not tiny-gemma2 or a local folder)."""
+    """The vLLM InferenceService needs a Hub base model (not tiny-gemma2 or a local folder) and
+    an adapter of LoRA weights only (vLLM 0.8.5, in KServe 0.15's image, refuses
+    `modules_to_save`: vllm/lora/peft_helper.py)."""
     s = run.settings
-    return s.model_id != TINY and not Path(s.model_id).is_dir()
+    return s.model_id != TINY and not Path(s.model_id).is_dir() and not s.lora_modules_to_save

@@ -1,26 +1,30 @@
-"""Profile `gke`: Google Kubernetes Engine with GPUs, driven by terraform, gcloud, kubectl, helm.
+"""Profile `gke`: Google Kubernetes Engine with GPUs, driven by terraform, gcloud, helm and the
+Kubernetes API.
 
 Each stage renders what it applies from the settings (`tunekit.workloads`), writes it into
-`<run>/gke/` and runs the commands through `tunekit.cloud.Shell`. With `-p dry_run=true` the
-whole series runs offline: commands are printed and recorded, nothing is executed.
+`<run>/gke/` and runs the commands through `tunekit.cloud.Shell`; objects, Secrets and the
+fine-tune Job go through the Kubernetes API (`tunekit.kube`), recorded in commands.sh as the
+kubectl equivalent. With `-p dry_run=true` the whole series runs offline: commands are printed
+and recorded, nothing is executed.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 from typing import Any
 
-from tunekit import finetune_job, workloads
-from tunekit.cloud import PROJECT_ROOT, Shell
+from tunekit import credentials, finetune_job, mlflow_chart, project_files, tracking, workloads
+from tunekit.cloud import Shell
+from tunekit.kube import FIELD_MANAGER, GKE_ACCELERATOR_LABEL, JobFailed, job_outcome
+from tunekit.progress import TrainingProgress
 from tunekit.run import Run
 from tunekit.services import ServiceSpec, ensure_service, running_services, stop_all
 from tunekit.tracking import artifacts_destination
 
-TF_DIR = PROJECT_ROOT / "terraform"
 DRY = "dry-run"  # what a dry run records where a real run records a live value
+# The credentials stage 02 keeps in Secrets: PostgreSQL's user, MLflow's admin and reader.
+MLFLOW_SECRETS = (credentials.DATABASE, credentials.ADMIN, credentials.READER)
 
 
 def terraform_variables(run: Run) -> dict[str, Any]:
@@ -56,36 +60,17 @@ def create_cluster(run: Run) -> dict[str, Any]:
     sh, s = Shell(run, "01-cluster"), run.settings
     var_file = sh.folder / "terraform.tfvars.json"
     var_file.write_text(json.dumps(terraform_variables(run), indent=2))
-    tf = ["terraform", f"-chdir={TF_DIR}"]
+    tf = ["terraform", f"-chdir={project_files.terraform_dir()}"]
     sh.run([*tf, "init", "-input=false"])
     sh.run([*tf, "apply", "-input=false", "-auto-approve", f"-var-file={var_file}"])
     raw = sh.output([*tf, "output", "-json"])
     outputs = {k: v["value"] for k, v in json.loads(raw).items()} if raw else _planned_outputs(run)
-    sh.run(
-        [
-            "gcloud",
-            "container",
-            "clusters",
-            "get-credentials",
-            s.cluster_name,
-            f"--region={s.region}",
-            f"--project={s.project_id}",
-        ]
-    )
-    nodes = sh.output(
-        [
-            "kubectl",
-            "get",
-            "nodes",
-            "-o",
-            "json",
-            f"-l=cloud.google.com/gke-accelerator={s.gpu_type}",
-        ]
-    )
-    gpus = sum(
-        int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", 0))
-        for n in (json.loads(nodes)["items"] if nodes else [])
-    )
+    # The control plane's DNS endpoint: reachable from anywhere, authorized by IAM; its IP
+    # endpoint takes only the networks of `master_authorized_networks` (none by default).
+    sh.run(["gcloud", "container", "clusters", "get-credentials", s.cluster_name,
+            f"--region={s.region}", f"--project={s.project_id}", "--dns-endpoint"])  # fmt: skip
+    sh.note(f"kubectl get nodes -l={GKE_ACCELERATOR_LABEL}={s.gpu_type} (the API)")
+    gpus = 0 if s.dry_run else sh.kube.gpus(s.gpu_type)
     if gpus:
         print(f"{gpus} {s.gpu_type} GPU(s) ready")
     elif not s.dry_run:
@@ -109,82 +94,83 @@ def create_cluster(run: Run) -> dict[str, Any]:
 
 
 def start_mlflow(run: Run) -> dict[str, Any]:
-    """PostgreSQL and MLflow (Helm) with basic auth; locally, a port-forward to its UI and API."""
+    """PostgreSQL and MLflow (Helm) with basic auth; locally, a port-forward to its UI and API;
+    the experiment and the read-only user of the model servers."""
     sh, s = Shell(run, "02-mlflow"), run.settings
-    for name, user in (
-        (workloads.MLFLOW_DB_SECRET, "mlflow"),
-        (workloads.MLFLOW_AUTH_SECRET, "admin"),
-    ):
-        if s.dry_run or not _exists(sh, run, "secret", name):
-            data = {"username": user, "password": secrets.token_urlsafe(24)}
-            sh.apply_secret(f"manifests/02-secret-{name}.yaml", workloads.secret(run, name, data))
+    _ensure_secrets(sh, run)
     sh.apply("manifests/02-postgres.yaml", workloads.postgres(run))
-    sh.run(
-        [
-            "kubectl",
-            "rollout",
-            "status",
-            "statefulset/postgres",
-            f"-n={s.namespace}",
-            "--timeout=10m",
-        ]
-    )
+    sh.run(["kubectl", "rollout", "status", "statefulset/postgres", f"-n={s.namespace}",
+            "--timeout=10m"])  # fmt: skip
     values = sh.write("helm/mlflow-values.yaml", workloads.mlflow_values(run))
-    chart, version = workloads.MLFLOW_CHART
-    sh.run(
-        [
-            "helm",
-            "repo",
-            "add",
-            "community-charts",
-            "https://community-charts.github.io/helm-charts",
-            "--force-update",
-        ]
-    )
-    sh.run(
-        [
-            "helm",
-            "upgrade",
-            "--install",
-            "mlflow",
-            chart,
-            f"--version={version}",
-            f"--namespace={s.namespace}",
-            f"--values={values}",
-            "--wait",
-            "--timeout=15m",
-        ]
-    )
+    sh.run(["helm", "repo", "add", "community-charts", mlflow_chart.REPOSITORY,
+            "--force-update"])  # fmt: skip
+    sh.run(["helm", "upgrade", "--install", "mlflow", mlflow_chart.NAME,
+            f"--version={mlflow_chart.VERSION}", f"--namespace={s.namespace}",
+            f"--values={values}", "--wait", "--timeout=15m"])  # fmt: skip
     in_cluster = workloads.in_cluster_tracking_uri(run)
     record = {
         "in_cluster_uri": in_cluster,
         "experiment_name": s.experiment_name,
         "artifacts_destination": artifacts_destination(run),
         "helm_values": str(values),
+        "login": {
+            "username": credentials.USERNAMES[credentials.ADMIN],
+            "password_in": f"Secret {s.namespace}/{credentials.ADMIN}",
+        },
     }
     if s.dry_run:
         url = f"http://127.0.0.1:{workloads.MLFLOW_PORT}  # kubectl port-forward svc/mlflow"
         return run.state.update(
             "mlflow", {**record, "tracking_uri": in_cluster, "ui_url": url, "experiment_id": DRY}
         )
-    _mlflow_credentials(sh, run)
     forward = _port_forward(run, "mlflow", "svc/mlflow", workloads.MLFLOW_PORT, "/health")
-    from tunekit.tracking import ensure_experiment
-
-    experiment_id = ensure_experiment(forward["url"], s.experiment_name)
-    return run.state.update(
-        "mlflow",
-        {
-            **record,
-            "tracking_uri": forward["url"],
-            "experiment_id": experiment_id,
-            "ui_url": f"{forward['url']}/#/experiments/{experiment_id}",
-        },
+    run.state.update("mlflow", {**record, "tracking_uri": forward["url"]})
+    tracking.use_login(run)
+    experiment_id = tracking.ensure_experiment(forward["url"], s.experiment_name)
+    tracking.ensure_reader(
+        forward["url"], read_secret(run, credentials.ADMIN), read_secret(run, credentials.READER)
     )
+    ui_url = f"{forward['url']}/#/experiments/{experiment_id}"
+    return run.state.update("mlflow", {"experiment_id": experiment_id, "ui_url": ui_url})
+
+
+def read_secret(run: Run, name: str) -> dict[str, str]:
+    """Secret `name` of the run's namespace, read through the Kubernetes API (never stored)."""
+    if run.settings.dry_run:
+        raise RuntimeError(f"a dry run has no cluster to read Secret {name} from")
+    from tunekit.kube import Kube
+
+    found = Kube().read_secret(run.settings.namespace, name)
+    if found is None:
+        raise RuntimeError(
+            f"Secret {run.settings.namespace}/{name} does not exist: run stage 02-mlflow first"
+        )
+    return found
+
+
+def _ensure_secrets(sh: Shell, run: Run) -> None:
+    """Create each of MLflow's Secrets that does not exist yet, with fresh values; keep the
+    ones that do (PostgreSQL keeps the password it was initialised with). Only NotFound means
+    absent: any other answer of the API stops the stage before anything is written."""
+    for name in MLFLOW_SECRETS:
+        relative = f"manifests/02-secret-{name}.yaml"
+        if run.settings.dry_run:
+            sh.apply_secret(relative, workloads.secret(run, name, credentials.new_login(name)))
+            continue
+        if sh.kube.read_secret(run.settings.namespace, name) is None:
+            sh.apply_secret(relative, workloads.secret(run, name, credentials.new_login(name)))
+        else:
+            sh.note(f"Secret {name} exists: kept")
 
 
 def finetune(run: Run) -> dict[str, Any]:
-    """Build the images (Cloud Build), then run `tunekit.train` as a Job and stream its logs."""
+    """Build the images (Cloud Build), then run `tunekit.train` as a Job and follow it.
+
+    The Job's attempt continues where the last one stopped: a finished one is reused, a running
+    or pending one is followed, after a failed one a new attempt resumes from the checkpoints
+    in the bucket. A pod that finds no node for `schedule_timeout_s`, a Job that fails or runs
+    past `job_deadline_h`, end the stage with the reason, the last log lines and the events.
+    """
     sh, s = Shell(run, "03-finetune"), run.settings
     _build_images(sh, run)
     token = os.environ.get("HF_TOKEN", "")
@@ -193,14 +179,17 @@ def finetune(run: Run) -> dict[str, Any]:
         sh.apply_secret("manifests/03-secret-hf-token.yaml", secret)
     else:
         print("HF_TOKEN is not set: gated models such as google/gemma-2-9b cannot be downloaded")
-    job = finetune_job.job_dir(run).name
-    config = finetune_job.config_yaml(run)
-    objects = workloads.finetune_job(run, job, workloads.in_cluster_tracking_uri(run), config)
-    sh.apply("manifests/03-finetune-job.yaml", objects)
-    ns = f"-n={s.namespace}"
-    sh.stream(["kubectl", "logs", "-f", f"job/{job}", ns, "--pod-running-timeout=30m"])
-    sh.run(["kubectl", "wait", f"job/{job}", ns, "--for=condition=complete", "--timeout=24h"])
-    result_uri = f"gs://{s.bucket}/{workloads.bucket_folder(run)}/finetune/{job}/result.json"
+    folder = finetune_job.job_dir(run).name  # the fine-tune's checkpoints, in every attempt
+    result_uri = f"gs://{s.bucket}/{workloads.bucket_folder(run)}/finetune/{folder}/result.json"
+    name, attempt, state = _current_attempt(sh, run, folder)
+    if state != "complete":
+        if state is None:  # none yet, or the last one failed: a new attempt
+            config = finetune_job.config_yaml(run)
+            objects = workloads.finetune_job(
+                run, folder, workloads.in_cluster_tracking_uri(run), config, attempt
+            )
+            sh.apply("manifests/03-finetune-job.yaml", objects)
+        _follow(sh, run, name)
     raw = sh.output(["gcloud", "storage", "cat", result_uri])
     dry = {"mlflow_run_id": DRY, "model_uri": DRY, "steps": 0, "eval_loss": None}
     result = json.loads(raw) if raw else dry
@@ -209,11 +198,69 @@ def finetune(run: Run) -> dict[str, Any]:
         {
             **result,
             "status": DRY if s.dry_run else "finished",
-            "job": job,
+            "job": name,
+            "attempt": attempt,
             "job_uri": result_uri.rsplit("/", 1)[0],
-            "reused": False,
+            "reused": state == "complete",
         },
     )
+
+
+def _current_attempt(sh: Shell, run: Run, folder: str) -> tuple[str, int, str | None]:
+    """The Job to use for fine-tune `folder`: (name, attempt, "complete" | "active" | None),
+    None meaning a new attempt is to be applied."""
+    previous = [] if run.settings.dry_run else sh.kube.jobs(
+        run.settings.namespace, f"{workloads.FINETUNE_LABEL}={folder}")  # fmt: skip
+    attempts = {int(j.metadata.name.rsplit("-", 1)[1]): j for j in previous}
+    if not attempts:
+        return f"{folder}-1", 1, None
+    last = max(attempts)
+    outcome = job_outcome(attempts[last])
+    if outcome is None:
+        print(f"fine-tune Job {folder}-{last} is still running: following it")
+        return f"{folder}-{last}", last, "active"
+    if outcome.status == "complete":
+        print(f"fine-tune Job {folder}-{last} finished already: its result is reused")
+        return f"{folder}-{last}", last, "complete"
+    print(f"fine-tune Job {folder}-{last} failed ({outcome.reason}): attempt {last + 1} "
+          "resumes from its last checkpoint")  # fmt: skip
+    return f"{folder}-{last + 1}", last + 1, None
+
+
+def _follow(sh: Shell, run: Run, name: str) -> None:
+    """Stream the Job's training logs (progress lines shown, all in logs/) until it ends."""
+    s = run.settings
+    sh.note(f"kubectl logs -f job/{name} -c train -n={s.namespace}, then the Job's condition "
+            "Complete or Failed (followed through the API)")  # fmt: skip
+    if s.dry_run:
+        return
+    log = run.logs_dir / f"finetune-{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    progress = TrainingProgress(f"fine-tune {name}")
+
+    def status(now: str) -> None:
+        run.state.update("finetune", {"status": now, "job": name, "log": str(log)})
+        print(f"fine-tune Job {name}: {now}", flush=True)
+
+    with log.open("a") as out:
+
+        def line(text: str) -> None:
+            out.write(text + "\n")
+            out.flush()
+            if text.startswith(finetune_job.PROGRESS_PREFIXES) or text.startswith("Job "):
+                progress.line(text)
+
+        try:
+            sh.kube.follow_job(s.namespace, name, "train", on_line=line, on_status=status,
+                               schedule_timeout_s=s.schedule_timeout_s)  # fmt: skip
+        except JobFailed as e:
+            run.state.update("finetune", {"status": "failed", "job": name})
+            raise RuntimeError(
+                f"{e}\nRe-run stage 03 to start a new attempt that resumes from the last "
+                f"checkpoint (full log: {log})"
+            ) from None
+        finally:
+            progress.close()
 
 
 def deploy_simple(run: Run) -> dict[str, Any]:
@@ -226,16 +273,8 @@ def deploy_simple(run: Run) -> dict[str, Any]:
         run, champion_uri(run), version, workloads.in_cluster_tracking_uri(run)
     )
     sh.apply("manifests/05-serve.yaml", objects)
-    sh.run(
-        [
-            "kubectl",
-            "rollout",
-            "status",
-            "deployment/tunekit-serve",
-            f"-n={s.namespace}",
-            "--timeout=20m",
-        ]
-    )
+    sh.run(["kubectl", "rollout", "status", "deployment/tunekit-serve", f"-n={s.namespace}",
+            "--timeout=20m"])  # fmt: skip
     in_cluster = f"http://tunekit-serve.{s.namespace}.svc.cluster.local"
     url = (
         in_cluster
@@ -265,24 +304,15 @@ def deploy_kserve(run: Run) -> dict[str, Any]:
     name, version = s.registered_model_name, champion_version(run)
     _ensure_kserve(sh, run)
     storage_uri = _storage_uri(run, version)
-    tracking = workloads.in_cluster_tracking_uri(run)
+    tracking_in_cluster = workloads.in_cluster_tracking_uri(run)
     services = [workloads.mlserver_inference_service(run, storage_uri)]
     if workloads.vllm_serves(run):
         services.append(workloads.vllm_inference_service(run, storage_uri))
-    sh.apply(
-        "manifests/06-kserve.yaml", [workloads.mlserver_runtime(run, tracking, version), *services]
-    )
+    runtime = workloads.mlserver_runtime(run, tracking_in_cluster, version)
+    sh.apply("manifests/06-kserve.yaml", [runtime, *services])
     for isvc in services:
-        sh.run(
-            [
-                "kubectl",
-                "wait",
-                f"inferenceservice/{isvc['metadata']['name']}",
-                f"-n={s.namespace}",
-                "--for=condition=Ready",
-                "--timeout=30m",
-            ]
-        )
+        sh.run(["kubectl", "wait", f"inferenceservice/{isvc['metadata']['name']}",
+                f"-n={s.namespace}", "--for=condition=Ready", "--timeout=30m"])  # fmt: skip
     in_cluster = f"http://{name}-predictor.{s.namespace}.svc.cluster.local"
     url = (
         in_cluster
@@ -327,16 +357,8 @@ def cleanup(run: Run) -> dict[str, Any]:
     )
     sh.run(["kubectl", "delete", "namespace", s.namespace, "--ignore-not-found"], check=False)
     var_file = sh.folder / "terraform.tfvars.json"
-    sh.run(
-        [
-            "terraform",
-            f"-chdir={TF_DIR}",
-            "destroy",
-            "-input=false",
-            "-auto-approve",
-            f"-var-file={var_file}",
-        ]
-    )
+    sh.run(["terraform", f"-chdir={project_files.terraform_dir()}", "destroy", "-input=false",
+            "-auto-approve", f"-var-file={var_file}"])  # fmt: skip
     return run.state.update(
         "cleanup",
         {
@@ -348,41 +370,10 @@ def cleanup(run: Run) -> dict[str, Any]:
     )
 
 
-def _exists(sh: Shell, run: Run, kind: str, name: str) -> bool:
-    done = sh.run(
-        ["kubectl", "get", kind, name, f"-n={run.settings.namespace}"], capture=True, check=False
-    )
-    return bool(done and done.returncode == 0)
-
-
-def _mlflow_credentials(sh: Shell, run: Run) -> None:
-    """MLflow's admin login from its Secret into this process's environment (never shown)."""
-    for variable, key in (
-        ("MLFLOW_TRACKING_USERNAME", "username"),
-        ("MLFLOW_TRACKING_PASSWORD", "password"),
-    ):
-        encoded = sh.output(
-            [
-                "kubectl",
-                "get",
-                "secret",
-                workloads.MLFLOW_AUTH_SECRET,
-                f"-n={run.settings.namespace}",
-                f"-o=jsonpath={{.data.{key}}}",
-            ]
-        )
-        os.environ[variable] = base64.b64decode(encoded).decode()
-
-
 def _port_forward(run: Run, name: str, target: str, port: int, health: str) -> dict[str, Any]:
     """`kubectl port-forward` as a local service of the run (07 stops it)."""
-    command = [
-        "kubectl",
-        "port-forward",
-        f"-n={run.settings.namespace}",
-        target,
-        f"{{port}}:{port}",
-    ]
+    command = ["kubectl", "port-forward", f"-n={run.settings.namespace}", target,
+               f"{{port}}:{port}"]  # fmt: skip
     return ensure_service(run, ServiceSpec(f"port-forward-{name}", command, health))
 
 
@@ -393,19 +384,8 @@ def _build_images(sh: Shell, run: Run) -> None:
     s = run.settings
     probe = workloads.image(run, "finetune")
     if not s.dry_run:
-        done = sh.run(
-            [
-                "gcloud",
-                "artifacts",
-                "docker",
-                "images",
-                "describe",
-                probe,
-                f"--project={s.project_id}",
-            ],
-            capture=True,
-            check=False,
-        )
+        done = sh.run(["gcloud", "artifacts", "docker", "images", "describe", probe,
+                       f"--project={s.project_id}"], capture=True, check=False)  # fmt: skip
         if done and done.returncode == 0:
             print(f"images {s.image_tag} are built already")
             return
@@ -413,13 +393,14 @@ def _build_images(sh: Shell, run: Run) -> None:
     account = run.state.section("cluster").get(
         "build_service_account", planned["build_service_account"]
     )
+    context = project_files.build_context(sh.folder / "build-context")
     sh.run(
         [
             "gcloud",
             "builds",
             "submit",
-            str(PROJECT_ROOT),
-            f"--config={PROJECT_ROOT / 'cloudbuild.yaml'}",
+            str(context),
+            f"--config={context / 'cloudbuild.yaml'}",
             f"--project={s.project_id}",
             f"--region={s.region}",
             f"--service-account=projects/{s.project_id}/serviceAccounts/{account}",
@@ -431,22 +412,34 @@ def _build_images(sh: Shell, run: Run) -> None:
 
 
 def _ensure_kserve(sh: Shell, run: Run) -> None:
-    """Install cert-manager and KServe (RawDeployment) unless the cluster has KServe."""
-    if not run.settings.dry_run and _exists(sh, run, "crd", "inferenceservices.serving.kserve.io"):
-        return
+    """cert-manager and KServe (RawDeployment) unless the cluster has them: KServe's CRDs, its
+    Hugging Face runtime and the RawDeployment default are each checked, so an install that
+    stopped half-way is completed by a re-run."""
+    s = run.settings
+    live = not s.dry_run
+
+    def has(api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        return live and sh.kube.exists(api_version, kind, name, namespace)
+
     releases = "https://github.com/{}/releases/download/{}/{}"
-    cert_manager = releases.format(
-        "cert-manager/cert-manager", workloads.CERT_MANAGER_VERSION, "cert-manager.yaml"
-    )
-    sh.run(["kubectl", "apply", "-f", cert_manager])
-    sh.run(["kubectl", "wait", "deployment", "--all", "-n=cert-manager",
-            "--for=condition=Available", "--timeout=5m"])  # fmt: skip
-    for manifest in ("kserve.yaml", "kserve-cluster-resources.yaml"):
-        url = releases.format("kserve/kserve", workloads.KSERVE_VERSION, manifest)
-        sh.run(["kubectl", "apply", "--server-side", "-f", url])
-        if manifest == "kserve.yaml":
-            sh.run(["kubectl", "wait", "deployment/kserve-controller-manager", "-n=kserve",
-                    "--for=condition=Available", "--timeout=10m"])  # fmt: skip
+    crd = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    if not has(*crd, "certificates.cert-manager.io"):
+        cert_manager = releases.format(
+            "cert-manager/cert-manager", workloads.CERT_MANAGER_VERSION, "cert-manager.yaml"
+        )
+        sh.run(["kubectl", "apply", "-f", cert_manager])
+        sh.run(["kubectl", "wait", "deployment", "--all", "-n=cert-manager",
+                "--for=condition=Available", "--timeout=5m"])  # fmt: skip
+    kserve = releases.format("kserve/kserve", workloads.KSERVE_VERSION, "{}")
+    # --server-side: the InferenceService CRD is too large for client-side apply's annotation
+    apply = ["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
+             "--force-conflicts", "-f"]  # fmt: skip
+    if not has(*crd, "inferenceservices.serving.kserve.io"):
+        sh.run([*apply, kserve.format("kserve.yaml")])
+        sh.run(["kubectl", "wait", "deployment/kserve-controller-manager", "-n=kserve",
+                "--for=condition=Available", "--timeout=10m"])  # fmt: skip
+    if not has("serving.kserve.io/v1alpha1", "ClusterServingRuntime", workloads.HF_RUNTIME):
+        sh.run([*apply, kserve.format("kserve-cluster-resources.yaml")])
     raw = json.dumps({"data": {"deploy": json.dumps({"defaultDeploymentMode": "RawDeployment"})}})
     sh.run(["kubectl", "patch", "configmap/inferenceservice-config", "-n=kserve",
             "--type=merge", f"-p={raw}"])  # fmt: skip
@@ -456,11 +449,7 @@ def _storage_uri(run: Run, version: str) -> str:
     """The gs:// folder of the registered version's model (MLflow serves artifacts by proxy)."""
     if run.settings.dry_run:
         return f"{artifacts_destination(run)}/{DRY}/{run.settings.registered_model_name}"
-    import mlflow
-
-    from tunekit.tracking import tracking_uri
-
-    client = mlflow.MlflowClient(tracking_uri(run))
+    client = tracking.client(run)
     source = client.get_model_version_download_uri(run.settings.registered_model_name, version)
     path = source.split("mlflow-artifacts:", 1)[-1].lstrip("/")
     return f"{artifacts_destination(run)}/{path}"

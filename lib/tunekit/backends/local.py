@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit import finetune_job, gcs, serving, tracking
+from tunekit import credentials, finetune_job, gcs, postgres, serving, tracking
 from tunekit.run import Run
 from tunekit.services import ensure_service, running_services, stop_all
 
@@ -21,10 +21,21 @@ def create_cluster(run: Run) -> dict[str, Any]:
 
 
 def start_mlflow(run: Run) -> dict[str, Any]:
-    """Start `mlflow server` with proxied artifacts in the bucket; get the experiment."""
+    """Start `mlflow server` (basic auth, proxied artifacts in the bucket; SQLite, or
+    PostgreSQL with `mlflow_backend=postgresql`); get the experiment and the reader user."""
     endpoint = gcs.emulator_endpoint(run)
-    server = ensure_service(run, tracking.mlflow_server_spec(run, endpoint))
+    database = None
+    if run.settings.mlflow_backend == "postgresql":
+        db = ensure_service(run, postgres.server_spec(run))
+        postgres.ensure_databases(run, db["port"])
+        database = postgres.environment(run, db["port"])
+    server = ensure_service(run, tracking.mlflow_server_spec(run, endpoint, database))
+    tracking.use_login(run)
     experiment_id = tracking.ensure_experiment(server["url"], run.settings.experiment_name)
+    secrets = credentials.LocalSecrets(run.dir)
+    tracking.ensure_reader(
+        server["url"], secrets.ensure(credentials.ADMIN), secrets.ensure(credentials.READER)
+    )
     return run.state.update(
         "mlflow",
         {
@@ -33,9 +44,22 @@ def start_mlflow(run: Run) -> dict[str, Any]:
             "experiment_name": run.settings.experiment_name,
             "experiment_id": experiment_id,
             "artifacts_destination": tracking.artifacts_destination(run),
+            "backend": run.settings.mlflow_backend,
+            "login": {
+                "username": credentials.USERNAMES[credentials.ADMIN],
+                "password_in": str(secrets.path),
+            },
             "reused": server["reused"],
         },
     )
+
+
+def read_secret(run: Run, name: str) -> dict[str, str]:
+    """Credential `name` from the run's secrets file (stage 02 creates them)."""
+    found = credentials.LocalSecrets(run.dir).get(name)
+    if found is None:
+        raise RuntimeError(f"no credential {name!r} for run {run.id}: run stage 02-mlflow first")
+    return found
 
 
 def finetune(run: Run) -> dict[str, Any]:

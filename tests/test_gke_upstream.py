@@ -1,0 +1,454 @@
+"""Profile gke against the code that will consume what it renders.
+
+Nothing here reaches a cluster: there is no GKE API, no Helm and no Docker on the machines
+this runs on. Instead, each test states a fact of the upstream code or documentation that a
+rendered object, a Helm value or a terraform block depends on (its source is named next to
+it), and checks the kit against it. A schema cannot see these: every object here validated
+before the facts were checked, and would not have worked.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+import tunekit
+from tunekit import mlflow_chart, node_sizing, workloads
+from tunekit.settings import SettingsError
+
+from .conftest import REPO, gke_series, helm_values, rendered, rendered_one
+
+TERRAFORM = REPO / "terraform"
+
+
+@pytest.fixture
+def dry_run(gke_dry_run: tunekit.Run) -> tunekit.Run:
+    return gke_dry_run
+
+
+# --- MLflow: community-charts/mlflow (tunekit.mlflow_chart models its templates)
+
+
+def test_mlflow_users_live_in_a_postgres_database_that_is_created(dry_run):
+    """Item 1. templates/auth_ini_configmap.yaml: without auth.postgres (or sqliteFullPath) the
+    basic-auth database is `sqlite:///basic_auth.db`, relative to the working directory
+    /home/mlflow on a read-only root filesystem; MLflow's auth app opens it before it serves
+    (mlflow/server/auth/__init__.py: store.init_db), so the pod never becomes ready."""
+    values = helm_values(dry_run)
+    uri = mlflow_chart.auth_database_uri(values)
+    assert uri.startswith("postgresql+psycopg2://"), uri
+    host, database = re.fullmatch(r".*@([^:/]+):\d+/(\w+)", uri).groups()
+    assert host == f"postgres.{dry_run.settings.namespace}.svc.cluster.local"
+    assert values["auth"]["postgres"]["existingSecret"]["name"] == workloads.MLFLOW_DB_SECRET
+    # the chart creates no database; the official postgres image runs *.sql in
+    # /docker-entrypoint-initdb.d when it initialises its volume (docker-library/postgres)
+    initdb = rendered_one(dry_run, "ConfigMap", "postgres-initdb")["data"]
+    assert any(f'CREATE DATABASE "{database}"' in sql for sql in initdb.values())
+    statefulset = rendered_one(dry_run, "StatefulSet", "postgres")
+    mounts = statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {
+        "name": "initdb",
+        "mountPath": "/docker-entrypoint-initdb.d",
+        "readOnly": True,
+    } in mounts
+    assert database != values["backendStore"]["postgres"]["database"]  # a database of its own
+
+
+def test_the_chart_default_auth_database_is_the_relative_sqlite_file():
+    """The model of the template itself (rendered with Helm 4.2.3 from chart 1.11.5: the
+    default gives `database_uri = sqlite:///basic_auth.db`; sqliteFullPath needs a trailing
+    slash: "/tmp" gives sqlite:////tmpbasic_auth.db)."""
+    assert mlflow_chart.auth_database_uri({"auth": {"enabled": True}}) == "sqlite:///basic_auth.db"
+    tmp = {"auth": {"enabled": True, "sqliteFullPath": "/tmp"}}
+    assert mlflow_chart.auth_database_uri(tmp) == "sqlite:////tmpbasic_auth.db"
+
+
+def test_the_schema_migration_runs_the_servers_own_mlflow(dry_run):
+    """Item 2. templates/deployment.yaml: init container `mlflow-db-migration` runs
+    `initImages.mlflowDbMigration` (default burakince/mlflow:<appVersion> = 3.15.1), whose
+    alembic head is 6f8d9c3b2a1e; MLflow 3.17.2's head is dc11669786a5 and its server exits on
+    any other (mlflow/store/db/utils.py `_verify_schema`: "Detected out-of-date database
+    schema"). The migration must run the very image the server runs."""
+    values = helm_values(dry_run)
+    images = mlflow_chart.init_container_images(values)
+    server = f"{values['image']['repository']}:{values['image']['tag']}"
+    assert images["mlflow-db-migration"] == server == workloads.image(dry_run, "mlflow")
+    # and that image's MLflow is the kit's
+    pinned = re.search(r'"mlflow\[auth\]==([\d.]+)"', (REPO / "pyproject.toml").read_text())[1]
+    dockerfile = (REPO / "docker" / "mlflow" / "Dockerfile").read_text()
+    assert f'"mlflow[auth]=={pinned}"' in dockerfile
+    # the defaults this guards against
+    assert mlflow_chart.init_container_images({"backendStore": {"databaseMigration": True}}) == {
+        "mlflow-db-migration": f"burakince/mlflow:{mlflow_chart.APP_VERSION}"
+    }
+
+
+def test_mlflow_runs_as_the_images_user(dry_run):
+    """Item 8. values.yaml: `securityContext` sets runAsUser/runAsGroup 1001 on the MLflow
+    container and every init container; Helm merges our map into it key by key, and a
+    container's runAsUser wins over the pod's. Our image's user is 10001
+    (docker/mlflow/Dockerfile), which owns its home; 1001 has no passwd entry there."""
+    context = mlflow_chart.container_security_context(helm_values(dry_run))
+    assert context["runAsUser"] == workloads.UID and context["runAsGroup"] == workloads.UID
+    assert f"--uid {workloads.UID}" in (REPO / "docker" / "mlflow" / "Dockerfile").read_text()
+    assert mlflow_chart.container_security_context({})["runAsUser"] == 1001  # the default
+
+
+# Released versions of the mlflow chart in community-charts/helm-charts' index.yaml (gh-pages
+# branch, generated 2026-08-22T03:00:10Z; tags mlflow-<version>): the newest fifteen.
+CHART_RELEASES = {
+    "1.11.5": "3.15.1", "1.11.4": "3.15.1", "1.11.3": "3.15.0", "1.11.2": "3.14.0",
+    "1.11.1": "3.14.0", "1.11.0": "3.14.0", "1.10.0": "3.14.0", "1.9.0": "3.14.0",
+    "1.8.6": "3.14.0", "1.8.5": "3.13.0", "1.8.4": "3.13.0", "1.8.3": "3.12.0",
+    "1.8.2": "3.12.0", "1.8.1": "3.7.0", "1.8.0": "3.6.0",
+}  # fmt: skip
+
+
+def test_the_chart_pin_is_a_release_and_pinned_in_one_place():
+    """Item 10. 1.11.7 is in neither the repository's tags nor its index.yaml."""
+    assert CHART_RELEASES.get(mlflow_chart.VERSION) == mlflow_chart.APP_VERSION
+    pins = re.compile(r"--version[ =]\d+\.\d+\.\d+|1\.11\.7")
+    places = [*REPO.glob("ci/*"), *REPO.glob("*.md"), *REPO.glob("lib/tunekit/**/*.py")]
+    places.remove(REPO / "lib" / "tunekit" / "mlflow_chart.py")  # the one place
+    stray = [str(p.relative_to(REPO)) for p in places if p.is_file() and pins.search(p.read_text())]
+    assert stray == []  # ci/kind-e2e.sh reads mlflow_chart.VERSION too
+
+
+def test_local_mlflow_gets_the_arguments_the_chart_renders(dry_run):
+    """The local profile starts `mlflow server` with mlflow_chart.server_args. Rendered by Helm
+    4.2.3 (helm-python-sdk 0.2.2) from chart 1.11.5 with the kit's values of manifests/, the
+    container's args are exactly these (the backend URI's credentials come from PG* variables)."""
+    values = helm_values(dry_run)
+    allowed = values["extraArgs"]["allowedHosts"]
+    assert mlflow_chart.server_args(values, "postgresql+psycopg2://") == [
+        "--host=0.0.0.0",
+        "--port=5000",
+        "--backend-store-uri=postgresql+psycopg2://",
+        f"--artifacts-destination=gs://{dry_run.settings.bucket}/mlflow",
+        "--serve-artifacts",
+        "--app-name=basic-auth",
+        "--uvicorn-opts='--log-level=info'",
+        f"--allowed-hosts={allowed}",
+        "--workers=2",
+    ]
+
+
+def test_servers_read_the_registry_as_the_reader_and_the_job_writes_as_the_admin(dry_run):
+    """Item 12: serving pods log in as a user that may only read (the admin's login stays with
+    the fine-tune, which writes its run, and stage 04, which registers)."""
+
+    def login_secret(container: dict[str, Any]) -> str:
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+                for e in container["env"] if "valueFrom" in e}  # fmt: skip
+        assert refs["MLFLOW_TRACKING_USERNAME"] == refs["MLFLOW_TRACKING_PASSWORD"]
+        return refs["MLFLOW_TRACKING_USERNAME"]
+
+    job = rendered_one(dry_run, "Job")["spec"]["template"]["spec"]["containers"][0]
+    serve = rendered_one(dry_run, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    mlserver = rendered_one(dry_run, "ServingRuntime")["spec"]["containers"][0]
+    assert login_secret(job) == workloads.MLFLOW_AUTH_SECRET
+    assert login_secret(serve) == login_secret(mlserver) == workloads.MLFLOW_READER_SECRET
+    assert helm_values(dry_run)["auth"]["defaultPermission"] == "READ"
+
+
+# --- KServe v0.15.2
+
+
+def kserve_predictor_image(isvc: dict[str, Any]) -> str:
+    """The image KServe's controller gives the predictor container.
+
+    install/v0.15.2/kserve-cluster-resources.yaml: ClusterServingRuntime
+    kserve-huggingfaceserver runs `kserve/huggingfaceserver:v0.15.2`, the CPU build
+    (python/huggingface_server_cpu.Dockerfile, vLLM for CPU); the CUDA build is the same tag
+    with `-gpu` (config/runtimes/kustomization.yaml `newTag: latest-gpu`).
+    pkg/controller/v1beta1/inferenceservice/utils/utils.go `UpdateImageTag`: with
+    `nvidia.com/gpu` in the container's *limits* and the runtime named kserve-huggingfaceserver
+    (or tfserving, torchserve), "-gpu" is appended unless the tag has it.
+    """
+    model = isvc["spec"]["predictor"]["model"]
+    runtime = model.get("runtime")
+    images = {workloads.HF_RUNTIME: f"kserve/huggingfaceserver:{workloads.KSERVE_VERSION}"}
+    if runtime is None or runtime not in images:
+        raise AssertionError(f"predictor runtime {runtime!r}: not KServe's Hugging Face runtime")
+    image = model.get("image") or images[runtime]
+    if "nvidia.com/gpu" in model.get("resources", {}).get("limits", {}):
+        image = image if image.endswith("-gpu") else image + "-gpu"
+    return image
+
+
+def test_the_vllm_predictor_gets_kserves_cuda_build(dry_run):
+    """Item 7. The issue's premise does not hold at v0.15.2: the controller picks the -gpu
+    image itself, given GPU limits and the Hugging Face runtime. The kit names that runtime
+    (auto-selection would pick it by priority today, but a cluster with another runtime of
+    higher priority for `huggingface` would silently change the image) and keeps the limits."""
+    vllm = rendered_one(dry_run, "InferenceService", "-vllm")
+    assert (
+        kserve_predictor_image(vllm) == f"kserve/huggingfaceserver:{workloads.KSERVE_VERSION}-gpu"
+    )
+    without_gpu = {"spec": {"predictor": {"model": {"runtime": workloads.HF_RUNTIME}}}}
+    assert not kserve_predictor_image(without_gpu).endswith("-gpu")
+
+
+def test_vllm_is_not_offered_an_adapter_it_refuses(tmp_path):
+    """vLLM 0.8.5 (KServe 0.15's huggingfaceserver) loads no adapter with modules_to_save:
+    vllm/lora/peft_helper.py "vLLM only supports modules_to_save being None"."""
+    base = {"profile": "gke", "dry_run": True, "project_id": "p1"}
+    run = tunekit.start_run(tmp_path / "a", **base)
+    assert workloads.vllm_serves(run)
+    run = tunekit.start_run(tmp_path / "b", **base, lora_modules_to_save=["lm_head"])
+    assert not workloads.vllm_serves(run)
+
+
+def test_gpu_servers_are_replaced_not_surged(dry_run):
+    """A rolling update of a one-replica GPU server starts the new pod beside the old one (KServe
+    raw mode: maxSurge 25% rounds up to 1, setDefaultDeploymentSpec), which needs a second GPU
+    node; `Recreate` frees the GPU first."""
+    assert rendered_one(dry_run, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    for isvc in (o for o in rendered(dry_run) if o["kind"] == "InferenceService"):
+        assert isvc["spec"]["predictor"]["deploymentStrategy"] == {"type": "Recreate"}
+
+
+# --- GKE: nodes, the control plane, terraform
+
+
+def _pod(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod metadata, pod spec) of a Job or Deployment; an InferenceService's predictor."""
+    if obj["kind"] == "InferenceService":
+        predictor = obj["spec"]["predictor"]
+        return obj["metadata"], {**predictor, "containers": [predictor["model"]]}
+    template = obj["spec"]["template"]
+    return template["metadata"], template["spec"]
+
+
+def _mib(quantity: str) -> int:
+    units = {"Gi": 1024, "Mi": 1}
+    return int(float(quantity[:-2]) * units[quantity[-2:]])
+
+
+def _millicores(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+@pytest.mark.parametrize("machine", ["g2-standard-8", "g2-standard-12", "a2-highgpu-1g"])
+def test_every_gpu_pod_fits_the_node_it_asks_for(tmp_path, machine):
+    """Item 5. A pod that asks for more than its node's allocatable stays Pending, and the
+    cluster autoscaler never scales the GPU pool from zero for it. Allocatable: the machine's
+    memory less GKE's reservation (cloud.google.com/kubernetes-engine/docs/concepts/
+    plan-node-sizes: 25% of the first 4 GiB, 20% of the next 4, 10% of the next 8, 6% of the
+    next 112, 2% above; 100 MiB eviction threshold), less GKE's DaemonSets; a pod that mounts
+    the bucket also carries the FUSE sidecar (gcs-fuse-csi-driver: 250m CPU, 256Mi)."""
+    accelerator = node_sizing.MACHINES[machine].accelerator
+    run = tunekit.start_run(tmp_path / "r", profile="gke", dry_run=True, project_id="p1",
+                            gpu_machine_type=machine, gpu_type=accelerator)  # fmt: skip
+    gke_series(run)
+    node = node_sizing.allocatable(node_sizing.MACHINES[machine]) - node_sizing.SYSTEM_PODS
+    pods = [o for o in rendered(run) if o["kind"] in ("Job", "Deployment", "InferenceService")]
+    assert len(pods) == 4  # the Job, FastAPI, MLServer and vLLM
+    for obj in pods:
+        meta, spec = _pod(obj)
+        fuse = meta.get("annotations", {}).get("gke-gcsfuse/volumes") == "true"
+        requests = spec["containers"][0]["resources"]["requests"]
+        memory = _mib(requests["memory"]) + (node_sizing.GCSFUSE_SIDECAR.memory_mib if fuse else 0)
+        cpu = _millicores(requests["cpu"]) + (node_sizing.GCSFUSE_SIDECAR.cpu_m if fuse else 0)
+        assert memory <= node.memory_mib and cpu <= node.cpu_m, (obj["kind"], requests, node)
+        assert requests["nvidia.com/gpu"] == str(run.settings.gpu_count)
+
+
+def test_allocatable_matches_what_gke_and_the_autoscaler_predict():
+    """g2-standard-8 (8 vCPU, 32 GiB): the docs' table gives 29022 MiB (3645 reserved + 100
+    eviction, off the full 32 GiB); the cluster autoscaler (cloudprovider/gce/reserved.go, after
+    the kernel's share) 28470 MiB; CPU 7910m. The kit's figure may not exceed either."""
+    g2 = node_sizing.allocatable(node_sizing.MACHINES["g2-standard-8"])
+    assert g2.cpu_m == 7910
+    assert 28000 <= g2.memory_mib <= 28470
+    # the request the Job had before: 28Gi + the sidecar's 256Mi does not fit
+    assert 28 * 1024 + node_sizing.GCSFUSE_SIDECAR.memory_mib > g2.memory_mib - 330  # DaemonSets
+
+
+def test_an_unknown_or_mismatched_gpu_machine_is_refused(tmp_path):
+    base = {"profile": "gke", "project_id": "p1"}
+    with pytest.raises(SettingsError, match="gpu_machine_type: one of the GPU machines"):
+        tunekit.start_run(tmp_path / "a", **base, gpu_machine_type="n2-standard-8")
+    with pytest.raises(SettingsError, match="gpu_type: a2-highgpu-1g carries nvidia-tesla-a100"):
+        tunekit.start_run(tmp_path / "b", **base, gpu_machine_type="a2-highgpu-1g")
+    with pytest.raises(SettingsError, match="gpu_count: g2-standard-8 has 1 GPU"):
+        tunekit.start_run(tmp_path / "c", **base, gpu_count=2)
+    assert not any(tmp_path.iterdir())
+
+
+def _plain(value: Any) -> Any:
+    """python-hcl2's output without its quotes around strings and its bookkeeping keys."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items() if not k.startswith("__")}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _terraform() -> dict[str, Any]:
+    """Every block of terraform/*.tf, merged by block type."""
+    merged: dict[str, list] = {}
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        for kind, blocks in _plain(hcl2.loads(path.read_text())).items():
+            merged.setdefault(kind, []).extend(blocks)
+    return merged
+
+
+def _resources(tf: dict[str, Any], kind: str = "resource") -> dict[str, dict[str, Any]]:
+    """`type.name` (data sources: `data.type.name`) -> body."""
+    prefix = "data." if kind == "data" else ""
+    found = {}
+    for block in tf.get(kind, []):
+        for rtype, named in block.items():
+            for name, body in named.items():
+                found[f"{prefix}{rtype}.{name}"] = body
+    return found
+
+
+def _variable_default(tf: dict[str, Any], name: str) -> Any:
+    for block in tf["variable"]:
+        if name in block:
+            return block[name].get("default")
+    raise KeyError(name)
+
+
+def test_the_control_plane_reaches_the_kserve_webhook():
+    """Item 4. On a private cluster GKE's own firewall rule lets the control plane reach the
+    nodes on tcp:443 and tcp:10250 only (cloud.google.com/kubernetes-engine/docs/how-to/
+    private-clusters#add_firewall_rules). KServe's webhook server listens on 9443 (kserve
+    v0.15.2 cmd/manager/main.go `webhookPort: 9443`, config/manager/manager.yaml
+    `containerPort: 9443`); its Service maps 443 to it, but the API server dials the pod.
+    cert-manager's webhook listens on 10250 (chart value securePort), which GKE allows."""
+    tf = _terraform()
+    cluster = _resources(tf)["google_container_cluster.tunekit"]
+    master = cluster["private_cluster_config"][0]["master_ipv4_cidr_block"]
+    assert master == "${var.master_ipv4_cidr_block}"
+    assert _variable_default(tf, "master_ipv4_cidr_block") == "172.16.0.0/28"
+    webhook_ports = next(b["webhook_ports"] for b in tf["locals"] if "webhook_ports" in b)
+    admitted = []
+    for body in _resources(tf).values():
+        if body.get("direction") == "INGRESS" and master in body.get("source_ranges", []):
+            for rule in body.get("allow", []):
+                ports = rule.get("ports", [])
+                if rule["protocol"] == "tcp":
+                    admitted += webhook_ports if ports == "${local.webhook_ports}" else ports
+    assert "9443" in admitted
+
+
+def test_the_control_plane_is_not_open_to_the_internet(dry_run):
+    """Item 12. The IP endpoint admits `master_authorized_networks`, none by default; kubectl
+    goes through the DNS-based endpoint, which IAM authorizes (terraform-provider-google >=
+    6.11 `control_plane_endpoints_config.dns_endpoint_config.allow_external_traffic`; gcloud
+    `get-credentials --dns-endpoint`)."""
+    tf = _terraform()
+    networks = _variable_default(tf, "master_authorized_networks")
+    assert not [n for n in networks if n["cidr_block"] == "0.0.0.0/0"]
+    cluster = _resources(tf)["google_container_cluster.tunekit"]
+    dns = cluster["control_plane_endpoints_config"][0]["dns_endpoint_config"][0]
+    assert dns["allow_external_traffic"] is True
+    provider = next(b["required_providers"][0]["google"] for b in tf["terraform"])
+    assert provider["version"] == "~> 6.40"  # has the block (added in 6.11.0)
+    commands = (dry_run.dir / "gke" / "commands.sh").read_text()
+    assert re.search(r"get-credentials tunekit .*--dns-endpoint", commands)
+
+
+# Which API each kind of resource calls (the provider's resource implementations; data
+# "google_project" and project IAM call Cloud Resource Manager: resource_google_project.go).
+API_OF = {
+    "data.google_project": "cloudresourcemanager",
+    "google_project_iam_member": "cloudresourcemanager",
+    "google_service_account": "iam",
+    "google_compute_network": "compute",
+    "google_compute_subnetwork": "compute",
+    "google_compute_firewall": "compute",
+    "google_compute_router": "compute",
+    "google_compute_router_nat": "compute",
+    "google_container_cluster": "container",
+    "google_container_node_pool": "container",
+    "google_storage_bucket": "storage",
+    "google_storage_bucket_iam_member": "storage",
+    "google_artifact_registry_repository": "artifactregistry",
+    "google_artifact_registry_repository_iam_member": "artifactregistry",
+}
+_REFERENCE = re.compile(r"\b((?:data\.)?google_[a-z_]+\.[a-z_]+|local\.[a-z_]+)\b")
+
+
+def _depends(blocks: dict[str, dict[str, Any]], address: str) -> set[str]:
+    """Everything `address` waits for: its depends_on and the resources it references, and
+    theirs (Terraform orders a block after all of them)."""
+    seen: set[str] = set()
+    todo = [address]
+    while todo:
+        body = blocks[todo.pop()]
+        text = repr({k: v for k, v in body.items() if k != "depends_on"})
+        direct = set(_REFERENCE.findall(text))
+        direct |= {d.strip("${}") for d in body.get("depends_on", [])}
+        for found in direct - seen:
+            if found in blocks:
+                seen.add(found)
+                todo.append(found)
+    return seen
+
+
+def test_first_apply_on_a_fresh_project_waits_for_what_it_calls():
+    """Item 9. On a new project every API is off: a block that calls one before
+    google_project_service enabled it fails with "API has not been used in project ... or it
+    is disabled" (the provider's guide google_project_service). And the Workload Identity pool
+    `<project>.svc.id.goog` exists only once a cluster with Workload Identity does ("Identity
+    Pool does not exist", googleforgames/global-multiplayer-demo#39)."""
+    tf = _terraform()
+    blocks = {**_resources(tf), **_resources(tf, "data")}
+    local_values = {f"local.{k}": {"value": v} for b in tf["locals"] for k, v in b.items()}
+    apis = local_values["local.apis"]["value"]
+    enabling = "google_project_service.apis"
+    resources = list(blocks)
+    blocks.update(local_values)
+    for address in resources:
+        kind = address.rsplit(".", 1)[0]
+        if kind == "google_project_service":
+            continue
+        api = API_OF.get(kind)
+        assert api, f"{address}: which API does it call? (add it to API_OF)"
+        assert api in apis, f"{address} calls {api}.googleapis.com, which is not enabled"
+        assert enabling in _depends(blocks, address), f"{address} may run before the APIs"
+    for address in resources:
+        if "local.principal" in repr(blocks[address]):
+            assert "google_container_cluster.tunekit" in _depends(blocks, address), address
+
+
+def test_cloud_build_uploads_no_state_and_no_credentials(tmp_path):
+    """Item 12. `gcloud builds submit` uploads the folder less .gcloudignore's patterns
+    (`gcloud topic gcloudignore`); `gcloud meta list-files-for-upload` lists what it would
+    upload. Terraform's state and variables hold the project's secrets and must stay here."""
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        pytest.skip("gcloud is not installed (the machine image has it)")
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True)
+    source = tmp_path / "src"
+    for name in tracked.stdout.split():
+        target = source / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (REPO / name).is_file():
+            shutil.copy2(REPO / name, target)
+    planted = ["terraform/terraform.tfstate", "terraform/terraform.tfstate.backup",
+               "terraform/.terraform/providers/x", "my.tfvars", "prod.tfvars.json",
+               "runs/r1/secrets.json", "runs/r1/gke/terraform.tfvars.json"]  # fmt: skip
+    for name in planted:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text("secret\n")
+    listed = subprocess.run([gcloud, "meta", "list-files-for-upload", str(source)],
+                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    uploaded = {str(Path(p).relative_to(source)) if Path(p).is_absolute() else p for p in listed}
+    assert not [p for p in uploaded if p in planted or p.startswith(("terraform/", "runs/"))]
+    # what the Dockerfiles COPY and Cloud Build reads is still there
+    needed = {"cloudbuild.yaml", "pyproject.toml", "README.md", "lib/tunekit/train.py",
+              "docker/finetune/Dockerfile", "docker/kserve/requirements.txt"}  # fmt: skip
+    assert needed <= uploaded

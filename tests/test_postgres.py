@@ -1,0 +1,72 @@
+"""`-p mlflow_backend=postgresql` on the local profile: MLflow on a real PostgreSQL server (the
+Debian package, started in the run dir), as on the cluster."""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+
+import psycopg2
+import pytest
+
+import tunekit
+from tunekit import postgres
+from tunekit.run import recorded_run
+from tunekit.services import running_services
+
+from .conftest import TINY_FINETUNE, tunekit_cli
+
+
+def _query(run: tunekit.Run, database: str, sql: str) -> list[tuple]:
+    port = run.state.section("services")["postgres"]["port"]
+    args = {**postgres._connect_args(run, port, database)}
+    with closing(psycopg2.connect(**args)) as conn, conn.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+
+def test_postgres_serves_mlflow_with_password_logins_only(tmp_path):
+    run = tunekit.start_run(tmp_path / "run", mlflow_backend="postgresql")
+    try:
+        tunekit.create_cluster(run)
+        mlflow = tunekit.start_mlflow(run)
+        assert mlflow["backend"] == "postgresql"
+        databases = {r[0] for r in _query(run, "postgres", "SELECT datname FROM pg_database")}
+        assert set(postgres.DATABASES) <= databases
+        tables = {r[0] for r in _query(run, "mlflow", "SELECT tablename FROM pg_tables")}
+        assert {"experiments", "runs", "registered_models", "alembic_version"} <= tables
+        users = _query(run, "mlflow_auth", "SELECT username FROM users ORDER BY username")
+        assert users == [("admin",), ("reader",)]
+        port = run.state.section("services")["postgres"]["port"]
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(host="127.0.0.1", port=port, dbname="mlflow", user="mlflow",
+                             password="not-the-password", connect_timeout=5)  # fmt: skip
+        again = tunekit.start_mlflow(run)  # a re-run reuses the server and its data
+        assert again["reused"] and again["experiment_id"] == mlflow["experiment_id"]
+    finally:
+        tunekit.cleanup(run)
+    assert running_services(run) == {}
+
+
+@pytest.mark.e2e
+def test_series_01_04_on_postgresql(tmp_path):
+    """The acceptance run: 01-04 with MLflow on PostgreSQL; the fine-tune and the registered
+    champion are rows of its database."""
+    run_dir = tmp_path / "pg-run"
+    args = ["--stages", "01-04", "--run-dir", str(run_dir), "-p", "mlflow_backend=postgresql"]
+    result = tunekit_cli("run", *args, *TINY_FINETUNE, timeout=900)
+    run = recorded_run(run_dir)
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        state = json.loads((run_dir / "state.json").read_text())
+        finetune, registry = state["finetune"], state["registry"]
+        runs = _query(run, "mlflow", "SELECT run_uuid, status FROM runs")
+        assert (finetune["mlflow_run_id"], "FINISHED") in runs
+        versions = _query(run, "mlflow", "SELECT name, version, run_id FROM model_versions")
+        registered = (registry["registered_model_name"], registry["version"], registry["run_id"])
+        assert registered in versions and registry["run_id"] == finetune["mlflow_run_id"]
+        aliases = _query(run, "mlflow", "SELECT alias FROM registered_model_aliases")
+        assert ("champion",) in aliases
+    finally:
+        tunekit_cli("down", "--run-dir", str(run_dir))
+    assert running_services(run) == {}
