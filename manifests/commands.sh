@@ -9,15 +9,18 @@ gcloud container clusters get-credentials tunekit --region=us-central1 --project
 # kubectl get nodes -l=cloud.google.com/gke-accelerator=nvidia-l4 (the API)
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/01-namespace.yaml
 
+gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=<commit>
 # Secret mlflow-db applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-db.yaml)
 # Secret mlflow-auth applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-auth.yaml)
 # Secret mlflow-reader applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-reader.yaml)
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/02-postgres.yaml
 kubectl rollout status statefulset/postgres -n=tunekit --timeout=10m
+kubectl exec -i -n=tunekit statefulset/postgres -c postgres -- sh -c 'psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres' <<'SQL'
+SELECT 'CREATE DATABASE "mlflow_auth"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mlflow_auth')\gexec
+SQL
 helm repo add community-charts https://community-charts.github.io/helm-charts --force-update
 helm upgrade --install mlflow community-charts/mlflow --version=1.11.5 --namespace=tunekit --values=runs/example/gke/helm/mlflow-values.yaml --wait --timeout=15m
 
-gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=<commit>
 # Secret hf-token applied server-side with its values (redacted copy: runs/example/gke/manifests/03-secret-hf-token.yaml)
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/03-finetune-job.yaml
 # kubectl logs -f job/ft-18399932af-1 -c train -n=tunekit, then the Job's condition Complete or Failed (followed through the API)

@@ -2,9 +2,10 @@
 # Kubernetes service accounts tunekit uses in var.namespace (no Google service-account keys).
 
 locals {
-  # The pool is the cluster's (it exists once a Workload Identity cluster does): referencing it
-  # orders the grants after the cluster on a project that never had one.
-  principal = "principal://iam.googleapis.com/projects/${data.google_project.this.number}/locations/global/workloadIdentityPools/${google_container_cluster.tunekit.workload_identity_config[0].workload_pool}/subject/ns/${var.namespace}/sa"
+  # The project number from the bucket (created after the APIs are on; a data source would be
+  # read before them on a fresh project). The pool is the cluster's (it exists once a Workload
+  # Identity cluster does): referencing it orders the grants after the cluster.
+  principal = "principal://iam.googleapis.com/projects/${google_storage_bucket.artifacts.project_number}/locations/global/workloadIdentityPools/${google_container_cluster.tunekit.workload_identity_config[0].workload_pool}/subject/ns/${var.namespace}/sa"
   bucket_roles = {
     mlflow        = "roles/storage.objectUser"   # the tracking server reads and writes artifacts
     tunekit-train = "roles/storage.objectUser"   # the Job's checkpoints (Cloud Storage FUSE)

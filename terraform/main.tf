@@ -2,13 +2,6 @@
 # scales from zero for the fine-tune Job and the model servers, Workload Identity, the Cloud
 # Storage FUSE driver (the Job's checkpoints live in the bucket), private nodes behind Cloud NAT.
 
-# The project's number (for Workload Identity principals), read once its APIs are on: on a fresh
-# project the Cloud Resource Manager API it calls is enabled by this configuration first.
-data "google_project" "this" {
-  project_id = var.project_id
-  depends_on = [google_project_service.apis]
-}
-
 locals {
   apis = ["cloudresourcemanager", "compute", "container", "artifactregistry", "cloudbuild", "iam", "storage"]
   # Admission webhooks the control plane calls on the nodes, beyond the tcp:443 and tcp:10250

@@ -46,9 +46,9 @@ def test_dry_run_records_every_stage_command_in_order(dry_run):
         "gcloud container clusters get-credentials tunekit --region=us-central1",
         "kubectl apply --server-side --field-manager=tunekit -f "
         + str(dry_run.dir / "gke/manifests/01-namespace.yaml"),
-        "helm upgrade --install mlflow community-charts/mlflow --version=",
         "gcloud builds submit",
         "_TAG=" + dry_run.settings.image_tag,
+        "helm upgrade --install mlflow community-charts/mlflow --version=",
         "03-finetune-job.yaml",
         "# kubectl logs -f job/ft-",
         "kubectl rollout status deployment/tunekit-serve",

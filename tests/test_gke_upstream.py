@@ -46,18 +46,25 @@ def test_mlflow_users_live_in_a_postgres_database_that_is_created(dry_run):
     host, database = re.fullmatch(r".*@([^:/]+):\d+/(\w+)", uri).groups()
     assert host == f"postgres.{dry_run.settings.namespace}.svc.cluster.local"
     assert values["auth"]["postgres"]["existingSecret"]["name"] == workloads.MLFLOW_DB_SECRET
-    # the chart creates no database; the official postgres image runs *.sql in
-    # /docker-entrypoint-initdb.d when it initialises its volume (docker-library/postgres)
-    initdb = rendered_one(dry_run, "ConfigMap", "postgres-initdb")["data"]
-    assert any(f'CREATE DATABASE "{database}"' in sql for sql in initdb.values())
-    statefulset = rendered_one(dry_run, "StatefulSet", "postgres")
-    mounts = statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    assert {
-        "name": "initdb",
-        "mountPath": "/docker-entrypoint-initdb.d",
-        "readOnly": True,
-    } in mounts
+    # the chart creates no database: stage 02 does, in the PostgreSQL pod, before the chart
+    # starts MLflow (tests/test_postgres.py runs the same psql input against a real server)
+    assert f"WHERE datname = '{database}'" in workloads.CREATE_AUTH_DATABASE
+    script = (dry_run.dir / "gke" / "commands.sh").read_text()
+    create = script.find("kubectl exec -i -n=tunekit statefulset/postgres -c postgres")
+    assert create > script.find("rollout status statefulset/postgres") > 0
+    assert script.find(workloads.CREATE_AUTH_DATABASE, create) > create
+    assert script.find("helm upgrade --install mlflow") > create
     assert database != values["backendStore"]["postgres"]["database"]  # a database of its own
+
+
+def test_the_images_are_built_before_the_chart_runs_them(dry_run):
+    """Stage 02's chart runs the kit's MLflow image (and, for the migration, the same): Cloud
+    Build must have pushed it, or the pod waits in ImagePullBackOff until `helm --wait` gives
+    up. The images were built in stage 03."""
+    script = (dry_run.dir / "gke" / "commands.sh").read_text()
+    build, helm = script.find("gcloud builds submit"), script.find("helm upgrade --install")
+    assert 0 < build < helm
+    assert "mlflow:${_TAG}" in (REPO / "cloudbuild.yaml").read_text()
 
 
 def test_the_chart_default_auth_database_is_the_relative_sqlite_file():
@@ -328,18 +335,26 @@ def test_the_control_plane_reaches_the_kserve_webhook():
     `containerPort: 9443`); its Service maps 443 to it, but the API server dials the pod.
     cert-manager's webhook listens on 10250 (chart value securePort), which GKE allows."""
     tf = _terraform()
+
+    def value(expression: Any) -> Any:  # a variable or local's value, else as written
+        if isinstance(expression, str) and (found := re.fullmatch(r"\$\{(var|local)\.(\w+)\}",
+                                                                   expression)):  # fmt: skip
+            kind, name = found.groups()
+            if kind == "var":
+                return _variable_default(tf, name)
+            return next(b[name] for b in tf["locals"] if name in b)
+        return expression
+
     cluster = _resources(tf)["google_container_cluster.tunekit"]
-    master = cluster["private_cluster_config"][0]["master_ipv4_cidr_block"]
-    assert master == "${var.master_ipv4_cidr_block}"
-    assert _variable_default(tf, "master_ipv4_cidr_block") == "172.16.0.0/28"
-    webhook_ports = next(b["webhook_ports"] for b in tf["locals"] if "webhook_ports" in b)
+    master = value(cluster["private_cluster_config"][0]["master_ipv4_cidr_block"])
+    assert master == "172.16.0.0/28"
     admitted = []
     for body in _resources(tf).values():
-        if body.get("direction") == "INGRESS" and master in body.get("source_ranges", []):
+        sources = [value(s) for s in body.get("source_ranges", [])]
+        if body.get("direction") == "INGRESS" and master in sources:
             for rule in body.get("allow", []):
-                ports = rule.get("ports", [])
                 if rule["protocol"] == "tcp":
-                    admitted += webhook_ports if ports == "${local.webhook_ports}" else ports
+                    admitted += value(rule.get("ports", []))
     assert "9443" in admitted
 
 
@@ -363,7 +378,6 @@ def test_the_control_plane_is_not_open_to_the_internet(dry_run):
 # Which API each kind of resource calls (the provider's resource implementations; data
 # "google_project" and project IAM call Cloud Resource Manager: resource_google_project.go).
 API_OF = {
-    "data.google_project": "cloudresourcemanager",
     "google_project_iam_member": "cloudresourcemanager",
     "google_service_account": "iam",
     "google_compute_network": "compute",
@@ -401,11 +415,13 @@ def _depends(blocks: dict[str, dict[str, Any]], address: str) -> set[str]:
 def test_first_apply_on_a_fresh_project_waits_for_what_it_calls():
     """Item 9. On a new project every API is off: a block that calls one before
     google_project_service enabled it fails with "API has not been used in project ... or it
-    is disabled" (the provider's guide google_project_service). And the Workload Identity pool
+    is disabled" (the provider's guide google_project_service); a data source is read at plan
+    time, before anything is enabled, so none may call an API. And the Workload Identity pool
     `<project>.svc.id.goog` exists only once a cluster with Workload Identity does ("Identity
     Pool does not exist", googleforgames/global-multiplayer-demo#39)."""
     tf = _terraform()
-    blocks = {**_resources(tf), **_resources(tf, "data")}
+    assert _resources(tf, "data") == {}
+    blocks = _resources(tf)
     local_values = {f"local.{k}": {"value": v} for b in tf["locals"] for k, v in b.items()}
     apis = local_values["local.apis"]["value"]
     enabling = "google_project_service.apis"

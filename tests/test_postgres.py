@@ -70,3 +70,29 @@ def test_series_01_04_on_postgresql(tmp_path):
     finally:
         tunekit_cli("down", "--run-dir", str(run_dir))
     assert running_services(run) == {}
+
+
+def test_stage_02_creates_the_auth_database_once(tmp_path):
+    """The psql input stage 02 runs in the cluster's PostgreSQL pod creates the basic-auth
+    users' database on a new volume and leaves it on one that has it (an init script would run
+    only on an empty volume); run here with Debian's psql against a real server."""
+    import subprocess
+
+    from tunekit.services import ensure_service, stop_all
+    from tunekit.workloads import CREATE_AUTH_DATABASE
+
+    run = tunekit.start_run(tmp_path / "run", mlflow_backend="postgresql")
+    server = ensure_service(run, postgres.server_spec(run))
+    login = postgres.login(run)
+    psql = [str(postgres.bin_dir() / "psql"), "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+            "-p", str(server["port"]), "-U", login["username"], "-d", "postgres"]  # fmt: skip
+    env = {"PGPASSWORD": login["password"], "PATH": "/usr/bin:/bin"}
+    try:
+        for _ in range(2):
+            done = subprocess.run(psql, input=CREATE_AUTH_DATABASE, env=env, text=True,
+                                  capture_output=True, timeout=60)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+        names = [r[0] for r in _query(run, "postgres", "SELECT datname FROM pg_database")]
+        assert names.count(postgres.DATABASES[1]) == 1
+    finally:
+        stop_all(run)

@@ -219,8 +219,12 @@ in the bucket from stage 01, so that the best run is never lost with a laptop or
 
 | profile | what this stage does |
 |---|---|
-| `local` (default) | `mlflow server` with a SQLite backend in the run directory and `--artifacts-destination gs://<bucket>/mlflow` on the emulator: the server proxies artifact uploads and downloads |
-| `gke` | MLflow's Helm chart: PostgreSQL backend, artifacts in the GCS bucket through the server, basic auth from a Secret; reached through a port-forward |
+| `local` (default) | `mlflow server` with basic auth and a SQLite backend in the run directory (`mlflow_backend="postgresql"`: a PostgreSQL server there) and `--artifacts-destination gs://<bucket>/mlflow` on the emulator: the server proxies artifact uploads and downloads |
+| `gke` | Cloud Build builds the kit's images; MLflow's Helm chart: PostgreSQL backend, artifacts in the GCS bucket through the server, basic auth from Secrets; reached through a port-forward |
+
+The server asks for a login, as the cluster's does. Its admin password is generated for this run
+and kept out of this notebook: locally in `secrets.json` of the run directory (readable by you
+only), on GKE in a Kubernetes Secret. Every stage logs in from there by itself.
 
 ### Objective
 
@@ -269,7 +273,8 @@ A small file goes through the tracking server into the bucket and is found there
             "md",
             """## Open the MLflow UI
 
-The experiment is empty until stage 03 logs the first fine-tune.""",
+The experiment is empty until stage 03 logs the first fine-tune. The UI asks for the admin's
+login: `make ui` (or `tunekit ui`) in a terminal prints it.""",
         ),
         ("code", """print(f"MLflow UI: {tracking['ui_url']}")"""),
         (

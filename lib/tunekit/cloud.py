@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,13 +56,25 @@ class Shell:
         shown: str = "",
         capture: bool = False,
         check: bool = True,
+        attempts: int = 1,
     ) -> subprocess.CompletedProcess[str] | None:
-        """Run `argv` (None on a dry run). `shown` replaces the recorded line when stdin holds
-        secret values (a `#` line: a comment in the script); `check=False` returns a failure
-        instead of raising."""
+        """Run `argv` (None on a dry run). `shown` replaces the recorded line (a here-document
+        with its stdin, or a `#` comment where stdin holds secret values); `check=False` returns
+        a failure instead of raising; `attempts` > 1 retries a failure, 15 s apart."""
         line = self._echo(shown or shlex.join(argv))
         if self.dry_run:
             return None
+        for _ in range(attempts - 1):
+            done = self._execute(argv, line, stdin, capture, check=False)
+            if done.returncode == 0:
+                return done
+            print(f"(exit code {done.returncode}; trying again in 15 s)", flush=True)
+            time.sleep(15)
+        return self._execute(argv, line, stdin, capture, check)
+
+    def _execute(
+        self, argv: list[str], line: str, stdin: str | None, capture: bool, check: bool
+    ) -> subprocess.CompletedProcess[str]:
         try:
             if capture or stdin is not None:
                 done = subprocess.run(argv, input=stdin, capture_output=True, text=True)

@@ -49,9 +49,9 @@ class Resources:
 GCSFUSE_SIDECAR = Resources(cpu_m=250, memory_mib=256)
 # GKE's per-node system pods have no documented total; measured on GKE 1.29
 # (github.com/cryptnono/cryptnono/issues/34): fluentbit-gke 105m/230Mi, gke-metadata-server
-# 100m/100Mi; with anetd, netd, pdcsi-node, the GPU device plugin and the metrics agent, a
-# budget of 0.5 CPU and 640 MiB.
-SYSTEM_PODS = Resources(cpu_m=500, memory_mib=640)
+# 100m/100Mi; with anetd, netd, pdcsi-node, the GPU device plugin and driver installer and the
+# metrics agent, a budget of 1 CPU and 1 GiB.
+SYSTEM_PODS = Resources(cpu_m=1000, memory_mib=1024)
 EVICTION_MIB = 100  # the kubelet's memory.available hard eviction threshold on GKE
 
 

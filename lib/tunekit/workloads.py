@@ -270,12 +270,19 @@ def mlflow_values(run: Run) -> dict[str, Any]:
     }
 
 
+# psql input that creates the basic-auth users' database unless it exists (PostgreSQL has no
+# CREATE DATABASE IF NOT EXISTS): stage 02 runs it in the PostgreSQL pod, on a new volume as on
+# one an earlier run initialised.
+CREATE_AUTH_DATABASE = (
+    f"SELECT 'CREATE DATABASE \"{AUTH_DATABASE}\"' "
+    f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{AUTH_DATABASE}')\\gexec\n"
+)
+
+
 def postgres(run: Run) -> list[dict[str, Any]]:
-    """A single PostgreSQL for MLflow (the official image, a 10 GiB disk) with its two
-    databases: runs and registry (POSTGRES_DB), and the basic-auth users, created by a script
-    the image's entrypoint runs when it initialises the volume (/docker-entrypoint-initdb.d)."""
+    """A single PostgreSQL for MLflow (the official image, a 10 GiB disk): runs and registry in
+    POSTGRES_DB; stage 02 adds the basic-auth users' database (CREATE_AUTH_DATABASE)."""
     labels = {"app.kubernetes.io/name": "postgres"}
-    init_sql = f'CREATE DATABASE "{AUTH_DATABASE}";\n'
     container = {
         "name": "postgres",
         "image": POSTGRES_IMAGE,
@@ -307,16 +314,9 @@ def postgres(run: Run) -> list[dict[str, Any]]:
             {"name": "data", "mountPath": "/var/lib/postgresql/data"},
             {"name": "run", "mountPath": "/var/run/postgresql"},
             {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "initdb", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True},
         ],
     }
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": _meta(run, "postgres-initdb", "database"),
-            "data": {"10-mlflow-auth.sql": init_sql},
-        },
         {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
@@ -345,7 +345,6 @@ def postgres(run: Run) -> list[dict[str, Any]]:
                         "volumes": [
                             {"name": "run", "emptyDir": {}},
                             {"name": "tmp", "emptyDir": {}},
-                            {"name": "initdb", "configMap": {"name": "postgres-initdb"}},
                         ],
                     },
                 },
@@ -397,8 +396,9 @@ def finetune_job(
     `/workspace` is the run's folder in the bucket (Cloud Storage FUSE), so checkpoints survive
     a preempted Spot node and the retried pod resumes from the last one (`--resume`); so does a
     new attempt after a failed one. A preemption is retried without counting as a failure; a
-    training process that exits with an error fails the Job at once (a retry would fail the
-    same way), and so does running past `job_deadline_h`.
+    training process that exits with an error (Python's exit status 1, or 2 for bad arguments)
+    fails the Job at once, as a retry would fail the same way; a pod lost otherwise (killed,
+    its node gone) is retried; running past `job_deadline_h` fails the Job.
     """
     s = run.settings
     local_model = s.model_id == TINY or Path(s.model_id).is_dir()
@@ -462,8 +462,8 @@ def finetune_job(
                             "action": "FailJob",
                             "onExitCodes": {
                                 "containerName": "train",
-                                "operator": "NotIn",
-                                "values": [0],
+                                "operator": "In",
+                                "values": [1, 2],  # Python's exit on an error; bad arguments
                             },
                         },
                     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from typing import Any
 
 from tunekit import credentials, finetune_job, mlflow_chart, project_files, tracking, workloads
@@ -97,10 +98,17 @@ def start_mlflow(run: Run) -> dict[str, Any]:
     """PostgreSQL and MLflow (Helm) with basic auth; locally, a port-forward to its UI and API;
     the experiment and the read-only user of the model servers."""
     sh, s = Shell(run, "02-mlflow"), run.settings
+    _build_images(sh, run)  # the chart runs the kit's MLflow image, its migration too
     _ensure_secrets(sh, run)
     sh.apply("manifests/02-postgres.yaml", workloads.postgres(run))
     sh.run(["kubectl", "rollout", "status", "statefulset/postgres", f"-n={s.namespace}",
             "--timeout=10m"])  # fmt: skip
+    # the basic-auth users' database, on a new volume as on one an earlier run left
+    in_pod = 'psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres'  # the socket: trusted
+    psql = ["kubectl", "exec", "-i", f"-n={s.namespace}", "statefulset/postgres", "-c",
+            "postgres", "--", "sh", "-c", in_pod]  # fmt: skip
+    sql = workloads.CREATE_AUTH_DATABASE
+    sh.run(psql, stdin=sql, shown=f"{shlex.join(psql)} <<'SQL'\n{sql}SQL")
     values = sh.write("helm/mlflow-values.yaml", workloads.mlflow_values(run))
     sh.run(["helm", "repo", "add", "community-charts", mlflow_chart.REPOSITORY,
             "--force-update"])  # fmt: skip
@@ -164,7 +172,7 @@ def _ensure_secrets(sh: Shell, run: Run) -> None:
 
 
 def finetune(run: Run) -> dict[str, Any]:
-    """Build the images (Cloud Build), then run `tunekit.train` as a Job and follow it.
+    """Run `tunekit.train` as a Job (its image built in stage 02) and follow it.
 
     The Job's attempt continues where the last one stopped: a finished one is reused, a running
     or pending one is followed, after a failed one a new attempt resumes from the checkpoints
@@ -172,7 +180,6 @@ def finetune(run: Run) -> dict[str, Any]:
     past `job_deadline_h`, end the stage with the reason, the last log lines and the events.
     """
     sh, s = Shell(run, "03-finetune"), run.settings
-    _build_images(sh, run)
     token = os.environ.get("HF_TOKEN", "")
     if token or s.dry_run:
         secret = workloads.secret(run, workloads.HF_SECRET, {"HF_TOKEN": token})
@@ -434,12 +441,14 @@ def _ensure_kserve(sh: Shell, run: Run) -> None:
     # --server-side: the InferenceService CRD is too large for client-side apply's annotation
     apply = ["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
              "--force-conflicts", "-f"]  # fmt: skip
+    # cert-manager's and KServe's webhooks answer a little after their Deployments are
+    # Available (the CA bundle is injected asynchronously): the applies that call them retry
     if not has(*crd, "inferenceservices.serving.kserve.io"):
-        sh.run([*apply, kserve.format("kserve.yaml")])
+        sh.run([*apply, kserve.format("kserve.yaml")], attempts=5)
         sh.run(["kubectl", "wait", "deployment/kserve-controller-manager", "-n=kserve",
                 "--for=condition=Available", "--timeout=10m"])  # fmt: skip
     if not has("serving.kserve.io/v1alpha1", "ClusterServingRuntime", workloads.HF_RUNTIME):
-        sh.run([*apply, kserve.format("kserve-cluster-resources.yaml")])
+        sh.run([*apply, kserve.format("kserve-cluster-resources.yaml")], attempts=5)
     raw = json.dumps({"data": {"deploy": json.dumps({"defaultDeploymentMode": "RawDeployment"})}})
     sh.run(["kubectl", "patch", "configmap/inferenceservice-config", "-n=kserve",
             "--type=merge", f"-p={raw}"])  # fmt: skip
