@@ -95,11 +95,6 @@ class Shell:
         done = self.run(argv, capture=True)
         return done.stdout if done else ""
 
-    def stream(self, argv: list[str]) -> int:
-        """Run `argv` showing its output line by line (e.g. a Job's logs); its exit code."""
-        self._echo(shlex.join(argv))
-        return 0 if self.dry_run else self._tee(argv)[0]
-
     @staticmethod
     def _tee(argv: list[str]) -> tuple[int, deque[str]]:
         """Run `argv`, printing its output as it comes; its exit code and last lines."""
