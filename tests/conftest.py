@@ -125,9 +125,10 @@ def gke_series(run: tunekit.Run) -> None:
 
 
 @pytest.fixture(scope="session")
-def gke_dry_run(tmp_path_factory: pytest.TempPathFactory) -> tunekit.Run:
-    """The gke series as a dry run, with stand-ins for the cloud tools on the PATH that record
-    any call (there must be none) and an HF token in the environment (it must not leak)."""
+def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tunekit.Run:
+    """The gke series as a dry run, once per session, with stand-ins for the cloud tools on the
+    PATH that record any call (there must be none) and an HF token in the environment (it must
+    not leak)."""
     tmp = tmp_path_factory.mktemp("gke")
     path, calls = fake_tools(tmp, dict.fromkeys(CLOUD_TOOLS, "exit 1"))
     with pytest.MonkeyPatch.context() as env:

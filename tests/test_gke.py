@@ -30,14 +30,6 @@ SECRET = GKE_SECRET
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 
 
-@pytest.fixture
-def dry_run(gke_dry_run: tunekit.Run) -> tunekit.Run:
-    return gke_dry_run
-
-
-_objects, _kind = rendered, rendered_one
-
-
 def test_dry_run_records_every_stage_command_in_order(dry_run):
     script = (dry_run.dir / "gke" / "commands.sh").read_text()
     expected = [
@@ -78,16 +70,16 @@ def test_dry_run_records_state_that_later_stages_use(dry_run):
 def test_no_secret_reaches_a_file_of_the_run(dry_run):
     hits = [p for p in dry_run.dir.rglob("*") if p.is_file() and SECRET in p.read_text()]
     assert not hits
-    secret = _kind(dry_run, "Secret", workloads.HF_SECRET)
+    secret = rendered_one(dry_run, "Secret", workloads.HF_SECRET)
     assert secret["stringData"] == {"HF_TOKEN": "<set at apply time; never written>"}
-    passwords = [_kind(dry_run, "Secret", n)["stringData"]["password"]
+    passwords = [rendered_one(dry_run, "Secret", n)["stringData"]["password"]
                  for n in (workloads.MLFLOW_AUTH_SECRET, workloads.MLFLOW_DB_SECRET,
                            workloads.MLFLOW_READER_SECRET)]  # fmt: skip
     assert set(passwords) == {"<set at apply time; never written>"}
 
 
 def test_every_rendered_object_validates_against_its_schema(dry_run):
-    objects = _objects(dry_run)
+    objects = rendered(dry_run)
     kinds = {o["kind"] for o in objects}
     assert {"Job", "Deployment", "Service", "StatefulSet", "InferenceService",
             "ServingRuntime", "Secret", "ConfigMap", "NetworkPolicy"} <= kinds  # fmt: skip
@@ -105,7 +97,7 @@ def test_every_rendered_object_validates_against_its_schema(dry_run):
     ],
 )
 def test_schema_validation_catches_a_broken_object(dry_run, kind, path, bad):
-    obj = _kind(dry_run, kind)
+    obj = rendered_one(dry_run, kind)
     target = obj
     for key in path[:-1]:
         target = target[key]
@@ -116,7 +108,7 @@ def test_schema_validation_catches_a_broken_object(dry_run, kind, path, bad):
 
 def test_the_finetune_job_is_what_a_gpu_cluster_needs(dry_run):
     s = dry_run.settings
-    job = _kind(dry_run, "Job")
+    job = rendered_one(dry_run, "Job")
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["command"] == ["python", "-m", "tunekit.train"]
@@ -132,21 +124,21 @@ def test_the_finetune_job_is_what_a_gpu_cluster_needs(dry_run):
     assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["ttlSecondsAfterFinished"] > 0
     assert "--resume" in container["args"]  # a retried pod continues from its checkpoint
     assert job["spec"]["activeDeadlineSeconds"] == 24 * 3600  # job_deadline_h
-    config = _kind(dry_run, "ConfigMap", "-config")["data"]["config.yaml"]
+    config = rendered_one(dry_run, "ConfigMap", "-config")["data"]["config.yaml"]
     assert yaml.safe_load(config)["model_id"] == "google/gemma-2-9b"
 
 
 def test_servers_probe_health_and_serve_the_champion(dry_run):
-    deployment = _kind(dry_run, "Deployment", "tunekit-serve")
+    deployment = rendered_one(dry_run, "Deployment", "tunekit-serve")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "models:/gemma2-text-to-sql@champion" in container["args"]
-    mlserver = _kind(dry_run, "InferenceService", "gemma2-text-to-sql")
+    mlserver = rendered_one(dry_run, "InferenceService", "gemma2-text-to-sql")
     model = mlserver["spec"]["predictor"]["model"]
     assert model["protocolVersion"] == "v2" and model["runtime"] == "tunekit-mlserver"
     assert model["storageUri"].startswith(f"gs://{dry_run.settings.bucket}/mlflow/")
-    vllm = _kind(dry_run, "InferenceService", "-vllm")["spec"]["predictor"]["model"]
+    vllm = rendered_one(dry_run, "InferenceService", "-vllm")["spec"]["predictor"]["model"]
     assert "--enable-lora" in vllm["args"] and "--model_id=google/gemma-2-9b" in vllm["args"]
 
 

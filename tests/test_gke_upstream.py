@@ -27,11 +27,6 @@ from .conftest import REPO, gke_series, helm_values, rendered, rendered_one
 TERRAFORM = REPO / "terraform"
 
 
-@pytest.fixture
-def dry_run(gke_dry_run: tunekit.Run) -> tunekit.Run:
-    return gke_dry_run
-
-
 # --- MLflow: community-charts/mlflow (tunekit.mlflow_chart models its templates)
 
 

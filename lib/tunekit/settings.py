@@ -240,11 +240,12 @@ class Settings(BaseSettings):
                 "project_id: required on profile 'gke' "
                 "(set GOOGLE_CLOUD_PROJECT or -p project_id=...)"
             )
-        if self.profile == "gke" and self.mlflow_backend != "postgresql":
-            raise ValueError(
-                "mlflow_backend: profile 'gke' runs MLflow on PostgreSQL (allowed: 'postgresql')"
-            )
         if self.profile == "gke":
+            if self.mlflow_backend != "postgresql":
+                raise ValueError(
+                    "mlflow_backend: profile 'gke' runs MLflow on PostgreSQL "
+                    "(allowed: 'postgresql')"
+                )
             self._check_gpu_machine()
         rows = self.dataset_limit or (self.synthetic_rows if self.dataset == "synthetic" else 0)
         if rows and self.eval_size >= rows:  # other datasets are checked when they are read

@@ -22,6 +22,7 @@ from tunekit.tracking import (
     AUTH_DATABASE,
     DEFAULT_PERMISSION,
     TRACKING_DATABASE,
+    extra_args,
 )
 
 K8S_VERSION = "1.34"  # the Kubernetes minor version the manifests are validated against
@@ -198,8 +199,6 @@ def mlflow_values(run: Run) -> dict[str, Any]:
     them): the kit's MLflow image, also for the schema migration; runs and registry in
     PostgreSQL, the basic-auth users in a database of their own there; artifacts proxied to
     the bucket; the images' user; allowed Host headers, probes and resources."""
-    from tunekit.tracking import extra_args
-
     s = run.settings
     repository, tag = image(run, "mlflow").rsplit(":", 1)
     probe = {
