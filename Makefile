@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES ?= chromium postgresql
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install system-packages demo test test-e2e test-fast test-browser down ui lint clean
+.PHONY: install system-packages demo test test-e2e test-fast test-browser down ui lint notebooks clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps '$(KSERVE_SDK)'
 	@touch $@
 
-# The same code creates it for an installed kit without a checkout (tunekit.mlserver_env).
+# The same code creates it for an installed kit without a checkout (tunekit.backends.local.mlserver_env).
 $(MLSERVER_VENV)/.installed: docker/kserve/requirements.txt $(VENV)/.installed
-	$(BIN)/python -m tunekit.mlserver_env $(MLSERVER_VENV) --torch '$(TORCH)'
+	$(BIN)/python -m tunekit.backends.local.mlserver_env $(MLSERVER_VENV) --torch '$(TORCH)'
 	@touch $@
 
 $(CHECKOV_VENV)/.installed: Makefile
@@ -59,7 +59,7 @@ system-packages:  ## chromium and postgresql, where missing (apt-get)
 demo: install  ## run 01..07 on the local profile, print where everything is
 	$(BIN)/tunekit run --profile local
 
-test: install system-packages  ## every test (the slow end-to-end ones included)
+test: install system-packages lint  ## lint, then every test (the slow end-to-end ones included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install system-packages  ## everything but the end-to-end runs
@@ -77,9 +77,13 @@ down: install  ## stop what demos left running
 ui: install  ## reopen the MLflow UI on the latest run's data (Ctrl-C stops it)
 	$(BIN)/tunekit ui
 
-lint: install
+lint: install  ## ruff, and mypy over lib/ (the backends implement tunekit.backends.Backend)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check lib tests
+	$(BIN)/mypy
+
+notebooks: install  ## after editing notebooks/NN-*.ipynb or its .py pair: bring the other in line
+	$(BIN)/python tools/sync_notebooks.py
 
 clean:  ## remove the virtual environments (runs/ stays)
 	rm -rf $(VENV) $(MLSERVER_VENV) $(CHECKOV_VENV)

@@ -90,7 +90,7 @@ sleep 3
 "$PY" - "$RUN_DIR" <<'PYEOF'
 import sys, tunekit
 from tunekit import credentials, tracking
-from tunekit.backends.gke import read_secret
+from tunekit.backends.gke.backend import read_secret
 run = tunekit.open_run(sys.argv[1])
 uri = "http://127.0.0.1:15000"
 with run.state.edit() as data:

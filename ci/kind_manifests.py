@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from tunekit.workloads import IMAGES
+from tunekit.backends.containers import IMAGES
 
 GPU = "nvidia.com/gpu"
 WORKSPACE_CLAIM = "tunekit-workspace"

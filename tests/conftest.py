@@ -7,12 +7,14 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import tunekit
+from tunekit.backends.local.finetune import MODELS_DIR_ENV
 from tunekit.credentials import LOGIN_VARIABLES, SECRETS_FILE, child_environment
 from tunekit.services import running_services, stop_all
 
@@ -27,11 +29,19 @@ TINY_FINETUNE = [
 ]
 
 
+# One cache of built base models for the whole suite (module fixtures included), as a user has
+# one for all their runs: tiny-gemma2 is built once per recipe and data, not once per module.
+_MODELS = tempfile.TemporaryDirectory(prefix="tunekit-test-models-")
+os.environ[MODELS_DIR_ENV] = _MODELS.name
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs under tmp_path; no TUNEKIT_* or cloud settings leak in from the environment."""
     for name in list(os.environ):
-        if name.startswith("TUNEKIT_") or name == "GOOGLE_CLOUD_PROJECT":
+        if name == MODELS_DIR_ENV:
+            continue
+        if name.startswith("TUNEKIT_") or name in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TUNEKIT_RUNS_DIR", str(tmp_path / "runs"))
 

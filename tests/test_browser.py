@@ -29,6 +29,9 @@ from tunekit.services import free_port, running_services, stop_all
 
 from .conftest import REPO, TINY_FINETUNE
 
+sys.path.insert(0, str(REPO / "tools"))
+import sync_notebooks
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "test-artifacts" / "browser"
@@ -49,7 +52,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     shutil.copytree(REPO / "notebooks", work / "notebooks")
     token, port = secrets.token_hex(16), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNEKIT_", "JUPYTER"))}
-    env.update(TINY)
+    env.update(TINY, TUNEKIT_MODELS_DIR=os.environ["TUNEKIT_MODELS_DIR"])
     settings = work / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
@@ -95,9 +98,10 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def _run_notebook(page, lab: dict, name: str) -> nbformat.NotebookNode:
-    """Open `name` from the file browser, wait for its kernel, Run > Run All Cells, wait for
-    the last cell, File > Save Notebook; the saved notebook."""
+def _run_notebook(page, lab: dict, name: str, edit: str = "") -> nbformat.NotebookNode:
+    """Open `name` from the file browser, wait for its kernel, (type `edit` at the end of its
+    last code cell,) Run > Run All Cells, wait for the last cell, File > Save Notebook; the
+    saved notebook."""
     if "/lab" not in page.url:
         page.goto(f"{lab['url']}/lab?token={lab['token']}")
     page.locator(f'.jp-DirListing-item:has-text("{name}.ipynb")').dblclick()
@@ -107,6 +111,10 @@ def _run_notebook(page, lab: dict, name: str) -> nbformat.NotebookNode:
     page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\|\s*Idle")).wait_for(
         timeout=60_000
     )
+    if edit:  # as a person edits: click into the cell, go to its end, type
+        page.locator(f"{_FRONT} .jp-CodeCell .cm-content").last.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type(edit)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     page.wait_for_function(_STARTED, timeout=60_000, polling=100)
@@ -178,6 +186,9 @@ def test_the_series_in_jupyterlab_and_the_result_in_the_mlflow_ui(lab, browser):
     widgets = [o for c in books["03-finetune"].cells for o in c.get("outputs", [])
                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # fmt: skip
     assert widgets, "no progress bar (tqdm.auto) in 03"
+    recipe = _text(books["03-finetune"])  # the configs it ran, and the prompt template
+    assert "peft_config = LoraConfig(" in recipe and "args = SFTConfig(" in recipe
+    assert "-- {question}" in recipe
     answer = _text(books["05-deploy-simple"])
     assert "SQL:" in answer and "(model version 1)" in answer
     assert "V2 endpoint:" in _text(books["06-deploy-kserve"])
@@ -211,9 +222,22 @@ def test_the_series_in_jupyterlab_and_the_result_in_the_mlflow_ui(lab, browser):
     page.get_by_text("@ champion").first.wait_for(timeout=60_000)
     page.screenshot(path=SHOTS / "mlflow-model.png")
 
+    # 07, edited in JupyterLab: saving writes the notebook and its .py pair (jupytext), and
+    # `make notebooks` leaves the pair in sync and the notebook without outputs
     page = browser.new_page(viewport={"width": 1280, "height": 860})
-    cleanup = _run_notebook(page, lab, "07-cleanup")
+    edit = "\nprint('edited in JupyterLab')"
+    cleanup = _run_notebook(page, lab, "07-cleanup", edit=edit)
     assert _errors(cleanup) == []
+    assert "edited in JupyterLab" in _text(cleanup)
     assert running_services(run) == {}
+    notebook = lab["work"] / "notebooks" / "07-cleanup.ipynb"
+    assert "print('edited in JupyterLab')" in notebook.with_suffix(".py").read_text()
+    synced = subprocess.run([sys.executable, str(REPO / "tools" / "sync_notebooks.py"),
+                             str(notebook)], capture_output=True, text=True)  # fmt: skip
+    assert synced.returncode == 0, synced.stderr
+    assert sync_notebooks.differences(notebook) == []
+    clean = nbformat.read(notebook, as_version=4)
+    assert not [c for c in clean.cells if c.cell_type == "code" and c.outputs]
+    assert "print('edited in JupyterLab')" in clean.cells[-1].source
     page.close()
     ui.close()

@@ -18,9 +18,10 @@ import pytest
 import yaml
 
 import tunekit
-from tunekit import workloads
-from tunekit.backends.gke import _planned_outputs, terraform_variables
-from tunekit.cloud import CommandError
+from tunekit.backends import containers
+from tunekit.backends.gke import workloads
+from tunekit.backends.gke.backend import planned_outputs, terraform_variables
+from tunekit.backends.gke.shell import CommandError
 from tunekit.settings import SettingsError
 
 from .conftest import GKE_SECRET, REPO, fake_tools, rendered, rendered_one, tunekit_cli
@@ -154,22 +155,51 @@ def test_mlflow_values_proxy_artifacts_use_postgres_and_auth(dry_run):
     assert "bitnami" not in json.dumps(values).lower()
 
 
-def test_local_processes_run_the_rendered_containers(run):
-    """The local profile's fine-tune and server take command and env from the same specs."""
-    job = workloads.finetune_job(run, "ft-x", "http://tracking:5000", "a: 1\n")
-    process = workloads.as_process(
-        workloads.container_of(job, "Job"),
-        mounts={workloads.CONFIG_DIR: "/local/job", workloads.WORKSPACE: "/local/run"},
+def test_local_processes_and_pods_run_the_same_containers(run):
+    """One typed container each: the Job's pod and the local process take command, args and
+    env from it; only the places differ (mounted volumes, the port, the address)."""
+    train = containers.finetune(run, "ft-x", "http://tracking:5000")
+    process = train.process(
+        {containers.CONFIG: "/local/job", containers.WORKSPACE: "/local/run"},
+        secrets=lambda secret, key: f"{secret}/{key}" if secret == "mlflow-auth" else None,
     )
     assert process.argv == [sys.executable, "-m", "tunekit.train", "--config",
                             "/local/job/config.yaml", "--output-dir", "/local/run/finetune/ft-x",
                             "--models-dir", "/local/run/models", "--resume"]  # fmt: skip
     assert process.env["MLFLOW_TRACKING_URI"] == "http://tracking:5000"
-    assert "HF_TOKEN" not in process.env  # a Secret: locally it comes from the environment
-    serve = workloads.serve_deployment(run, "models:/m@champion", "3", "http://t")
-    server = workloads.as_process(workloads.container_of(serve, "Deployment"), mounts={})
+    assert process.env["MLFLOW_TRACKING_USERNAME"] == "mlflow-auth/username"
+    assert "HF_TOKEN" not in process.env  # a Secret the run has not: left to the environment
+    (job,) = [o for o in workloads.finetune_job(run, "ft-x", "http://tracking:5000", "a: 1\n")
+              if o["kind"] == "Job"]  # fmt: skip
+    pod = job["spec"]["template"]["spec"]["containers"][0]
+    assert pod["command"] == ["python", "-m", "tunekit.train"]
+    assert pod["args"] == ["--config", "/etc/tunekit/config.yaml", "--output-dir",
+                           "/workspace/finetune/ft-x", "--models-dir", "/workspace/models",
+                           "--resume"]  # fmt: skip
+    mounted = {m["name"]: m["mountPath"] for m in pod["volumeMounts"]}
+    assert mounted["config"] == "/etc/tunekit" and mounted["workspace"] == "/workspace"
+    env = {e["name"]: e for e in pod["env"]}
+    assert env["MLFLOW_TRACKING_URI"]["value"] == process.env["MLFLOW_TRACKING_URI"]
+    assert env["MLFLOW_TRACKING_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-auth"
+
+    serve = containers.serve(run, "models:/m@champion", "3", "http://t")
+    server = serve.process({containers.WORKSPACE: "/local/run"}, secrets=lambda s, k: None)
     assert server.argv[-4:] == ["--host", "127.0.0.1", "--port", "{port}"]
     assert server.health_path == "/readyz" and server.env["TUNEKIT_SERVED_VERSION"] == "3"
+    deployment = workloads.serve_deployment(run, "models:/m@champion", "3", "http://t")[0]
+    pod = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert pod["args"][-4:] == ["--host", "0.0.0.0", "--port", "8080"]
+    assert pod["ports"] == [{"name": "http", "containerPort": 8080}]
+
+
+def test_a_container_refuses_a_path_in_a_volume_it_does_not_mount(run):
+    """A value in a volume the container does not declare would silently be wrong in one of
+    the two places: it is an error in both."""
+    bad = containers.Container("x", "serve", ("python", containers.InMount("config", "c")))
+    with pytest.raises(ValueError, match="does not mount volume 'config'"):
+        bad.in_pod(bad.command[1])
+    with pytest.raises(ValueError, match="does not mount volume 'config'"):
+        bad.process({}, secrets=lambda secret, key: None)
 
 
 def test_tiny_model_gets_no_vllm_service(tmp_path):
@@ -189,7 +219,7 @@ def test_terraform_declares_every_variable_and_output_the_kit_uses(dry_run):
     hcl_type = {str: "string", int: "number", bool: "bool"}
     for name, value in terraform_variables(dry_run).items():
         assert declared.get(name) == hcl_type[type(value)], f"variable {name}"
-    assert set(_planned_outputs(dry_run)) <= outputs
+    assert set(planned_outputs(dry_run)) <= outputs
 
 
 def test_terraform_is_formatted():

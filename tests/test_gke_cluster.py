@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,11 +21,11 @@ import pytest
 from mlflow import MlflowClient
 
 import tunekit
-from tunekit import credentials, workloads
-from tunekit.backends import gke
-from tunekit.cloud import Shell
+from tunekit import credentials
+from tunekit.backends.gke import Gke, workloads
+from tunekit.backends.gke.kube import KubeError
+from tunekit.backends.gke.shell import Shell
 from tunekit.credentials import child_environment
-from tunekit.kube import KubeError
 from tunekit.tracking import use_login
 
 from .conftest import REPO, fake_tools
@@ -103,7 +104,7 @@ def test_existing_secrets_are_kept_and_missing_ones_applied_server_side(cluster,
     kept = {"username": "mlflow", "password": "the-one-postgres-has-0123"}
     run = _run(tmp_path)
     cluster.put(workloads.secret(run, credentials.DATABASE, kept))
-    gke._ensure_secrets(Shell(run, "02-mlflow"), run)
+    Gke()._ensure_secrets(Shell(run, "02-mlflow"), run)
     applied = {body["metadata"]["name"]: body for _, _, _, body in cluster.applied()}
     assert set(applied) == {credentials.ADMIN, credentials.READER}
     for body in applied.values():
@@ -246,3 +247,38 @@ def test_a_fresh_process_gets_the_login_from_the_secret(cluster, platform, tmp_p
     assert run.state.section("registry")["run_id"] == best
     assert admin["password"] not in done.stdout + done.stderr
     assert not [p for p in run.dir.rglob("*") if p.is_file() and admin["password"] in p.read_text()]
+
+
+def test_ui_reopens_only_the_port_forward(cluster, tmp_path, monkeypatch):
+    """`tunekit ui` on a gke run: the MLflow UI through a new port-forward, the login from the
+    Secret; no terraform apply, no image build, no Helm upgrade (stages 01-02 are not re-run)."""
+    served = tmp_path / "mlflow-stand-in"
+    served.mkdir()
+    (served / "health").write_text("OK")  # what the port-forward's health check asks for
+    path, calls = fake_tools(tmp_path / "ui-tools", {
+        # the FAKE port-forward: a local HTTP server on the port the kit chose ("PORT:5000")
+        "kubectl": f'port=$(echo "$*" | sed "s/.* \\([0-9]*\\):5000$/\\1/"); cd {served} && '
+                   f'exec {sys.executable} -m http.server "$port" --bind 127.0.0.1',
+        "terraform": "exit 1", "helm": "exit 1", "gcloud": "exit 1",
+    })  # fmt: skip
+    monkeypatch.setenv("PATH", path)
+    run = _run(tmp_path)
+    admin = credentials.new_login(credentials.ADMIN)
+    cluster.put(workloads.secret(run, credentials.ADMIN, admin))
+    run.state.update("mlflow", {"experiment_id": "7", "tracking_uri": "http://127.0.0.1:1"})
+    proc = subprocess.Popen([sys.executable, "-m", "tunekit", "ui", "--run-dir", str(run.dir)],
+                            cwd=REPO, env=child_environment({}), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("MLflow UI: http://127.0.0.1:") and "/#/experiments/7" in line, (
+            line + proc.stdout.read() if proc.poll() is not None else line
+        )
+        assert proc.stdout.readline().split()[-1] == admin["password"]
+        assert "Ctrl-C" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+    called = calls.read_text().splitlines()
+    assert len(called) == 1 and called[0].startswith(f"kubectl port-forward -n={NS} svc/mlflow ")

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import tunekit
-from tunekit import mlflow_chart, workloads
+from tunekit.backends import containers
+from tunekit.backends.gke import mlflow_chart, workloads
 
 from .conftest import REPO
 
@@ -84,7 +85,7 @@ def test_the_job_and_the_server_share_the_workspace_volume(kind):
         assert volume == {"name": "workspace", "persistentVolumeClaim": {
             "claimName": kind_manifests.WORKSPACE_CLAIM, "readOnly": read_only}}  # fmt: skip
         mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-        assert workloads.WORKSPACE in mounts
+        assert containers.MOUNT_PATHS[containers.WORKSPACE] in mounts
     assert "--models-dir" in job["containers"][0]["args"]
     claims = [o for o in kind["objects"] if o["kind"] == "PersistentVolumeClaim"]
     assert [c["metadata"]["name"] for c in claims] == [kind_manifests.WORKSPACE_CLAIM]

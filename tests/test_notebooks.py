@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 import tomllib
 
 import nbformat
@@ -13,6 +18,9 @@ import pytest
 from tunekit.stages import STAGES
 
 from .conftest import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+import sync_notebooks
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -32,15 +40,18 @@ def test_notebook_structure(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     # committed without outputs, and without what a session leaves (widget state, ids)
     assert all(not c.outputs and c.execution_count is None for c in code)
-    assert set(nb.metadata) == {"kernelspec", "language_info"}
+    assert set(nb.metadata) <= {"kernelspec", "language_info", "jupytext"}
     assert all(set(c.metadata) <= {"tags"} for c in nb.cells)
     # exactly one parameters cell, defining what the runner injects
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
-    assigned = {
-        t.id for node in ast.parse(params[0].source).body for t in getattr(node, "targets", [])
-    }
+    assignments = [n for n in ast.parse(params[0].source).body if isinstance(n, ast.Assign)]
+    assigned = {t.id for node in assignments for t in node.targets if isinstance(t, ast.Name)}
     assert {"run_dir", "profile", "settings"} <= assigned
+    # a form (Colab's `# @param`): one assignment per line, each with its field type
+    lines = [line for line in params[0].source.splitlines() if line.strip()]
+    assert len(lines) == len(assignments)
+    assert all("  # @param " in line for line in lines), params[0].source
     # reads like a cloud tutorial
     headings = [
         line
@@ -65,20 +76,47 @@ def test_notebook_structure(path):
     assert "if profile" not in source and "profile ==" not in source
 
 
-def test_notebooks_are_what_their_source_writes(tmp_path):
-    """tools/build_notebooks.py holds the notebooks' text; the committed files match it."""
-    import subprocess
-    import sys
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_notebook_is_in_sync_with_its_script(path):
+    """notebooks/NN-name.py (jupytext percent format) holds the same cells: edit either, then
+    `make notebooks`."""
+    assert sync_notebooks.differences(path) == []
 
-    subprocess.run(
-        [sys.executable, str(REPO / "tools" / "build_notebooks.py"), str(tmp_path)],
-        check=True,
-        capture_output=True,
+
+def test_the_sync_check_fails_on_a_changed_pair_and_make_notebooks_mends_it(tmp_path):
+    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
+    book, script = (
+        tmp_path / "notebooks" / "05-deploy-simple.ipynb",
+        tmp_path / "notebooks" / "05-deploy-simple.py",
     )
-    written = sorted(p.name for p in tmp_path.glob("*.ipynb"))
-    assert written == [p.name for p in NOTEBOOKS]
-    stale = [p.name for p in NOTEBOOKS if p.read_bytes() != (tmp_path / p.name).read_bytes()]
-    assert not stale, f"edit tools/build_notebooks.py and re-run it: {stale}"
+    edited = script.read_text().replace("## Ask a question", "## Ask the champion a question")
+    assert edited != script.read_text()
+    script.write_text(edited)
+    os.utime(script, (time.time() + 5, time.time() + 5))  # the newer file of the pair
+    assert sync_notebooks.differences(book) == [f"{book.name}: cell 9 differs from {script.name}"]
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "sync_notebooks.py"), str(book)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sync_notebooks.differences(book) == []
+    assert "## Ask the champion a question" in nbformat.read(book, as_version=4).cells[9].source
+
+
+def test_make_notebooks_clears_what_a_session_leaves(tmp_path):
+    """A notebook saved after a run in JupyterLab has outputs and metadata; the committed one
+    has neither."""
+    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
+    path = tmp_path / "notebooks" / "07-cleanup.ipynb"
+    book = nbformat.read(path, as_version=4)
+    code = next(c for c in book.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", text="hello\n")]
+    code.execution_count, code.metadata["scrolled"] = 3, True
+    book.metadata["widgets"] = {"state": {}}
+    nbformat.write(book, path)
+    sync_notebooks.main([str(path)])
+    cleaned = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in cleaned.cells)
+    assert "scrolled" not in cleaned.cells[book.cells.index(code)].metadata
+    assert "widgets" not in cleaned.metadata and sync_notebooks.differences(path) == []
 
 
 GITHUB = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["tunekit"]["github"]

@@ -132,7 +132,7 @@ def test_an_installed_kit_makes_mlservers_environment_itself(installed_kit, tmp_
     """Stage 06 (local) needs MLServer's own environment; without a checkout there is no
     .venv-mlserver: the kit creates one from the requirements it carries, in TUNEKIT_HOME."""
     code = """
-from tunekit import mlserver_env
+from tunekit.backends.local import mlserver_env
 calls = []
 mlserver_env.create = lambda dest, torch="": calls.append(dest) or dest / "bin" / "mlserver"
 print(mlserver_env.executable())

@@ -13,7 +13,7 @@ import requests
 from mlflow import MlflowClient
 
 import tunekit
-from tunekit.gcs import storage_client
+from tunekit.backends import backend_for
 from tunekit.services import healthy, running_services, stop_service
 from tunekit.tracking import use_login
 
@@ -23,7 +23,7 @@ from .conftest import REPO
 def test_bucket_exists_on_the_emulator(platform):
     cluster = platform.state.section("cluster")
     assert cluster["bucket_url"] == "gs://tunekit"
-    assert storage_client(platform).bucket("tunekit").exists()
+    assert backend_for(platform).storage_client(platform).bucket("tunekit").exists()
 
 
 def test_artifact_logged_through_mlflow_is_a_blob_in_the_bucket(platform, tmp_path):
@@ -37,7 +37,7 @@ def test_artifact_logged_through_mlflow_is_a_blob_in_the_bucket(platform, tmp_pa
         mlflow.log_artifact(str(report), artifact_path="eval")
     experiment_id = active.info.experiment_id
     blob_name = f"mlflow/{experiment_id}/{active.info.run_id}/artifacts/eval/report.txt"
-    blob = storage_client(platform).bucket("tunekit").blob(blob_name)
+    blob = backend_for(platform).storage_client(platform).bucket("tunekit").blob(blob_name)
     assert blob.download_as_text() == "execution accuracy 0.42\n"
     # and MLflow reads it back through its proxy
     local = MlflowClient(uri).download_artifacts(active.info.run_id, "eval/report.txt", tmp_path)
@@ -63,10 +63,12 @@ def test_rerunning_stages_reuses_the_services(platform):
 
 
 def test_emulator_data_survives_a_restart(platform):
-    storage_client(platform).bucket("tunekit").blob("persist/me.txt").upload_from_string("kept")
+    backend_for(platform).storage_client(platform).bucket("tunekit").blob(
+        "persist/me.txt"
+    ).upload_from_string("kept")
     stop_service(platform, "gcs-emulator")
     assert tunekit.create_cluster(platform)["reused"] is False
-    blob = storage_client(platform).bucket("tunekit").blob("persist/me.txt")
+    blob = backend_for(platform).storage_client(platform).bucket("tunekit").blob("persist/me.txt")
     assert blob.download_as_text() == "kept"
     # MLflow was started against the old emulator; it is restarted only if that changed
     assert tunekit.start_mlflow(platform)["tracking_uri"].startswith("http://127.0.0.1:")

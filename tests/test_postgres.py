@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 import tunekit
-from tunekit import postgres
+from tunekit.backends.local import postgres
 from tunekit.run import recorded_run
 from tunekit.services import running_services
 
@@ -78,8 +78,8 @@ def test_stage_02_creates_the_auth_database_once(tmp_path):
     only on an empty volume); run here with Debian's psql against a real server."""
     import subprocess
 
+    from tunekit.backends.gke.workloads import CREATE_AUTH_DATABASE
     from tunekit.services import ensure_service, stop_all
-    from tunekit.workloads import CREATE_AUTH_DATABASE
 
     run = tunekit.start_run(tmp_path / "run", mlflow_backend="postgresql")
     server = ensure_service(run, postgres.server_spec(run))

@@ -55,6 +55,10 @@ def registry_run(platform: Run, request: pytest.FixtureRequest) -> tuple[Run, Ml
     return dataclasses.replace(platform, settings=settings), client, experiment_id
 
 
+def pinned_run(run: Run, run_id: str) -> Run:
+    return dataclasses.replace(run, settings=run.settings.model_copy(update={"pin_run_id": run_id}))
+
+
 def test_best_run_is_registered_with_champion_alias_once(registry_run) -> None:
     run, client, experiment = registry_run
     worse = finetune(client, experiment, accuracy=0.70, eval_loss=0.20)
@@ -65,7 +69,7 @@ def test_best_run_is_registered_with_champion_alias_once(registry_run) -> None:
     table = compare_runs(run)
     assert list(table.run_id) == [best, tie_high_loss, worse]
 
-    first = register_best(run)
+    first = register_best(run, client)
     name = run.settings.registered_model_name
     champion = client.get_model_version_by_alias(name, CHAMPION)
     assert (first["run_id"], first["version"], first["created"]) == (best, 1, True)
@@ -76,12 +80,12 @@ def test_best_run_is_registered_with_champion_alias_once(registry_run) -> None:
     assert run.state.section("registry")["model_uri"] == f"models:/{name}@{CHAMPION}"
     assert mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}").predict(["q"]) == ["q"]
 
-    again = register_best(run)  # the same best run: its version is found, not created
+    again = register_best(run, client)  # the same best run: its version is found, not created
     assert (again["version"], again["created"]) == (1, False)
     assert len(client.search_model_versions(f"name = '{name}'")) == 1
 
     better = finetune(client, experiment, accuracy=0.95, eval_loss=0.50)
-    moved = register_best(run)
+    moved = register_best(run, client)
     assert (moved["run_id"], moved["version"]) == (better, 2)
     assert client.get_model_version_by_alias(name, CHAMPION).version == "2"
 
@@ -90,7 +94,7 @@ def test_a_pinned_run_is_registered_instead_of_the_best(registry_run) -> None:
     run, client, experiment = registry_run
     pinned = finetune(client, experiment, accuracy=0.50, eval_loss=0.9)
     finetune(client, experiment, accuracy=0.80, eval_loss=0.1)
-    registered = register_best(run, pin_run_id=pinned)
+    registered = register_best(pinned_run(run, pinned), client)
     assert (registered["run_id"], registered["pinned"]) == (pinned, True)
     name = run.settings.registered_model_name
     assert client.get_model_version_by_alias(name, CHAMPION).run_id == pinned
@@ -99,12 +103,12 @@ def test_a_pinned_run_is_registered_instead_of_the_best(registry_run) -> None:
 def test_nothing_to_register_is_a_clear_error(registry_run) -> None:
     run, client, experiment = registry_run
     with pytest.raises(RuntimeError, match=r"no finished, evaluated fine-tune .* run stage 03"):
-        register_best(run)
+        register_best(run, client)
     with pytest.raises(ValueError, match="pin_run_id: 'nope' is not a finished, evaluated"):
-        register_best(run, pin_run_id="nope")
+        register_best(pinned_run(run, "nope"), client)
     finetune(client, experiment, accuracy=0.5, eval_loss=0.1, with_model=False)
     with pytest.raises(RuntimeError, match="logged no model"):
-        register_best(run)
+        register_best(run, client)
     assert not client.search_model_versions(f"name = '{run.settings.registered_model_name}'")
 
 

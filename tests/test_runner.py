@@ -16,10 +16,13 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+import tunekit
 from tunekit.run import recorded_run
 from tunekit.runner import parse_stages
 from tunekit.services import healthy, running_services
+from tunekit.settings import SettingsError
 from tunekit.stages import STAGES
+from tunekit.state import RunState
 from tunekit.tracking import use_login
 
 from .conftest import REPO, TINY_FINETUNE, tunekit_cli
@@ -75,13 +78,37 @@ def test_bad_profile_fails_fast_and_starts_nothing(tmp_path):
         (["--profile", "local", "-p", "profile=gke"], "contradicts"),
         (["--stages", "09"], "stages: '09' is not a stage"),
         (["-p", "bucket=UPPER", "-p", "region=x"], "  bucket: "),
+        # a data file that is not there, or whose rows cannot be used: refused at the start,
+        # not in stage 03 with the emulator and MLflow left running
+        (["-p", "dataset=/nonexistent.json"], "dataset file /nonexistent.json does not exist"),
+        (["-p", "dataset={bad_rows}"], "row 1: field 'answer' is missing"),
+        (["-p", "dataset={few_rows}", "-p", "eval_size=5"], "eval_size: must be smaller"),
     ],
 )
 def test_bad_input_is_refused_before_anything_starts(tmp_path, args, says):
+    bad_rows, few_rows = tmp_path / "bad.jsonl", tmp_path / "few.jsonl"
+    row = {"question": "q?", "context": "CREATE TABLE t (a INT)", "answer": "SELECT a FROM t"}
+    bad_rows.write_text(json.dumps(row) + "\n" + json.dumps({"question": "q", "context": "c"}))
+    few_rows.write_text("\n".join(json.dumps(row) for _ in range(3)))
+    args = [a.format(bad_rows=bad_rows, few_rows=few_rows) for a in args]
+    before = _series_processes()
     result = tunekit_cli("run", *args, "--run-dir", str(tmp_path / "r"))
     assert result.returncode == 2
     assert says in result.stdout
     assert not (tmp_path / "r").exists()
+    assert _series_processes() <= before
+
+
+def test_a_value_that_fails_is_never_recorded(tmp_path):
+    """A bad value given to a run that exists: refused, and the run keeps its settings, so
+    the next command on the run dir without the value works."""
+    run_dir = tmp_path / "r"
+    tunekit.start_run(run_dir, dataset="synthetic")
+    recorded = RunState(run_dir).section("settings")
+    with pytest.raises(SettingsError, match=r"dataset file /nonexistent\.json does not exist"):
+        tunekit.open_run(run_dir, dataset="/nonexistent.json")
+    assert RunState(run_dir).section("settings") == recorded
+    assert tunekit.open_run(run_dir).settings.dataset == "synthetic"
 
 
 def test_failing_stage_reports_cell_error_and_notebook(tmp_path):
@@ -212,13 +239,12 @@ def test_platform_up_logs_to_bucket_and_rerun_reuses_the_server(tmp_path):
     assert running_services(recorded_run(run_dir)) == {}
 
 
-@pytest.mark.e2e
-def test_missing_stage_notebooks_are_absent_from_the_series(tmp_path):
+def test_stages_without_a_notebook_are_refused_before_anything_starts(tmp_path):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     for stage in ("01-cluster", "07-cleanup"):
         shutil.copy(REPO / "notebooks" / f"{stage}.ipynb", notebooks)
     result = tunekit_cli("run", "--notebooks", str(notebooks), "--run-dir", str(tmp_path / "r"))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "stages 01-cluster, 07-cleanup" in result.stdout
-    assert "02-mlflow" not in result.stdout
+    assert result.returncode == 2
+    assert "no notebook for 02-mlflow, 03-finetune, 04-registry" in result.stdout
+    assert not (tmp_path / "r").exists()

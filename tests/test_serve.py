@@ -192,6 +192,31 @@ def test_rerunning_the_stages_reuses_both_servers(served: dict) -> None:
     assert {n: r["pid"] for n, r in running_services(run).items()} == pids
 
 
+def test_06_compares_its_answer_with_05s(served: dict) -> None:
+    import tunekit
+
+    table = tunekit.compare_servers(tunekit.open_run(served["run_dir"]))
+    assert list(table.server) == ["fastapi", "mlserver"]
+    assert list(table.version) == ["1", "1"]
+    assert table.sql[0] == table.sql[1] and table.sql[0]  # the same version, greedy
+
+
+def test_pinning_a_run_in_04_keeps_the_fine_tune_of_03(served: dict) -> None:
+    """Pinning is a registry setting: the next 03 reuses the finished fine-tune instead of
+    training again (the job's name covers the training settings only)."""
+    run_dir = served["run_dir"]
+    before = recorded_run(run_dir).state.section("finetune")
+    pinned = tunekit_cli("run", "--stages", "04", "--run-dir", str(run_dir),
+                         "-p", f"pin_run_id={before['mlflow_run_id']}")  # fmt: skip
+    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+    assert recorded_run(run_dir).state.section("registry")["pinned"] is True
+    again = tunekit_cli("run", "--stages", "03", "--run-dir", str(run_dir))
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = recorded_run(run_dir).state.section("finetune")
+    assert after["reused"] is True
+    assert (after["job"], after["mlflow_run_id"]) == (before["job"], before["mlflow_run_id"])
+
+
 def test_down_stops_both_servers(served: dict, tmp_path: Path) -> None:
     run = recorded_run(served["run_dir"])
     assert {"fastapi", "mlserver"} <= set(running_services(run))

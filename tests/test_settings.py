@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunekit.settings import SettingsError, load_settings
+from tunekit.settings import GROUPS, Settings, SettingsError, load_settings
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,9 @@ from tunekit.settings import SettingsError, load_settings
         pytest.param({"dataset": "rows.jsonl"}, {}, {"dataset": "rows.jsonl"}, id="data-file"),
     ],
 )
-def test_layers(values, env, expected, monkeypatch):
+def test_layers(values, env, expected, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rows.jsonl").write_text("")  # a data file is checked to exist
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     settings = load_settings(**values)
@@ -89,6 +91,9 @@ def test_layers(values, env, expected, monkeypatch):
         pytest.param({"model_id": "no slash"}, ["model_id"], "tiny-gemma2", id="model"),
         pytest.param({"dataset": "data.csv"}, ["dataset"], ".jsonl", id="dataset"),
         pytest.param(
+            {"dataset": "/nonexistent.json"}, ["dataset"], "does not exist", id="dataset-missing"
+        ),
+        pytest.param(
             {"service_timeout_s": "-1"}, ["service_timeout_s"], "greater than 0", id="timeout"
         ),
         pytest.param({"experiment_name": "  "}, ["experiment_name"], "non-empty", id="experiment"),
@@ -103,6 +108,28 @@ def test_invalid_values_name_the_setting(values, names, says):
     for name in names:
         assert f"  {name}: " in message
     assert says in message
+
+
+def test_the_fine_tune_job_is_named_by_the_training_settings_only():
+    base = load_settings(profile="local").finetune_job
+    for unchanged in ({"pin_run_id": "abc"}, {"registered_model_name": "other"},
+                      {"service_timeout_s": 30}, {"mlflow_backend": "postgresql"}):  # fmt: skip
+        assert load_settings(profile="local", **unchanged).finetune_job == base, unchanged
+    for changed in ({"lora_r": 8}, {"learning_rate": 1e-3}, {"seed": 1}, {"eval_size": 50},
+                    {"experiment_name": "other"}, {"tiny_pretrain_steps": 10}):  # fmt: skip
+        assert load_settings(profile="local", **changed).finetune_job != base, changed
+
+
+def test_settings_groups_are_what_peft_and_trl_take():
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    settings = load_settings(profile="local")
+    groups = [settings.group(g) for g in GROUPS]
+    names = [n for g in groups for n in type(g).names()]
+    assert sorted(names) == sorted(Settings.model_fields)  # every setting in one group
+    assert set(settings.lora.as_config()) <= set(LoraConfig.__dataclass_fields__)
+    assert set(settings.training.as_config()) <= set(SFTConfig.__dataclass_fields__)
 
 
 @pytest.mark.parametrize("name", ["hf_token", "HF_TOKEN", "mlflow_password", "api_secret"])

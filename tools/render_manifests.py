@@ -1,6 +1,6 @@
 """Write an example of what the gke profile applies: `python tools/render_manifests.py manifests`.
 
-The objects are rendered by `tunekit.workloads` during a gke dry run (here with project
+The objects are rendered by `tunekit.backends.gke.workloads` during a gke dry run (here with project
 `my-project` and the default settings); this copy in manifests/ is for reading and reviewing
 them. A test checks it is current: after changing the workloads, re-run this script.
 """

@@ -7,7 +7,7 @@ from tunekit.data import preview_examples
 from tunekit.registry import compare_runs
 from tunekit.run import Run, open_run, start_run
 from tunekit.services import running_services
-from tunekit.serving import ask
+from tunekit.serving import ask, compare_servers
 from tunekit.settings import Settings, SettingsError, load_settings
 from tunekit.stages import (
     STAGES,
@@ -35,6 +35,7 @@ __all__ = [
     "ask",
     "cleanup",
     "compare_runs",
+    "compare_servers",
     "create_cluster",
     "deploy_kserve",
     "deploy_simple",

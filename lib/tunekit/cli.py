@@ -12,7 +12,7 @@ from rich.table import Table
 
 from tunekit.run import list_runs, open_run, recorded_run, start_run
 from tunekit.services import running_services, stop_all
-from tunekit.settings import Settings, SettingsError, load_settings
+from tunekit.settings import GROUPS, Settings, SettingsError, load_settings
 
 app = typer.Typer(
     help="Fine-tune Gemma-2 with LoRA as tracked MLflow experiments; run the notebook series.",
@@ -66,16 +66,16 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Echo cell output.")] = False,
 ) -> None:
     """Execute the numbered notebooks in order, headless, into the run directory."""
-    from tunekit.runner import available_stages, find_notebooks_dir, parse_stages, run_series
+    from tunekit.runner import find_notebooks_dir, parse_stages, run_series
 
     values = parse_params(param, profile)
     try:
-        wanted = parse_stages(stages)
+        selected = parse_stages(stages)
         notebooks_dir = (notebooks or find_notebooks_dir()).resolve()
-        selected = available_stages(notebooks_dir, wanted)
-        if not selected:
+        missing = [s for s in selected if not (notebooks_dir / f"{s}.ipynb").is_file()]
+        if missing:
             raise FileNotFoundError(
-                f"stages: none of {', '.join(wanted)} has a notebook in {notebooks_dir}"
+                f"stages: no notebook for {', '.join(missing)} in {notebooks_dir}"
             )
         the_run = start_run(run_dir or "", **values)
     except (SettingsError, ValueError, FileNotFoundError) as e:
@@ -160,24 +160,24 @@ def down(run_dir: RunDirOpt = None) -> None:
 @app.command()
 def ui(run_dir: RunDirOpt = None) -> None:
     """Reopen the MLflow UI on a run's data (the latest by default) until Ctrl-C."""
-    from tunekit import tracking
-    from tunekit.stages import create_cluster, start_mlflow
+    from tunekit.backends import backend_for
+    from tunekit.credentials import ADMIN
 
     try:
         the_run = open_run(run_dir or "")
-    except (SettingsError, FileNotFoundError) as e:
+        if not the_run.state.section("mlflow"):
+            raise FileNotFoundError(f"run {the_run.id} has no MLflow yet: run stage 02-mlflow")
+        backend = backend_for(the_run)
+        info = backend.open_ui(the_run)
+        login = backend.read_secret(the_run, ADMIN)
+    except (SettingsError, FileNotFoundError, RuntimeError) as e:
         raise _fail(str(e)) from None
-    before = set(running_services(the_run))
-    create_cluster(the_run)
-    info = start_mlflow(the_run)
-    login = tracking.login(the_run)
     console.print(f"MLflow UI: {info['ui_url']}  (run {the_run.id})", highlight=False)
     # the one place the kit shows a password: to the person at the terminal who asked for the UI
     console.print(
         f"Log in as {login['username']} with password {login['password']}", highlight=False
     )
-    started = set(running_services(the_run)) - before
-    if not started:
+    if not info["started"]:
         console.print("It was already running; `make down` stops it.")
         return
     try:
@@ -196,9 +196,11 @@ def settings(profile: ProfileOpt = None, param: ParamOpt = None) -> None:
         resolved = load_settings(**parse_params(param, profile))
     except SettingsError as e:
         raise _fail(str(e)) from None
-    table = Table("setting", "value", "meaning", title=f"profile {resolved.profile}")
-    for name, field in Settings.model_fields.items():
-        table.add_row(name, repr(getattr(resolved, name)), field.description or "")
+    table = Table("group", "setting", "value", "meaning", title=f"profile {resolved.profile}")
+    for group, cls in GROUPS.items():
+        for name in cls.names():
+            field = Settings.model_fields[name]
+            table.add_row(group, name, repr(getattr(resolved, name)), field.description or "")
     console.print(table)
 
 

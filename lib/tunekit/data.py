@@ -75,6 +75,18 @@ def validate_rows(rows: list[Any], source: str) -> list[dict[str, str]]:
     return clean
 
 
+def check_file_rows(settings: Any) -> None:
+    """For a data file: its rows are valid and more than `eval_size` (DataError if not)."""
+    if Path(settings.dataset).suffix not in FILE_SUFFIXES:
+        return
+    rows = read_rows(settings.dataset)
+    count = min(len(rows), settings.dataset_limit or len(rows))
+    if settings.eval_size >= count:
+        raise DataError(
+            f"{settings.dataset}: eval_size: must be smaller than the number of rows ({count})"
+        )
+
+
 def load_splits(settings: Any) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The (train, eval) rows the settings ask for: read, limited, split."""
     rows = read_rows(settings.dataset, synthetic_rows=settings.synthetic_rows, seed=settings.seed)
@@ -86,12 +98,12 @@ def preview_examples(run: Any, n: int = 3) -> Any:
     """The first `n` training examples as the model sees them (a pandas DataFrame)."""
     import pandas as pd
 
+    from tunekit.backends import backend_for
     from tunekit.prompts import build_example
-    from tunekit.run import skipped_in_dry_run
 
-    if skipped_in_dry_run(run, f"reading {run.settings.dataset}"):
+    if (splits := backend_for(run).training_rows(run)) is None:
         return None
-    train, _ = load_splits(run.settings)
+    train, _ = splits
     return pd.DataFrame([build_example(r, eos_token="<eos>") for r in train[:n]])
 
 

@@ -30,12 +30,12 @@ def finetune_run(settings: Settings, output_dir: Path, resume: bool) -> Iterator
     mlflow.set_system_metrics_sampling_interval(5)
     id_file = output_dir / RUN_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
-    with mlflow.start_run(run_id=run_id, log_system_metrics=True) as run:
-        id_file.write_text(run.info.run_id)
+    with mlflow.start_run(run_id=run_id, log_system_metrics=True) as mlflow_run:
+        id_file.write_text(mlflow_run.info.run_id)
         if run_id is None:
             mlflow.set_tags(run_tags(settings))
             mlflow.log_params(run_params(settings))
-        yield run
+        yield mlflow_run
         mlflow.flush_async_logging()
 
 
@@ -81,13 +81,14 @@ def git_commit() -> str:
 def log_inputs(settings: Settings, train_rows: list[dict], eval_rows: list[dict]) -> None:
     """Both splits as MLflow datasets (source and digest)."""
     import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
 
     source = dataset_source(settings)
     for name, rows, context in (
         ("train", train_rows, "training"),
         ("eval", eval_rows, "evaluation"),
     ):
-        dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=source, name=name)
+        dataset = from_pandas(pd.DataFrame(rows), source=source, name=name)
         mlflow.log_input(dataset, context=context)
 
 
@@ -104,7 +105,10 @@ def dataset_source(settings: Settings) -> Any:
             }
         )
     if Path(settings.dataset).suffix in FILE_SUFFIXES:
-        from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+        # made by register_artifact_dataset_sources() when mlflow.data is imported
+        from mlflow.data.artifact_dataset_sources import (  # type: ignore[attr-defined]
+            LocalArtifactDatasetSource,
+        )
 
         return LocalArtifactDatasetSource(str(Path(settings.dataset).resolve()))
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource

@@ -12,12 +12,23 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 TINY = "tiny-gemma2"
+
+
+def builds_base(model_id: str) -> bool:
+    """True for the base model the fine-tune builds itself (tiny-gemma2), into its workspace."""
+    return model_id == TINY
+
+
+def is_local_model(model_id: str) -> bool:
+    """True when nothing of the base model comes from the Hub: tiny-gemma2 or a directory."""
+    return builds_base(model_id) or Path(model_id).expanduser().is_dir()
 
 
 @dataclass(frozen=True)
@@ -77,10 +88,14 @@ def build_tiny_gemma2(
     model = Gemma2ForCausalLM(config)
     if recipe.pretrain_steps:
         _pretrain_to_copy(model, tokenizer, rows, recipe, seed)
-    tmp = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(path)  # complete or absent, never half-written
+    try:
+        tmp.rename(path)  # complete or absent, never half-written
+    except OSError:  # another process built the same model first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

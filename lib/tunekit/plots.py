@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from tunekit import progress
-from tunekit.run import Run, skipped_in_dry_run
-from tunekit.tracking import client, tracking_uri
+from tunekit.run import Run
+from tunekit.tracking import client, tracking_uri, ui_url
 
 
 def training_curves(run: Run) -> Any:
-    """Loss and learning rate of the run's fine-tune, step by step."""
-    if skipped_in_dry_run(run, "the training curves"):
+    """Loss and learning rate of the run's fine-tune, step by step (None where the backend
+    has no tracking server to read)."""
+    if (mlflow_client := client(run)) is None:
         return None
     import matplotlib.pyplot as plt
 
-    mlflow_client = client(run)
     run_id = _finetune_run_id(run)
     fig, (loss_ax, lr_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
     for ax, key, title in (
@@ -31,11 +31,11 @@ def training_curves(run: Run) -> Any:
 
 def base_vs_tuned(run: Run) -> Any:
     """Exact match and execution accuracy of the base and the tuned model on held-out rows."""
-    if skipped_in_dry_run(run, "the base vs tuned plot"):
+    if (mlflow_client := client(run)) is None:
         return None
     import matplotlib.pyplot as plt
 
-    metrics = client(run).get_run(_finetune_run_id(run)).data.metrics
+    metrics = mlflow_client.get_run(_finetune_run_id(run)).data.metrics
     kinds = ("exact_match", "execution_accuracy")
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for offset, model in ((-0.2, "base"), (0.2, "tuned")):
@@ -51,13 +51,13 @@ def base_vs_tuned(run: Run) -> Any:
 def runs_compared(run: Run, run_ids: list[str] | None = None) -> Any:
     """The experiment's evaluated fine-tunes (or `run_ids` of them): execution accuracy and
     eval loss, best first."""
-    if skipped_in_dry_run(run, "the runs compared plot"):
-        return None
     import matplotlib.pyplot as plt
 
     from tunekit.registry import compare_runs
 
     table = compare_runs(run)
+    if table.empty:
+        return None
     if run_ids is not None:
         table = table[table.run_id.isin(run_ids)]
     labels = [
@@ -77,12 +77,8 @@ def runs_compared(run: Run, run_ids: list[str] | None = None) -> Any:
 def run_link(run: Run) -> str:
     """The fine-tune's page in the MLflow UI."""
     finetune = run.state.section("finetune")
-    if run.settings.dry_run:
-        return "(dry run: no MLflow run)"
-    return (
-        f"{tracking_uri(run)}/#/experiments/{finetune['experiment_id']}/runs/"
-        f"{finetune['mlflow_run_id']}"
-    )
+    experiment_id = finetune.get("experiment_id") or run.state.section("mlflow")["experiment_id"]
+    return ui_url(tracking_uri(run), experiment_id, f"runs/{finetune['mlflow_run_id']}")
 
 
 def _done(fig: Any) -> Any:
@@ -104,14 +100,14 @@ def _finetune_run_id(run: Run) -> str:
 def choose_runs(run: Run) -> Any:
     """Tick the runs to compare and the plot follows (ipywidgets). Headless, or with no person
     at the notebook, it is the static plot of every run."""
-    if run.settings.dry_run or not progress.interactive():
+    from tunekit.registry import compare_runs
+
+    table = compare_runs(run)
+    if table.empty or not progress.interactive():
         return runs_compared(run)
     import ipywidgets as widgets
     from IPython.display import display
 
-    from tunekit.registry import compare_runs
-
-    table = compare_runs(run)
     options = [
         (f"{r.run_name}  {r.tuned_execution_accuracy:.0%}", r.run_id) for r in table.itertuples()
     ]

@@ -13,6 +13,8 @@ import sys
 from typing import Any
 
 HEADLESS_ENV = "TUNEKIT_HEADLESS"
+# The lines of the trainer's output shown live (`tunekit.train`); Kubernetes' Job status lines
+PROGRESS_PREFIXES = ("step ", "tunekit: ", "Job ")
 _STEP = re.compile(r"^step (\d+)/(\d+)\s+(.*)$")
 
 
@@ -26,7 +28,7 @@ def interactive() -> bool:
 
 class TrainingProgress:
     """Follows the trainer's `step N/M ...` lines: a bar with loss and rate when interactive,
-    the lines themselves otherwise. Other lines it is given are shown as they are."""
+    the lines themselves otherwise. `feed` shows the lines of PROGRESS_PREFIXES and no other."""
 
     def __init__(self, description: str):
         self.description = description
@@ -48,9 +50,20 @@ class TrainingProgress:
         self.bar.update(step - self.bar.n)
         self.bar.set_postfix_str(" ".join(rest.split()), refresh=True)
 
+    def feed(self, text: str) -> None:
+        """Show `text` if it is a progress line of the trainer's output."""
+        if text.startswith(PROGRESS_PREFIXES):
+            self.line(text.rstrip())
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+    def __enter__(self) -> TrainingProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def waiting(name: str, seconds: float, url: str) -> None:

@@ -6,6 +6,9 @@ generates) is the SQL itself, followed by the tokenizer's EOS token.
 
 from __future__ import annotations
 
+# The model input: the tables, then the question as an SQL comment; the SQL follows it.
+TEMPLATE = "{context}\n-- {question}\n"
+
 
 def build_prompt(question: str, context: str) -> str:
     """The model input for a question about the tables that `context` creates.
@@ -13,7 +16,7 @@ def build_prompt(question: str, context: str) -> str:
     >>> build_prompt("How many heads are older than 56?", "CREATE TABLE head (age INTEGER)")
     'CREATE TABLE head (age INTEGER)\\n-- How many heads are older than 56?\\n'
     """
-    return f"{context.strip()}\n-- {question.strip()}\n"
+    return TEMPLATE.format(context=context.strip(), question=question.strip())
 
 
 def build_example(row: dict[str, str], eos_token: str) -> dict[str, str]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit.run import Run, skipped_in_dry_run
-from tunekit.tracking import client, tracking_uri
+from tunekit.run import Run
+from tunekit.settings import Settings
+from tunekit.tracking import client, model_version_url, tracking_uri
 
 CHAMPION = "champion"
 RANK_BY = ("tuned_execution_accuracy", "eval_loss")  # higher first, then lower first
@@ -25,14 +26,21 @@ METRICS = (
 PARAMS = ("max_steps", "learning_rate", "lora_r", "per_device_train_batch_size", "seed")
 
 
+def champion_uri(settings: Settings) -> str:
+    """`models:/<registered_model_name>@champion`: what stages 05 and 06 serve."""
+    return f"models:/{settings.registered_model_name}@{CHAMPION}"
+
+
 def compare_runs(run: Run) -> Any:
-    """The experiment's finished, evaluated fine-tunes, best first (a pandas DataFrame)."""
+    """The experiment's finished, evaluated fine-tunes, best first (a pandas DataFrame; empty
+    where the backend has no tracking server to read)."""
     import pandas as pd
 
-    if skipped_in_dry_run(run, "comparing the experiment's runs"):
+    mlflow_client = client(run)
+    if mlflow_client is None:
         return pd.DataFrame(columns=["run_id", "run_name", *METRICS, *PARAMS])
     experiment_id = _experiment_id(run)
-    found = client(run).search_runs(
+    found = mlflow_client.search_runs(
         [experiment_id],
         filter_string="attributes.status = 'FINISHED' and metrics.tuned_execution_accuracy >= 0",
         max_results=1000,
@@ -52,11 +60,10 @@ def compare_runs(run: Run) -> Any:
     )
 
 
-def register_best(run: Run, pin_run_id: str = "") -> dict[str, Any]:
-    """Register the best run's model (or `pin_run_id`'s), alias it `champion`; record it."""
-    if skipped_in_dry_run(run, "registering the best run"):
-        return _record_dry_run(run, pin_run_id)
-    mlflow_client = client(run)
+def register_best(run: Run, mlflow_client: Any) -> dict[str, Any]:
+    """Register the best run's model (or the setting `pin_run_id`'s), alias it `champion`;
+    record it."""
+    pin_run_id = run.settings.pin_run_id
     candidates = compare_runs(run)
     if pin_run_id:
         chosen = candidates[candidates["run_id"] == pin_run_id]
@@ -88,31 +95,12 @@ def register_best(run: Run, pin_run_id: str = "") -> dict[str, Any]:
             "registered_model_name": name,
             "version": int(version.version),
             "alias": CHAMPION,
-            "model_uri": f"models:/{name}@{CHAMPION}",
+            "model_uri": champion_uri(run.settings),
             "run_id": best["run_id"],
             "pinned": bool(pin_run_id),
             "created": created,
             "tuned_execution_accuracy": best["tuned_execution_accuracy"],
-            "ui_url": f"{tracking_uri(run)}/#/models/{name}/versions/{version.version}",
-        },
-    )
-
-
-def _record_dry_run(run: Run, pin_run_id: str) -> dict[str, Any]:
-    """What a dry run records: the alias the later stages serve, no version yet."""
-    name = run.settings.registered_model_name
-    return run.state.update(
-        "registry",
-        {
-            "registered_model_name": name,
-            "version": "dry-run",
-            "alias": CHAMPION,
-            "model_uri": f"models:/{name}@{CHAMPION}",
-            "run_id": pin_run_id or "dry-run",
-            "pinned": bool(pin_run_id),
-            "created": False,
-            "tuned_execution_accuracy": float("nan"),
-            "ui_url": f"{run.state.section('mlflow').get('ui_url', '')} (dry run)",
+            "ui_url": model_version_url(tracking_uri(run), name, version.version),
         },
     )
 

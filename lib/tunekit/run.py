@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tunekit.data import DataError, check_file_rows
 from tunekit.settings import Settings, SettingsError, load_settings
 from tunekit.state import STATE_FILE, RunState
 
@@ -90,6 +91,15 @@ def recorded_run(run_dir: str | Path) -> Run:
     return Run(path, Settings.model_construct(**state.section("settings")))
 
 
+def check_rows(settings: Settings) -> None:
+    """The rows of a data file are read and checked at the start (a Hub dataset is read by the
+    fine-tune: it may not be reachable from here)."""
+    try:
+        check_file_rows(settings)
+    except DataError as e:
+        raise SettingsError(f"invalid settings:\n  dataset: {e}") from None
+
+
 def _open(path: Path, values: dict[str, Any]) -> Run:
     """Validate the settings (recorded ones, then `values`), then record them."""
     path = path.expanduser().resolve()
@@ -103,6 +113,7 @@ def _open(path: Path, values: dict[str, Any]) -> Run:
             f"start a new run for {wanted!r}"
         )
     settings = load_settings(**{**recorded, **values})
+    check_rows(settings)  # a data file's rows, before anything is recorded or started
     from tunekit import __version__
 
     path.mkdir(parents=True, exist_ok=True)
@@ -117,11 +128,3 @@ def _open(path: Path, values: dict[str, Any]) -> Run:
         )
         data["settings"] = settings.model_dump()
     return Run(path, settings)
-
-
-def skipped_in_dry_run(run: Run, what: str) -> bool:
-    """True, after saying so, when `run` is a dry run and `what` needs the live platform."""
-    if run.settings.dry_run:
-        print(f"dry run: {what} skipped (nothing was deployed)", flush=True)
-        return True
-    return False

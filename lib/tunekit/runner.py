@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import time
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import nbformat
 from rich.console import Console
@@ -73,11 +71,6 @@ def find_notebooks_dir() -> Path:
     raise FileNotFoundError(
         "no notebooks/ directory found: run from a tunekit checkout or pass --notebooks DIR"
     )
-
-
-def available_stages(notebooks_dir: Path, wanted: list[str]) -> list[str]:
-    """The wanted stages whose notebook exists (stages not written yet are absent)."""
-    return [s for s in wanted if (notebooks_dir / f"{s}.ipynb").is_file()]
 
 
 def run_series(
@@ -156,16 +149,14 @@ def notebook_parameters(source: Path, run: Run, overrides: dict[str, Any]) -> di
 @contextmanager
 def _kernel() -> Iterator[Any]:
     """A kernel manager on local sockets (IPC): no TCP ports, no plain-text channel; its
-    kernel knows it runs headless."""
+    kernel knows it runs headless (its kernelspec's `env`, which the launch applies)."""
     from jupyter_client.manager import KernelManager
 
     from tunekit.progress import HEADLESS_ENV
 
-    with (
-        tempfile.TemporaryDirectory(prefix="tunekit-kernel-") as sockets,
-        patch.dict(os.environ, {HEADLESS_ENV: "1"}),  # the kernel's progress: plain lines
-    ):
+    with tempfile.TemporaryDirectory(prefix="tunekit-kernel-") as sockets:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{sockets}/kernel")
+        km.kernel_spec.env[HEADLESS_ENV] = "1"  # the kernel's progress: plain lines
         try:
             yield km
         finally:  # nbclient leaves a kernel it was given running

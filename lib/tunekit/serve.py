@@ -55,7 +55,9 @@ class PredictRequest(BaseModel):
         return self
 
     def text(self) -> str:
-        return self.prompt if self.prompt is not None else build_prompt(self.question, self.context)
+        if self.prompt is not None:
+            return self.prompt
+        return build_prompt(self.question or "", self.context or "")
 
 
 class PredictResponse(BaseModel):

@@ -1,4 +1,4 @@
-"""What stages 05 and 06 share: the champion they serve, the server specs, asking them."""
+"""What stages 05 and 06 share: the champion's version they serve, and asking them."""
 
 from __future__ import annotations
 
@@ -6,15 +6,8 @@ import json
 import shlex
 from typing import Any
 
-import requests
-
-from tunekit import workloads
-from tunekit.credentials import LocalSecrets
 from tunekit.prompts import build_prompt
-from tunekit.registry import CHAMPION
-from tunekit.run import Run, skipped_in_dry_run
-from tunekit.services import ServiceSpec, free_port
-from tunekit.tracking import tracking_uri
+from tunekit.run import Run
 
 # The tutorial's style of question, with its CREATE TABLE context.
 EXAMPLE = {
@@ -23,64 +16,12 @@ EXAMPLE = {
 }
 
 
-def champion_uri(run: Run) -> str:
-    return f"models:/{run.settings.registered_model_name}@{CHAMPION}"
-
-
 def champion_version(run: Run) -> str:
     """The version the alias points at now (stage 04 recorded which)."""
     registry = run.state.section("registry")
     if not registry.get("version"):
         raise RuntimeError("no registered champion recorded for this run: run stage 04 first")
     return str(registry["version"])
-
-
-def fastapi_spec(run: Run) -> ServiceSpec:
-    """`python -m tunekit.serve` on the champion: the gke profile's Deployment, as a process."""
-    objects = workloads.serve_deployment(
-        run, champion_uri(run), champion_version(run), tracking_uri(run)
-    )
-    process = workloads.as_process(
-        workloads.container_of(objects, "Deployment"),
-        mounts={},
-        secrets=LocalSecrets(run.dir).value,
-    )
-    return ServiceSpec("fastapi", process.argv, process.health_path, process.env)
-
-
-def mlserver_spec(run: Run) -> ServiceSpec:
-    """`mlserver start` on the champion: the gke profile's ServingRuntime container, as a process.
-
-    KServe's storage initializer copies the model into /mnt/models; here MLServer's MLflow
-    runtime reads the registered version itself (`models:/NAME/VERSION`) and /mnt/models is an
-    empty folder of the run.
-    """
-    from tunekit import mlserver_env
-
-    name, version = run.settings.registered_model_name, champion_version(run)
-    folder = run.dir / "mlserver"
-    folder.mkdir(parents=True, exist_ok=True)
-    # gRPC and metrics ports are chosen once per run and kept, so a re-run can reuse the server
-    ports_file = folder / "ports.json"
-    ports = json.loads(ports_file.read_text()) if ports_file.is_file() else {}
-    ports = {k: ports.get(k) or free_port() for k in ("grpc", "metrics")}
-    ports_file.write_text(json.dumps(ports))
-    runtime = workloads.mlserver_runtime(run, tracking_uri(run), version)
-    process = workloads.as_process(
-        workloads.container_of(runtime, "ServingRuntime"),
-        mounts={workloads.MODEL_DIR: str(folder / "models")},
-        overrides={
-            "MLSERVER_MODEL_NAME": name,
-            "MLSERVER_MODEL_URI": f"models:/{name}/{version}",
-            "MLSERVER_HOST": "127.0.0.1",
-            "MLSERVER_GRPC_PORT": str(ports["grpc"]),
-            "MLSERVER_METRICS_PORT": str(ports["metrics"]),
-        },
-        executables={"mlserver": mlserver_env.executable()},
-        secrets=LocalSecrets(run.dir).value,
-    )
-    (folder / "models").mkdir(exist_ok=True)
-    return ServiceSpec("mlserver", process.argv, f"/v2/models/{name}/ready", process.env)
 
 
 def v2_request(prompt: str) -> dict[str, Any]:
@@ -104,13 +45,33 @@ def ask(run: Run, question: str = EXAMPLE["question"], context: str = EXAMPLE["c
         f"curl -s -X POST {endpoint} -H 'Content-Type: application/json' "
         f"-d {shlex.quote(json.dumps(body))}"
     )
-    if skipped_in_dry_run(run, f"asking {server}"):
-        return {"sql": "(dry run: not asked)", "model_version": recorded["model_version"],
-                "question": question, "curl": curl, "response": None}  # fmt: skip
-    response = requests.post(endpoint, json=body, timeout=120)
-    response.raise_for_status()
-    answer = response.json()
+    from tunekit.backends import backend_for
+
+    answer = backend_for(run).ask(run, endpoint, body)
+    if answer is None:
+        return {"sql": "(not asked: nothing is deployed)", "question": question, "curl": curl,
+                "model_version": recorded["model_version"], "response": None}  # fmt: skip
     sql = answer["outputs"][0]["data"][0].strip() if server == "mlserver" else answer["sql"]
     version = answer.get("model_version") or recorded["model_version"]
     return {"sql": sql, "model_version": version, "question": question, "curl": curl,
             "response": answer}  # fmt: skip
+
+
+def compare_servers(
+    run: Run, question: str = EXAMPLE["question"], context: str = EXAMPLE["context"]
+) -> Any:
+    """The same question to each server the run deployed (05's FastAPI, 06's MLServer): a
+    table of server, version and SQL. Both serve the champion greedily, so the SQL matches."""
+    import pandas as pd
+    import requests
+
+    rows = []
+    for server in ("fastapi", "mlserver"):
+        if not run.state.section("serving").get(server, {}).get("url"):
+            continue  # its stage did not run
+        try:
+            answer = ask(run, question, context, server=server)
+        except requests.ConnectionError:
+            answer = {"sql": "(not reachable: stopped?)", "model_version": None}
+        rows.append({"server": server, "version": answer["model_version"], "sql": answer["sql"]})
+    return pd.DataFrame(rows, columns=["server", "version", "sql"])

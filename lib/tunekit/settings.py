@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tunekit.data import FILE_SUFFIXES
 
 PROFILES = ("local", "gke")
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -20,7 +31,6 @@ _GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _K8S_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-_DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 _GPU_TYPE = re.compile(r"^nvidia-[a-z0-9-]+$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -47,12 +57,23 @@ class _ProfileFile(PydanticBaseSettingsSource):
         return yaml.safe_load(path.read_text()) or {}
 
 
-class Settings(BaseSettings):
-    """Everything a run can be told. Environment variables are `TUNEKIT_<NAME>`."""
+class SettingsGroup(BaseModel):
+    """A group of settings with one consumer; `as_config()` gives its fields under the names
+    that consumer takes (`renamed`), e.g. PEFT's LoraConfig or TRL's SFTConfig."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TUNEKIT_", extra="forbid", validate_by_name=True, validate_default=True
-    )
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(n for n in cls.model_fields if n in cls.__annotations__)
+
+    def as_config(self) -> dict[str, Any]:
+        return {self.renamed.get(n, n): getattr(self, n) for n in type(self).names()}
+
+
+class PlatformSettings(SettingsGroup):
+    """Where the series runs: the profile, the cloud project, the cluster, its GPU pool and the
+    images (terraform variables of the same names), the local services."""
 
     profile: Literal["local", "gke"] = Field("local", description="where the series runs")
     project_id: str = Field(
@@ -60,22 +81,19 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TUNEKIT_PROJECT_ID", "GOOGLE_CLOUD_PROJECT"),
         description="Google Cloud project (gke); env GOOGLE_CLOUD_PROJECT works too",
     )
-    region: str = Field("us-central1", description="Google Cloud region of cluster and bucket")
+    region: str = Field(
+        "us-central1",
+        validation_alias=AliasChoices("TUNEKIT_REGION", "GOOGLE_CLOUD_REGION"),
+        description="Google Cloud region of cluster and bucket; env GOOGLE_CLOUD_REGION too",
+    )
     cluster_name: str = Field("tunekit", description="GKE cluster name")
     bucket: str = Field("", description="GCS bucket for MLflow artifacts; empty: derived")
-    experiment_name: str = Field("gemma2-text-to-sql", description="MLflow experiment")
-    model_id: str = Field("google/gemma-2-9b", description="Hub id, local directory or tiny-gemma2")
-    dataset: str = Field(
-        "b-mc2/sql-create-context", description="Hub id, .json/.jsonl/.parquet file or synthetic"
-    )
     service_timeout_s: float = Field(120.0, gt=0, le=3600, description="wait for a service")
     mlflow_backend: Literal["sqlite", "postgresql"] = Field(
         "sqlite",
         description="MLflow's database: sqlite (local only) or postgresql (local: a server "
         "from the Debian package in the run dir; gke: always)",
     )
-
-    # Profile gke: the cluster, its GPU pool and the images (terraform variables of the same names)
     dry_run: bool = Field(
         False, description="gke: print every command and write the manifests; touch no cloud"
     )
@@ -95,17 +113,38 @@ class Settings(BaseSettings):
         "(no GPU quota, requests larger than the node)",
     )
 
-    # Data
+
+class DataSettings(SettingsGroup):
+    """The rows: where they come from, how many, the held-out split (`tunekit.data`)."""
+
+    dataset: str = Field(
+        "b-mc2/sql-create-context", description="Hub id, .json/.jsonl/.parquet file or synthetic"
+    )
     synthetic_rows: int = Field(14000, ge=100, description="rows the synthetic generator makes")
     dataset_limit: int = Field(0, ge=0, description="use at most this many rows; 0: all")
     eval_size: int = Field(200, ge=1, description="held-out rows for evaluation")
     seed: int = Field(42, description="seed for data split, generator and training")
 
-    # Model and LoRA
+
+class ModelSettings(SettingsGroup):
+    """The base model and how it is loaded (`tunekit.models.load_base`)."""
+
+    model_id: str = Field("google/gemma-2-9b", description="Hub id, local directory or tiny-gemma2")
     load_in_4bit: bool = Field(False, description="QLoRA: 4-bit base weights (small GPUs)")
     tiny_pretrain_steps: int = Field(
         1000, ge=0, description="tiny-gemma2 only: steps of copy-task pretraining when built"
     )
+
+
+class LoraSettings(SettingsGroup):
+    """PEFT's LoraConfig (`as_config()` gives its argument names)."""
+
+    renamed: ClassVar[dict[str, str]] = {
+        "lora_r": "r",
+        "lora_target_modules": "target_modules",
+        "lora_modules_to_save": "modules_to_save",
+    }
+
     lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
@@ -116,7 +155,20 @@ class Settings(BaseSettings):
         [], description="modules trained in full next to LoRA (tiny-gemma2: its head)"
     )
 
-    # Training (names as in transformers' TrainingArguments)
+
+class TrainingSettings(SettingsGroup):
+    """TRL's SFTConfig (names as in transformers' TrainingArguments; `warmup_ratio` is its
+    `warmup_steps` below 1), the experiment the fine-tune is tracked in, and the evaluation
+    by generation that ends it."""
+
+    renamed: ClassVar[dict[str, str]] = {"warmup_ratio": "warmup_steps"}
+    not_trainer: ClassVar[tuple[str, ...]] = (
+        "experiment_name",
+        "eval_max_new_tokens",
+        "eval_batch_size",
+    )
+
+    experiment_name: str = Field("gemma2-text-to-sql", description="MLflow experiment")
     max_steps: int = Field(500, ge=1, description="optimizer steps")
     per_device_train_batch_size: int = Field(4, ge=1, description="examples per step and device")
     gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per step")
@@ -128,16 +180,91 @@ class Settings(BaseSettings):
     max_length: int = Field(512, ge=16, description="longest tokenized example kept")
     save_steps: int = Field(100, ge=1, description="checkpoint every this many steps")
     logging_steps: int = Field(10, ge=1, description="log metrics every this many steps")
+    eval_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest generated answer")
+    eval_batch_size: int = Field(32, ge=1, description="prompts per generate call")
 
-    # Registry
+    def as_config(self) -> dict[str, Any]:
+        """SFTConfig's arguments of this group."""
+        return {k: v for k, v in super().as_config().items() if k not in self.not_trainer}
+
+
+class RegistrySettings(SettingsGroup):
+    """The Model Registry: which name the champion gets, and which run becomes it."""
+
     registered_model_name: str = Field(
         "gemma2-text-to-sql", description="Model Registry name of the champion"
     )
     pin_run_id: str = Field("", description="register this MLflow run instead of the best one")
 
-    # Evaluation
-    eval_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest generated answer")
-    eval_batch_size: int = Field(32, ge=1, description="prompts per generate call")
+
+GROUPS: dict[str, type[SettingsGroup]] = {
+    "platform": PlatformSettings,
+    "data": DataSettings,
+    "model": ModelSettings,
+    "lora": LoraSettings,
+    "training": TrainingSettings,
+    "registry": RegistrySettings,
+}
+# What a fine-tune's result depends on: its job name is a digest of these groups
+TRAINING_GROUPS = ("data", "model", "lora", "training")
+
+
+class Settings(  # bases in reverse: pydantic orders the fields platform first
+    BaseSettings,
+    RegistrySettings,
+    TrainingSettings,
+    LoraSettings,
+    ModelSettings,
+    DataSettings,
+    PlatformSettings,
+):
+    """Everything a run can be told, flat (`-p lora_r=8`, `TUNEKIT_LORA_R=8`), in groups by
+    consumer (`settings.lora`, `settings.training`, ...)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TUNEKIT_", extra="forbid", validate_by_name=True, validate_default=True
+    )
+
+    def group(self, name: str) -> Any:
+        """The settings of group `name` (see GROUPS)."""
+        cls = GROUPS[name]
+        return cls.model_construct(**{n: getattr(self, n) for n in cls.names()})
+
+    @property
+    def platform(self) -> PlatformSettings:
+        return self.group("platform")
+
+    @property
+    def data(self) -> DataSettings:
+        return self.group("data")
+
+    @property
+    def model(self) -> ModelSettings:
+        return self.group("model")
+
+    @property
+    def lora(self) -> LoraSettings:
+        return self.group("lora")
+
+    @property
+    def training(self) -> TrainingSettings:
+        return self.group("training")
+
+    @property
+    def registry(self) -> RegistrySettings:
+        return self.group("registry")
+
+    @property
+    def finetune_job(self) -> str:
+        """`ft-<digest>`: the fine-tune of these training settings (data, model, LoRA,
+        training). Settings of the platform or the registry do not change it."""
+        shaping = {g: self.group(g).model_dump() for g in TRAINING_GROUPS}
+        digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+        return f"ft-{digest}"
+
+    def to_yaml(self) -> str:
+        """Every setting, flat: the fine-tune's settings file (`tunekit.train --config`)."""
+        return yaml.safe_dump(self.model_dump(), sort_keys=False)
 
     @classmethod
     def settings_customise_sources(
@@ -218,7 +345,11 @@ class Settings(BaseSettings):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, v: str) -> str:
-        if v == "synthetic" or v.endswith(_DATA_SUFFIXES):
+        if v == "synthetic":
+            return v
+        if v.endswith(FILE_SUFFIXES):
+            if not Path(v).expanduser().is_file():
+                raise ValueError(f"dataset file {v} does not exist")
             return v
         if _HUB_ID.match(v) and not Path(v).exists():
             return v
@@ -260,8 +391,8 @@ class Settings(BaseSettings):
 
     def _check_gpu_machine(self) -> None:
         """The GPU pool's machine exists, carries `gpu_type` and has `gpu_count` GPUs: the
-        pods are sized from it (tunekit.node_sizing)."""
-        from tunekit.node_sizing import MACHINES
+        pods are sized from it (tunekit.backends.gke.node_sizing)."""
+        from tunekit.backends.gke.node_sizing import MACHINES
 
         machine = MACHINES.get(self.gpu_machine_type)
         if machine is None:

@@ -35,9 +35,7 @@ def finetune(run: Run) -> dict[str, Any]:
 
 def register_model(run: Run) -> dict[str, Any]:
     """Stage 04: the best fine-tune (or `pin_run_id`) registered with alias `champion`."""
-    from tunekit.registry import register_best
-
-    return register_best(run, run.settings.pin_run_id)
+    return backend_for(run).register_model(run)
 
 
 def deploy_simple(run: Run) -> dict[str, Any]:

@@ -11,8 +11,6 @@ a kernel or a process never inherits a login from an earlier stage.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,7 @@ from typing import Any
 import requests
 
 from tunekit import credentials
-from tunekit.run import Run, skipped_in_dry_run
-from tunekit.services import ServiceSpec
+from tunekit.run import Run
 
 ARTIFACT_PREFIX = "mlflow"
 CHECK_EXPERIMENT = "tunekit-platform-checks"
@@ -38,6 +35,16 @@ def artifacts_destination(run: Run) -> str:
     return f"gs://{run.settings.bucket}/{ARTIFACT_PREFIX}"
 
 
+def ui_url(tracking_uri: str, experiment_id: str = "", path: str = "") -> str:
+    """The MLflow UI's page of an experiment (or `path` in it, e.g. `runs/<id>`)."""
+    page = f"experiments/{experiment_id}" if experiment_id else "experiments"
+    return f"{tracking_uri}/#/{page}" + (f"/{path}" if path else "")
+
+
+def model_version_url(tracking_uri: str, name: str, version: str | int) -> str:
+    return f"{tracking_uri}/#/models/{name}/versions/{version}"
+
+
 def allowed_hosts(run: Run) -> list[str]:
     """Host headers the server accepts (MLflow >= 3.5 rejects others): the in-cluster names
     and loopback (port-forwards, the local profile), each with any port."""
@@ -52,16 +59,6 @@ def extra_args(run: Run) -> dict[str, str]:
     return {"allowedHosts": ",".join(allowed_hosts(run)), "workers": workers}
 
 
-def server_arguments(run: Run, host: str, port: str, backend_store_uri: str) -> list[str]:
-    """`mlflow server`'s arguments as community-charts/mlflow renders them from the kit's
-    values (`tunekit.mlflow_chart.server_args`), listening on `host`:`port`."""
-    from tunekit import mlflow_chart
-    from tunekit.workloads import mlflow_values
-
-    values = {**mlflow_values(run), "serverHost": host, "service": {"containerPort": port}}
-    return mlflow_chart.server_args(values, backend_store_uri)
-
-
 def auth_ini(database_uri: str) -> str:
     """The basic-auth app's configuration: no password in it (the admin's comes from the
     environment, MLFLOW_AUTH_ADMIN_PASSWORD, as MLflow 3.17's auth/config.py reads it)."""
@@ -72,60 +69,6 @@ def auth_ini(database_uri: str) -> str:
         f"admin_username = {credentials.USERNAMES[credentials.ADMIN]}\n"
         f"authorization_function = {AUTHORIZATION_FUNCTION}\n"
     )
-
-
-def mlflow_server_spec(
-    run: Run, gcs_endpoint: str, database: dict[str, str] | None = None
-) -> ServiceSpec:
-    """`mlflow server` on 127.0.0.1 with the chart's arguments: SQLite in the run dir, or the
-    PostgreSQL whose libpq environment is `database`; artifacts proxied to the bucket."""
-    folder = run.dir / "mlflow"
-    folder.mkdir(parents=True, exist_ok=True)
-    if database:
-        from tunekit.postgres import AUTH_URI, BACKEND_URI
-
-        backend_uri, auth_uri = BACKEND_URI, AUTH_URI
-    else:
-        backend_uri = f"sqlite:///{folder / 'mlflow.db'}"
-        auth_uri = f"sqlite:///{folder / 'basic_auth.db'}"
-    ini = folder / "basic_auth.ini"
-    ini.write_text(auth_ini(auth_uri))
-    store = credentials.LocalSecrets(run.dir)
-    admin = store.ensure(credentials.ADMIN)
-    env = {
-        "STORAGE_EMULATOR_HOST": gcs_endpoint,
-        # The GenAI job runner (a dozen huey workers, ~2 GB) is not used by tunekit.
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        "MLFLOW_AUTH_ADMIN_USERNAME": admin["username"],
-        "MLFLOW_AUTH_ADMIN_PASSWORD": admin["password"],
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": store.ensure(credentials.SERVER_KEY)["key"],
-        **(database or {}),
-    }
-    command = [sys.executable, "-m", "mlflow", "server",
-               *server_arguments(run, "127.0.0.1", "{port}", backend_uri)]  # fmt: skip
-    return ServiceSpec(
-        name="mlflow",
-        command=command,
-        health_path="/health",
-        env=env,
-        prepare=lambda: upgrade_database(backend_uri, env),
-    )
-
-
-def upgrade_database(backend_uri: str, env: dict[str, str]) -> None:
-    """`mlflow db upgrade` by the server's own MLflow: a schema behind its version is migrated,
-    one that is new is created (the server refuses any other: store/db/utils.py
-    `_verify_schema`). On GKE the chart's migration init container runs the same image."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mlflow", "db", "upgrade", backend_uri],
-        env=credentials.child_environment(env),
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).splitlines()[-15:])
-        raise RuntimeError(f"`mlflow db upgrade` failed (exit code {done.returncode}):\n{tail}")
 
 
 def tracking_uri(run: Run) -> str:
@@ -146,17 +89,28 @@ def login(run: Run, name: str = credentials.ADMIN) -> dict[str, str]:
 
 def use_login(run: Run, name: str = credentials.ADMIN) -> None:
     """Log this process's MLflow client in (MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD)."""
-    found = login(run, name)
-    os.environ["MLFLOW_TRACKING_USERNAME"] = found["username"]
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = found["password"]
+    _log_in(login(run, name))
+
+
+def _log_in(found: dict[str, str]) -> None:
+    user, password = credentials.LOGIN_VARIABLES
+    os.environ[user], os.environ[password] = found["username"], found["password"]
+
+
+def logged_in_client(run: Run, admin: dict[str, str]) -> Any:
+    """An MlflowClient of the run's tracking server, this process logged in as `admin`."""
+    from mlflow import MlflowClient
+
+    _log_in(admin)
+    return MlflowClient(tracking_uri(run))
 
 
 def client(run: Run) -> Any:
-    """An MlflowClient of the run's tracking server, logged in as the admin."""
-    from mlflow import MlflowClient
+    """The backend's MlflowClient of the run, logged in as the admin; None where there is no
+    server to read (the gke plan)."""
+    from tunekit.backends import backend_for
 
-    use_login(run)
-    return MlflowClient(tracking_uri(run))
+    return backend_for(run).tracking_client(run)
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -195,11 +149,13 @@ def verify_artifact_store(run: Run) -> dict[str, Any]:
 
     The check run goes to its own experiment so that it never competes with fine-tunes.
     """
-    from tunekit.gcs import storage_client
+    from tunekit.backends import backend_for
 
-    if skipped_in_dry_run(run, "the artifact check"):
-        return {"dry_run": True}
-    mlflow_client = client(run)
+    backend = backend_for(run)
+    mlflow_client, storage = backend.tracking_client(run), backend.storage_client(run)
+    if mlflow_client is None or storage is None:
+        print("the artifact check is skipped: this backend has no server to check")
+        return {"checked": False}
     experiment_id = ensure_experiment(mlflow_client.tracking_uri, CHECK_EXPERIMENT)
     mlflow_run = mlflow_client.create_run(experiment_id, run_name=f"artifact-check-{run.id}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,10 +164,10 @@ def verify_artifact_store(run: Run) -> dict[str, Any]:
         mlflow_client.log_artifact(mlflow_run.info.run_id, str(probe))
     mlflow_client.set_terminated(mlflow_run.info.run_id)
     prefix = f"{ARTIFACT_PREFIX}/{experiment_id}/{mlflow_run.info.run_id}/"
-    blobs = [b.name for b in storage_client(run).list_blobs(run.settings.bucket, prefix=prefix)]
+    blobs = [b.name for b in storage.list_blobs(run.settings.bucket, prefix=prefix)]
     if not blobs:
         raise RuntimeError(
             f"MLflow accepted an artifact but no blob appeared under "
             f"gs://{run.settings.bucket}/{prefix}: check the server's --artifacts-destination"
         )
-    return {"mlflow_run_id": mlflow_run.info.run_id, "blobs": blobs}
+    return {"checked": True, "mlflow_run_id": mlflow_run.info.run_id, "blobs": blobs}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 RESULT_FILE = "result.json"
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     held_out = _dataset([build_example(r, tokenizer.eos_token) for r in eval_rows])
 
     checkpoint = last_complete_checkpoint(output_dir / "checkpoints")
-    with experiment.finetune_run(settings, output_dir, resume=args.resume) as run:
+    with experiment.finetune_run(settings, output_dir, resume=args.resume) as mlflow_run:
         if not (args.resume and checkpoint):
             experiment.log_inputs(settings, train_rows, eval_rows)
 
@@ -105,9 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
             "max_new_tokens": settings.eval_max_new_tokens,
             "batch_size": settings.eval_batch_size,
         }
-        tuned = generate_sql(trainer.model, tokenizer, eval_rows, **generation)
-        with trainer.model.disable_adapter():
-            base_predictions = generate_sql(trainer.model, tokenizer, eval_rows, **generation)
+        tuned_model: Any = trainer.model  # a PeftModel
+        tuned = generate_sql(tuned_model, tokenizer, eval_rows, **generation)
+        with tuned_model.disable_adapter():
+            base_predictions = generate_sql(tuned_model, tokenizer, eval_rows, **generation)
         metrics = experiment.log_evaluation(
             eval_rows, {"tuned": tuned, "base": base_predictions}, settings.seed
         )
@@ -117,8 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
         model_uri = experiment.log_adapter(trainer.model, tokenizer, base, settings, eval_rows[0])
 
     result = {
-        "mlflow_run_id": run.info.run_id,
-        "experiment_id": run.info.experiment_id,
+        "mlflow_run_id": mlflow_run.info.run_id,
+        "experiment_id": mlflow_run.info.experiment_id,
         "model_uri": model_uri,
         "base_model": base,
         "eval_loss": eval_loss,

@@ -1,4 +1,5 @@
-"""The pieces `tunekit.train` assembles: TRL/PEFT configs from the settings, and callbacks."""
+"""The pieces `tunekit.train` assembles: TRL/PEFT configs from the settings' groups, and
+callbacks."""
 
 from __future__ import annotations
 
@@ -13,53 +14,72 @@ from transformers import TrainerCallback
 from tunekit.settings import Settings
 
 
-def sft_config(settings: Settings, output_dir: Path) -> Any:
-    """TRL's SFTConfig: the settings' training knobs, checkpoints, MLflow reporting."""
+def sft_arguments(settings: Settings, output_dir: Path | str) -> dict[str, Any]:
+    """TRL's SFTConfig arguments: the `training` group, then what the kit fixes (checkpoints in
+    `output_dir`, loss on the completion only, MLflow reporting, the device's precision)."""
     import torch
-    from trl import SFTConfig
 
     cuda = torch.cuda.is_available()
-    return SFTConfig(
-        output_dir=str(output_dir / "checkpoints"),
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler_type,
-        warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of max_steps
-        max_length=settings.max_length,
-        completion_only_loss=True,  # the loss is on the SQL, not on the prompt
-        train_sampling_strategy="group_by_length",  # less padding (no packing without FA2)
-        logging_steps=settings.logging_steps,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=2,
-        eval_strategy="no",  # evaluated once, at the end, by generation
-        per_device_eval_batch_size=settings.eval_batch_size,
-        bf16=cuda,
-        activation_checkpointing=cuda,
-        use_cpu=not cuda,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        report_to=["mlflow"],  # transformers 5 reports nowhere unless asked
-        run_name=None,
-        disable_tqdm=True,  # ProgressCallback prints plain lines that stream well
-        dataloader_num_workers=0,
-    )
+    return {
+        **settings.training.as_config(),
+        "output_dir": str(Path(output_dir) / "checkpoints"),
+        "completion_only_loss": True,  # the loss is on the SQL, not on the prompt
+        "train_sampling_strategy": "group_by_length",  # less padding (no packing without FA2)
+        "save_strategy": "steps",
+        "save_total_limit": 2,
+        "eval_strategy": "no",  # evaluated once, at the end, by generation
+        "per_device_eval_batch_size": settings.eval_batch_size,
+        "bf16": cuda,
+        "activation_checkpointing": cuda,
+        "use_cpu": not cuda,
+        "seed": settings.seed,
+        "data_seed": settings.seed,
+        "report_to": ["mlflow"],  # transformers 5 reports nowhere unless asked
+        "disable_tqdm": True,  # ProgressCallback prints plain lines that stream well
+        "dataloader_num_workers": 0,
+    }
+
+
+def lora_arguments(settings: Settings) -> dict[str, Any]:
+    """PEFT's LoraConfig arguments: the `lora` group (`all-linear` as PEFT takes it)."""
+    config = settings.lora.as_config()
+    if config["target_modules"] == ["all-linear"]:
+        config["target_modules"] = "all-linear"
+    return {
+        **config,
+        "modules_to_save": config["modules_to_save"] or None,
+        "task_type": "CAUSAL_LM",
+    }
+
+
+def sft_config(settings: Settings, output_dir: Path) -> Any:
+    """TRL's SFTConfig from the settings."""
+    from trl import SFTConfig
+
+    return SFTConfig(**sft_arguments(settings, output_dir))
 
 
 def lora_config(settings: Settings) -> Any:
     """PEFT's LoraConfig from the settings."""
     from peft import LoraConfig
 
-    targets = settings.lora_target_modules
-    return LoraConfig(
-        r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=targets[0] if targets == ["all-linear"] else targets,
-        modules_to_save=settings.lora_modules_to_save or None,
-        task_type="CAUSAL_LM",
+    return LoraConfig(**lora_arguments(settings))
+
+
+def recipe(settings: Settings, output_dir: Path | str = "<job dir>") -> str:
+    """The fine-tune as the Python `tunekit.train` runs: its LoraConfig and SFTConfig with the
+    values of these settings, and the trainer they go into."""
+
+    def call(name: str, arguments: dict[str, Any]) -> str:
+        lines = "".join(f"    {k}={v!r},\n" for k, v in arguments.items())
+        return f"{name}(\n{lines})"
+
+    return (
+        f"peft_config = {call('LoraConfig', lora_arguments(settings))}\n"
+        f"args = {call('SFTConfig', sft_arguments(settings, output_dir))}\n"
+        "trainer = SFTTrainer(model=base_model, args=args, train_dataset=train_rows,\n"
+        "                     processing_class=tokenizer, peft_config=peft_config)\n"
+        "trainer.train()"
     )
 
 

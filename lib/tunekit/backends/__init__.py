@@ -1,14 +1,20 @@
-"""Backends behind the stage functions, one per profile, chosen by the run's settings."""
+"""The platforms behind the stage functions, one `Backend` per profile (and the gke plan)."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
+from tunekit.backends.base import Backend
 from tunekit.run import Run
 
 
-def backend_for(run: Run) -> ModuleType:
-    """The module implementing the stages for the run's profile."""
-    from tunekit.backends import gke, local
+def backend_for(run: Run) -> Backend:
+    """The backend of the run's profile: `Local`, `Gke`, or the gke `Plan` (`dry_run`)."""
+    if run.settings.profile == "local":
+        from tunekit.backends.local import Local
 
-    return {"local": local, "gke": gke}[run.settings.profile]
+        return Local()
+    from tunekit.backends.gke import Gke, Plan
+
+    return Plan() if run.settings.dry_run else Gke()
+
+
+__all__ = ["Backend", "backend_for"]

@@ -1,11 +1,11 @@
 """The gke profile's commands (terraform, gcloud, kubectl, helm): run them, or only show them.
 
-Every command is printed and appended to `<run>/gke/commands.sh`; with the setting `dry_run`
-nothing is executed, so the run dir holds exactly what a real run would do. Rendered manifests
-and Helm values are written next to it (`gke/manifests/`, `gke/helm/`). Secret values are never
-printed or written: they reach the cluster through the Kubernetes API (`tunekit.kube`), as do
-the server-side applies and the fine-tune Job's logs and outcome; commands.sh shows the kubectl
-equivalent of each.
+Every command is printed and appended to `<run>/gke/commands.sh`; the plan's shell
+(`record_only`) executes nothing, so the run dir holds exactly what a real run would do.
+Rendered manifests and Helm values are written next to it (`gke/manifests/`, `gke/helm/`).
+Secret values are never printed or written: they reach the cluster through the Kubernetes API
+(`kube`), as do the server-side applies and the fine-tune Job's logs and outcome; commands.sh
+shows the kubectl equivalent of each.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tunekit.kube import FIELD_MANAGER, Kube
+from tunekit.backends.gke.kube import FIELD_MANAGER, Kube
 from tunekit.run import Run
 
 REDACTED = "<set at apply time; never written>"
@@ -31,21 +31,22 @@ class CommandError(RuntimeError):
 
 
 class Shell:
-    """Runs (or, on a dry run, only records) the commands of one run's gke stages."""
+    """Runs (or, `record_only`, only records) the commands of one run's gke stages; `kube` is
+    the cluster's API (by default the kubeconfig's current context)."""
 
-    def __init__(self, run: Run, stage: str):
-        self.dry_run = run.settings.dry_run
+    def __init__(self, run: Run, stage: str, record_only: bool = False, kube: Kube | None = None):
+        self.record_only = record_only
         self.folder = run.dir / "gke"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.script = self.folder / "commands.sh"
-        self._kube: Kube | None = None
+        self._kube = kube
         if not self.script.is_file():
             self.script.write_text(
                 "#!/usr/bin/env bash\n"
                 f"# The gke profile's commands for run {run.id}, in the order they ran.\n"
                 "set -euo pipefail\n"
             )
-        mode = "dry run: printed, not executed" if self.dry_run else "executed"
+        mode = "dry run: printed, not executed" if record_only else "executed"
         self._append(f"\n# --- {stage} ({datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, {mode})")
 
     def run(
@@ -58,11 +59,12 @@ class Shell:
         check: bool = True,
         attempts: int = 1,
     ) -> subprocess.CompletedProcess[str] | None:
-        """Run `argv` (None on a dry run). `shown` replaces the recorded line (a here-document
-        with its stdin, or a `#` comment where stdin holds secret values); `check=False` returns
-        a failure instead of raising; `attempts` > 1 retries a failure, 15 s apart."""
+        """Run `argv` (None when recording only). `shown` replaces the recorded line (a
+        here-document with its stdin, or a `#` comment where stdin holds secret values);
+        `check=False` returns a failure instead of raising; `attempts` > 1 retries a failure,
+        15 s apart."""
         line = self._echo(shown or shlex.join(argv))
-        if self.dry_run:
+        if self.record_only:
             return None
         for _ in range(attempts - 1):
             done = self._execute(argv, line, stdin, capture, check=False)
@@ -91,7 +93,7 @@ class Shell:
         return done
 
     def output(self, argv: list[str]) -> str:
-        """Run `argv` and return its standard output ('' on a dry run)."""
+        """Run `argv` and return its standard output ('' when recording only)."""
         done = self.run(argv, capture=True)
         return done.stdout if done else ""
 
@@ -108,9 +110,7 @@ class Shell:
 
     @property
     def kube(self) -> Kube:
-        """The cluster's API (the kubeconfig's current context); never used on a dry run."""
-        if self.dry_run:
-            raise RuntimeError("a dry run does not talk to the cluster")
+        """The cluster's API."""
         if self._kube is None:
             self._kube = Kube()
         return self._kube
@@ -133,9 +133,8 @@ class Shell:
         path = self.write(relative, objects)
         self._echo(shlex.join(["kubectl", "apply", "--server-side",
                                f"--field-manager={FIELD_MANAGER}", "-f", str(path)]))  # fmt: skip
-        if not self.dry_run:
-            for obj in objects:
-                self.kube.apply(obj)
+        for obj in objects:
+            self.kube.apply(obj)
         return path
 
     def apply_secret(self, relative: str, secret: dict[str, Any]) -> None:
@@ -148,8 +147,7 @@ class Shell:
             f"Secret {secret['metadata']['name']} applied server-side with its values "
             f"(redacted copy: {path})"
         )
-        if not self.dry_run:
-            self.kube.apply(secret)
+        self.kube.apply(secret)
 
     def _echo(self, line: str) -> str:
         """Record `line` in the script and show it (a `#` line as it is, a command as `$ ...`)."""

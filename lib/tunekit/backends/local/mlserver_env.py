@@ -2,11 +2,12 @@
 
 MLServer 1.7 needs an older FastAPI than MLflow's server, so `mlserver` runs from a virtual
 environment of its own with the KServe image's stack (docker/kserve/requirements.txt). `make
-install` creates it as .venv-mlserver in a checkout (`python -m tunekit.mlserver_env DEST`); an
+install` creates it as .venv-mlserver in a checkout (`python -m
+tunekit.backends.local.mlserver_env DEST`); an
 installed kit without a checkout (Colab, Vertex AI Workbench) creates it the same way under
 ~/.tunekit the first time stage 06 needs it (a few minutes, once).
 
-    python -m tunekit.mlserver_env .venv-mlserver [--torch torch==2.13.0]
+    python -m tunekit.backends.local.mlserver_env .venv-mlserver [--torch torch==2.13.0]
 """
 
 from __future__ import annotations

@@ -1,21 +1,20 @@
-"""The workloads as Kubernetes objects rendered from the settings, and as local processes.
+"""The workloads as Kubernetes objects rendered from the settings.
 
-One source of truth: the gke profile applies these objects; the local profile runs the same
-containers as processes (`as_process`), with the container's command, arguments and environment,
-its mounts mapped to directories of the run and its port to a free local one.
+Each pod's main container is a typed `tunekit.backends.containers.Container`, the same one the
+local profile runs as a process; this module wraps it into the Job, Deployment, ServingRuntime
+and InferenceServices the gke profile applies (volumes, probes, resources, placement).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from tunekit import credentials, node_sizing
-from tunekit.kube import GKE_ACCELERATOR_LABEL
-from tunekit.models import TINY
+from tunekit import credentials
+from tunekit.backends import containers
+from tunekit.backends.containers import HF_TOKEN, MOUNT_PATHS, Container, SecretRef
+from tunekit.backends.gke import node_sizing
+from tunekit.backends.gke.kube import GKE_ACCELERATOR_LABEL
+from tunekit.models import builds_base, is_local_model
 from tunekit.run import Run
 from tunekit.tracking import (
     ARTIFACT_PREFIX,
@@ -28,13 +27,12 @@ from tunekit.tracking import (
 K8S_VERSION = "1.34"  # the Kubernetes minor version the manifests are validated against
 PART_OF = {"app.kubernetes.io/part-of": "tunekit"}
 TRAIN_SA, SERVE_SA, MLFLOW_SA = "tunekit-train", "tunekit-serve", "mlflow"
-HF_SECRET = "hf-token"
+HF_SECRET = containers.HF_SECRET
 MLFLOW_AUTH_SECRET, MLFLOW_READER_SECRET = credentials.ADMIN, credentials.READER
 MLFLOW_DB_SECRET = credentials.DATABASE
-CONFIG_DIR, WORKSPACE, MODEL_DIR = "/etc/tunekit", "/workspace", "/mnt/models"
-MLFLOW_PORT, SERVE_PORT, POSTGRES_PORT = 5000, 8080, 5432
+MODEL_DIR = MOUNT_PATHS[containers.MODELS]
+MLFLOW_PORT, SERVE_PORT, POSTGRES_PORT = 5000, containers.SERVE_PORT, 5432
 POSTGRES_IMAGE = "postgres:17.6-bookworm"
-IMAGES = ("finetune", "serve", "mlserver", "mlflow")  # built by cloudbuild.yaml
 # KServe (RawDeployment mode: no Knative, no Istio) and the cert-manager it needs, installed by
 # stage 06 when the cluster has no KServe yet.
 KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.15.2", "v1.17.2"
@@ -43,12 +41,16 @@ UID = 10001  # the images' non-root user
 FINETUNE_LABEL = "tunekit.dev/finetune"  # a fine-tune's Jobs (its attempts) carry its folder name
 
 
-def image(run: Run, name: str) -> str:
-    """`<region>-docker.pkg.dev/<project>/tunekit/<name>:<tag>` on gke, else `tunekit/<name>`
-    (the names kind loads)."""
+def registry(run: Run) -> str:
+    """The kit's Artifact Registry repository (terraform creates it); `tunekit` without a
+    project (the names kind loads)."""
     s = run.settings
-    registry = f"{s.region}-docker.pkg.dev/{s.project_id}/tunekit" if s.project_id else "tunekit"
-    return f"{registry}/{name}:{s.image_tag}"
+    return f"{s.region}-docker.pkg.dev/{s.project_id}/tunekit" if s.project_id else "tunekit"
+
+
+def image(run: Run, name: str) -> str:
+    """`<registry>/<name>:<image_tag>`."""
+    return f"{registry(run)}/{name}:{run.settings.image_tag}"
 
 
 def bucket_folder(run: Run) -> str:
@@ -56,8 +58,17 @@ def bucket_folder(run: Run) -> str:
     return f"tunekit/{run.id}"
 
 
+def finetune_result_uri(run: Run, job: str) -> str:
+    """Where fine-tune `job` writes its result.json in the bucket."""
+    return f"gs://{run.settings.bucket}/{bucket_folder(run)}/finetune/{job}/result.json"
+
+
 def in_cluster_tracking_uri(run: Run) -> str:
     return f"http://mlflow.{run.settings.namespace}.svc.cluster.local:{MLFLOW_PORT}"
+
+
+def in_cluster_url(run: Run, service: str) -> str:
+    return f"http://{service}.{run.settings.namespace}.svc.cluster.local"
 
 
 def _meta(
@@ -72,25 +83,47 @@ def _meta(
     }
 
 
-def _env(values: dict[str, str], secrets: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+def _env(container: Container) -> list[dict[str, Any]]:
     """Plain values, then variables from Secrets (optional: absent keys are left unset)."""
-    plain = [{"name": k, "value": v} for k, v in values.items()]
-    refs = [
-        {"name": k, "valueFrom": {"secretKeyRef": {"name": s, "key": key, "optional": True}}}
-        for k, (s, key) in secrets.items()
+    plain = [{"name": k, "value": container.in_pod(v)} for k, v in container.env.items()]
+    return plain + _secret_env(container.secret_env)
+
+
+def _secret_env(refs: dict[str, SecretRef] | Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": k,
+            "valueFrom": {"secretKeyRef": {"name": r.secret, "key": r.key, "optional": True}},
+        }
+        for k, r in refs.items()
     ]
-    return plain + refs
 
 
-def _mlflow_login(secret: str) -> dict[str, tuple[str, str]]:
-    """MLflow's client login (MLFLOW_TRACKING_USERNAME/PASSWORD) from Secret `secret`."""
-    names = credentials.LOGIN_VARIABLES
-    return {names[0]: (secret, "username"), names[1]: (secret, "password")}
+def _container(run: Run, c: Container, *, mounts: bool = True, **fields: Any) -> dict[str, Any]:
+    """`c` as a pod's container: the kit's image, its command, args, env, port and the volumes
+    it mounts (`mounts=False` where the platform mounts them, as KServe does /mnt/models), then
+    `fields` (resources, probes, more mounts)."""
+    rendered: dict[str, Any] = {
+        "name": c.name,
+        "image": image(run, c.image),
+        "imagePullPolicy": "IfNotPresent",
+        "command": [c.in_pod(v) for v in c.command],
+    }
+    if c.args:
+        rendered["args"] = [c.in_pod(v) for v in c.args]
+    if c.port:
+        rendered["ports"] = [{"name": "http", "containerPort": c.port}]
+    rendered["env"] = _env(c)
+    extra_mounts = fields.pop("volumeMounts", [])
+    volume_mounts = [
+        {"name": v, "mountPath": MOUNT_PATHS[v], **({"readOnly": True} if ro else {})}
+        for v, ro in c.mounts.items()
+    ] if mounts else []  # fmt: skip
+    rendered.update(fields)
+    if volume_mounts or extra_mounts:
+        rendered["volumeMounts"] = volume_mounts + extra_mounts
+    return rendered
 
-
-_ADMIN_LOGIN = _mlflow_login(MLFLOW_AUTH_SECRET)  # the fine-tune writes its run
-_READER_LOGIN = _mlflow_login(MLFLOW_READER_SECRET)  # servers only read the registry
-_HF_TOKEN = {"HF_TOKEN": (HF_SECRET, "HF_TOKEN")}
 
 _CONTAINER_SECURITY = {
     "allowPrivilegeEscalation": False,
@@ -129,7 +162,7 @@ def _gpu_placement(run: Run) -> dict[str, Any]:
 
 def _gpu_resources(run: Run, mounts_bucket: bool = False) -> dict[str, Any]:
     """All of a GPU node's GPUs, and what else the node has room for beside GKE's own pods and,
-    for a pod that mounts the bucket, the FUSE sidecar (tunekit.node_sizing)."""
+    for a pod that mounts the bucket, the FUSE sidecar (tunekit.backends.gke.node_sizing)."""
     share = node_sizing.quantities(node_sizing.pod_share(run.settings.gpu_machine_type,
                                                          mounts_bucket))  # fmt: skip
     amounts = {**share, "nvidia.com/gpu": str(run.settings.gpu_count)}
@@ -195,8 +228,8 @@ def secret(run: Run, name: str, data: dict[str, str]) -> dict[str, Any]:
 
 
 def mlflow_values(run: Run) -> dict[str, Any]:
-    """Values for community-charts/mlflow (`tunekit.mlflow_chart` says what the chart makes of
-    them): the kit's MLflow image, also for the schema migration; runs and registry in
+    """Values for community-charts/mlflow (`mlflow_chart` says what the chart makes of them):
+    the kit's MLflow image, also for the schema migration; runs and registry in
     PostgreSQL, the basic-auth users in a database of their own there; artifacts proxied to
     the bucket; the images' user; allowed Host headers, probes and resources."""
     s = run.settings
@@ -400,42 +433,16 @@ def finetune_job(
     its node gone) is retried; running past `job_deadline_h` fails the Job.
     """
     s = run.settings
-    local_model = s.model_id == TINY or Path(s.model_id).is_dir()
-    local_data = s.dataset == "synthetic" or Path(s.dataset).is_file()
-    env = {
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_FLATTEN_PARAMS": "true",
-        "PYTHONUNBUFFERED": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        # nothing to download: skip the Hub's lookups
-        **({"HF_HUB_OFFLINE": "1"} if local_model and local_data else {}),
-    }
     scratch_volumes, scratch_mounts = _scratch(
         ("dshm", "/dev/shm", "Memory"), ("cache", "/home/tunekit/.cache", ""), ("tmp", "/tmp", "")
     )
-    container = {
-        "name": "train",
-        "image": image(run, "finetune"),
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-m", "tunekit.train"],
-        "args": [
-            "--config",
-            f"{CONFIG_DIR}/config.yaml",
-            "--output-dir",
-            f"{WORKSPACE}/finetune/{job}",
-            "--models-dir",
-            f"{WORKSPACE}/models",
-            "--resume",
-        ],
-        "env": _env(env, {**_HF_TOKEN, **_ADMIN_LOGIN}),
-        "resources": _gpu_resources(run, mounts_bucket=True),
-        "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": [
-            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-            {"name": "workspace", "mountPath": WORKSPACE},
-            *scratch_mounts,
-        ],
-    }
+    container = _container(
+        run,
+        containers.finetune(run, job, tracking_uri),
+        resources=_gpu_resources(run, mounts_bucket=True),
+        securityContext=_CONTAINER_SECURITY,
+        volumeMounts=scratch_mounts,
+    )
     name = f"{job}-{attempt}"
     return [
         {
@@ -495,15 +502,6 @@ def finetune_job(
 # --- stage 05: FastAPI Deployment + Service
 
 
-def _server_env(run: Run, tracking_uri: str, version: str) -> dict[str, str]:
-    """What a server needs to load the champion (a new version restarts the server)."""
-    return {
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "TUNEKIT_SERVED_VERSION": version,
-        "HF_HUB_OFFLINE": "1" if run.settings.model_id == TINY else "0",
-    }
-
-
 def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) -> list[dict]:
     """`python -m tunekit.serve` on the champion: a Deployment (probes on /healthz and /readyz)
     and a ClusterIP Service on port 80.
@@ -518,25 +516,19 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
     scratch_volumes, scratch_mounts = _scratch(
         ("cache", "/home/tunekit/.cache", ""), ("tmp", "/tmp", "")
     )
-    built_base = run.settings.model_id == TINY
+    built_base = builds_base(run.settings.model_id)
     if built_base:
         scratch_volumes.append(_workspace_volume(run, read_only=True))
-        scratch_mounts.append({"name": "workspace", "mountPath": WORKSPACE, "readOnly": True})
-    container = {
-        "name": "serve",
-        "image": image(run, "serve"),
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-m", "tunekit.serve"],
-        "args": ["--model-uri", model_uri, "--host", "0.0.0.0", "--port", str(SERVE_PORT)],
-        "ports": [{"name": "http", "containerPort": SERVE_PORT}],
-        "env": _env(_server_env(run, tracking_uri, version), {**_HF_TOKEN, **_READER_LOGIN}),
-        "resources": _gpu_resources(run, mounts_bucket=built_base),
-        "startupProbe": {**health, "failureThreshold": 90},  # loading the model: up to 15 min
-        "livenessProbe": health,
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
-        "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": scratch_mounts,
-    }
+    container = _container(
+        run,
+        containers.serve(run, model_uri, version, tracking_uri),
+        resources=_gpu_resources(run, mounts_bucket=built_base),
+        startupProbe={**health, "failureThreshold": 90},  # loading the model: up to 15 min
+        livenessProbe=health,
+        readinessProbe={"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        securityContext=_CONTAINER_SECURITY,
+        volumeMounts=scratch_mounts,
+    )
     return [
         {
             "apiVersion": "apps/v1",
@@ -580,17 +572,18 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
 
 def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any]:
     """A ServingRuntime: the kit's MLServer image (mlserver-mlflow and the model's dependencies
-    baked in) loading the model KServe's storage initializer put in /mnt/models."""
-    env = {
-        "MLSERVER_MODEL_IMPLEMENTATION": "mlserver_mlflow.MLflowRuntime",
-        "MLSERVER_MODEL_NAME": "{{.Name}}",
-        "MLSERVER_MODEL_URI": MODEL_DIR,
-        "MLSERVER_HTTP_PORT": str(SERVE_PORT),
-        "MLSERVER_GRPC_PORT": "9000",
-        "MLSERVER_METRICS_PORT": "8082",
-        "MLSERVER_PARALLEL_WORKERS": "0",  # the model in the server process: one copy in memory
-        **_server_env(run, tracking_uri, version),
-    }
+    baked in) loading the model KServe's storage initializer put in /mnt/models (KServe mounts
+    it, so the container does not)."""
+    container = _container(
+        run,
+        containers.mlserver(run, tracking_uri, version),
+        mounts=False,
+        securityContext={**_CONTAINER_SECURITY, "readOnlyRootFilesystem": False},
+        resources={
+            "requests": {"cpu": "1", "memory": "2Gi"},
+            "limits": {"cpu": "1", "memory": "2Gi"},
+        },
+    )
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
@@ -598,20 +591,7 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
         "spec": {
             "supportedModelFormats": [{"name": "mlflow", "version": "2", "autoSelect": False}],
             "protocolVersions": ["v2"],
-            "containers": [
-                {
-                    "name": "kserve-container",
-                    "image": image(run, "mlserver"),
-                    "command": ["mlserver", "start", MODEL_DIR],
-                    "env": _env(env, {**_HF_TOKEN, **_READER_LOGIN}),
-                    "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
-                    "securityContext": {**_CONTAINER_SECURITY, "readOnlyRootFilesystem": False},
-                    "resources": {
-                        "requests": {"cpu": "1", "memory": "2Gi"},
-                        "limits": {"cpu": "1", "memory": "2Gi"},
-                    },
-                }
-            ],
+            "containers": [container],
         },
     }
 
@@ -669,68 +649,9 @@ def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
             f"--max-lora-rank={s.lora_r}",
             f"--lora-modules={s.registered_model_name}-lora={MODEL_DIR}/peft",
         ],
-        "env": _env({}, _HF_TOKEN),
+        "env": _secret_env(HF_TOKEN),
     }
     return _inference_service(run, name, model)
-
-
-# --- the local profile: a container as a process
-
-
-@dataclass(frozen=True)
-class Process:
-    """A container as a local process: argv, environment (on top of os.environ), health path."""
-
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    health_path: str = "/"
-
-
-def as_process(
-    container: dict[str, Any],
-    mounts: dict[str, str],
-    overrides: dict[str, str] | None = None,
-    executables: dict[str, str] | None = None,
-    secrets: Callable[[str, str], str | None] | None = None,
-) -> Process:
-    """Run `container` here: its command and args with each mount path replaced by a local
-    directory, its first port replaced by `{port}` (filled in by the service runner), listening
-    on 127.0.0.1; its env values plus `overrides`. A variable from a Secret takes the value
-    `secrets(name, key)` gives (the run's credentials); without one it is left to the
-    environment (e.g. HF_TOKEN)."""
-    executables = {"python": sys.executable, **(executables or {})}
-    port = str(container["ports"][0]["containerPort"]) if container.get("ports") else None
-
-    def local(value: str) -> str:
-        if value == port:
-            return "{port}"
-        if value == "0.0.0.0":
-            return "127.0.0.1"
-        for path, target in mounts.items():
-            if value == path or value.startswith(path + "/"):
-                return target + value[len(path) :]
-        return value
-
-    command = [executables.get(c, c) for c in container.get("command", [])[:1]]
-    argv = command + [local(a) for a in [*container["command"][1:], *container.get("args", [])]]
-    env = {e["name"]: local(e["value"]) for e in container.get("env", []) if "value" in e}
-    for e in container.get("env", []):
-        ref = e.get("valueFrom", {}).get("secretKeyRef")
-        if ref and secrets and (value := secrets(ref["name"], ref["key"])) is not None:
-            env[e["name"]] = value
-    probe = container.get("readinessProbe", {}).get("httpGet", {})
-    return Process(argv, {**env, **(overrides or {})}, probe.get("path", "/"))
-
-
-def container_of(objects: list[dict[str, Any]] | dict[str, Any], kind: str) -> dict[str, Any]:
-    """The (first) container of the object of `kind` among `objects`."""
-    for obj in objects if isinstance(objects, list) else [objects]:
-        if obj["kind"] == kind:
-            spec = obj["spec"]
-            if kind == "ServingRuntime":
-                return spec["containers"][0]
-            return (spec.get("template", {}).get("spec") or spec)["containers"][0]
-    raise KeyError(f"no {kind} among the rendered objects")
 
 
 def vllm_serves(run: Run) -> bool:
@@ -738,4 +659,4 @@ def vllm_serves(run: Run) -> bool:
     an adapter of LoRA weights only (vLLM 0.8.5, in KServe 0.15's image, refuses
     `modules_to_save`: vllm/lora/peft_helper.py)."""
     s = run.settings
-    return s.model_id != TINY and not Path(s.model_id).is_dir() and not s.lora_modules_to_save
+    return not is_local_model(s.model_id) and not s.lora_modules_to_save

@@ -1,47 +1,47 @@
-"""A fine-tune job: its directory, its config, and running `tunekit.train` locally.
+"""The local fine-tune: the gke profile's Job container as a subprocess, in `<run>/finetune/<job>`.
 
-A job is named by a digest of the settings that shape the model, so re-running the stage with the
-same settings reuses the finished job (or resumes an unfinished one), and changed settings start a
-new job: a new MLflow run next to the earlier ones.
+A job is named by a digest of the training settings (`Settings.finetune_job`), so re-running the
+stage with the same settings reuses the finished job (or resumes an unfinished one), and changed
+settings start a new job: a new MLflow run next to the earlier ones.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tunekit import workloads
+from tunekit.backends import containers
 from tunekit.credentials import LocalSecrets, child_environment
 from tunekit.progress import TrainingProgress
 from tunekit.run import Run
 from tunekit.services import log_tail
 from tunekit.train import RESULT_FILE
 
-# Settings that do not change what is trained.
-_NOT_TRAINING = {
-    *("profile", "project_id", "region", "cluster_name", "bucket", "service_timeout_s"),
-    *("dry_run", "namespace", "gpu_type", "gpu_machine_type", "gpu_spot", "image_tag"),
-    *("mlflow_backend", "job_deadline_h", "schedule_timeout_s"),
-}
-PROGRESS_PREFIXES = ("step ", "tunekit: ")  # the lines of the trainer's output shown live
+MODELS_DIR_ENV = "TUNEKIT_MODELS_DIR"
 
 
 def job_dir(run: Run) -> Path:
-    """`<run>/finetune/ft-<digest>` for the run's current training settings."""
-    shaping = {k: v for k, v in run.settings.model_dump().items() if k not in _NOT_TRAINING}
-    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
-    return run.dir / "finetune" / f"ft-{digest}"
+    """`<run>/finetune/<job>`: the job of the run's training settings (`finetune_job`)."""
+    return run.dir / "finetune" / run.settings.finetune_job
 
 
-def config_yaml(run: Run) -> str:
-    """The job's settings file (`tunekit.train --config`): all settings of the run."""
-    return yaml.safe_dump(run.settings.model_dump(), sort_keys=False)
+def models_cache() -> Path:
+    """Where base models built here (tiny-gemma2) are kept for every run: $TUNEKIT_MODELS_DIR,
+    else ~/.cache/tunekit/models. A build is keyed by its recipe and data, so runs share it."""
+    found = os.environ.get(MODELS_DIR_ENV)
+    return Path(found).expanduser() if found else Path.home() / ".cache" / "tunekit" / "models"
+
+
+def _link_models(run: Run) -> None:
+    """The workspace's `models/` (the Job's --models-dir) is the shared cache here."""
+    link, cache = run.dir / "models", models_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink() and not link.exists():
+        link.symlink_to(cache, target_is_directory=True)
 
 
 def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
@@ -51,15 +51,14 @@ def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
     if result_file.is_file():
         return _record(run, job, json.loads(result_file.read_text()), reused=True)
     job.mkdir(parents=True, exist_ok=True)
-    config = config_yaml(run)
-    (job / "config.yaml").write_text(config)
+    (job / "config.yaml").write_text(run.settings.to_yaml())
+    _link_models(run)
     resume = (job / "checkpoints").is_dir()
-    # The Job the gke profile applies, run here: /etc/tunekit is the job dir, /workspace the run's
-    objects = workloads.finetune_job(run, job.name, tracking_uri, config)
-    process = workloads.as_process(
-        workloads.container_of(objects, "Job"),
-        mounts={workloads.CONFIG_DIR: str(job), workloads.WORKSPACE: str(run.dir)},
-        secrets=LocalSecrets(run.dir).value,
+    # The container of the gke profile's Job, run here: its config volume is the job dir, its
+    # workspace the run dir (the models cache too, where one is set)
+    process = containers.finetune(run, job.name, tracking_uri).process(
+        {containers.CONFIG: str(job), containers.WORKSPACE: str(run.dir)},
+        LocalSecrets(run.dir).value,
     )
     log = run.logs_dir / f"finetune-{job.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -104,19 +103,16 @@ def _stream(
             f"(pid {proc.pid}, log {log})",
             flush=True,
         )
-        progress = TrainingProgress(f"fine-tune {job.name}")
-        try:
-            for line in proc.stdout:
-                out.write(line)
-                if line.startswith(PROGRESS_PREFIXES):
-                    progress.line(line.rstrip())
-            return proc.wait()
-        except BaseException:  # an interrupted cell stops the training too
-            proc.terminate()
-            proc.wait(30)
-            raise
-        finally:
-            progress.close()
+        with TrainingProgress(f"fine-tune {job.name}") as progress:
+            try:
+                for line in proc.stdout or []:
+                    out.write(line)
+                    progress.feed(line)
+                return proc.wait()
+            except BaseException:  # an interrupted cell stops the training too
+                proc.terminate()
+                proc.wait(30)
+                raise
 
 
 def _record(run: Run, job: Path, result: dict[str, Any], reused: bool) -> dict[str, Any]:

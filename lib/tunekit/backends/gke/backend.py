@@ -1,0 +1,472 @@
+"""Profile `gke`: Google Kubernetes Engine with GPUs, driven by terraform, gcloud, helm and the
+Kubernetes API.
+
+Each stage renders what it applies from the settings (`workloads`), writes it into `<run>/gke/`
+and runs the commands through a `Shell`; objects, Secrets and the fine-tune Job go through the
+Kubernetes API (`kube`), recorded in commands.sh as the kubectl equivalent. The `Plan`
+(`gke.plan`, setting `dry_run`) makes the same calls with a shell that only records them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from typing import Any
+
+from google.cloud import storage
+
+from tunekit import credentials, project_files, tracking
+from tunekit.backends.base import LivePlatform
+from tunekit.backends.gke import mlflow_chart, workloads
+from tunekit.backends.gke.kube import FIELD_MANAGER, GKE_ACCELERATOR_LABEL, JobFailed, job_outcome
+from tunekit.backends.gke.shell import Shell
+from tunekit.progress import TrainingProgress
+from tunekit.registry import champion_uri
+from tunekit.run import Run
+from tunekit.services import ServiceSpec, ensure_service, running_services, stop_all
+from tunekit.serving import champion_version
+from tunekit.tracking import artifacts_destination
+
+# The credentials stage 02 keeps in Secrets: PostgreSQL's user, MLflow's admin and reader.
+MLFLOW_SECRETS = (credentials.DATABASE, credentials.ADMIN, credentials.READER)
+
+
+def terraform_variables(run: Run) -> dict[str, Any]:
+    """The variables tunekit sets in terraform/ (each must be declared in variables.tf)."""
+    s = run.settings
+    return {
+        "project_id": s.project_id,
+        "region": s.region,
+        "cluster_name": s.cluster_name,
+        "bucket": s.bucket,
+        "namespace": s.namespace,
+        "gpu_type": s.gpu_type,
+        "gpu_count": s.gpu_count,
+        "gpu_machine_type": s.gpu_machine_type,
+        "gpu_spot": s.gpu_spot,
+    }
+
+
+def planned_outputs(run: Run) -> dict[str, Any]:
+    """What `terraform output -json` gives, known from the variables."""
+    s = run.settings
+    return {
+        "cluster_name": s.cluster_name,
+        "location": s.region,
+        "bucket": s.bucket,
+        "registry": workloads.registry(run),
+        "build_service_account": f"{s.cluster_name}-build@{s.project_id}.iam.gserviceaccount.com",
+    }
+
+
+class Gke(LivePlatform):
+    """The series on GKE: every stage's commands run, through the `Shell` of `shell()`."""
+
+    profile = "gke"
+
+    def shell(self, run: Run, stage: str) -> Shell:
+        return Shell(run, stage)
+
+    # --- stage 01
+
+    def create_cluster(self, run: Run) -> dict[str, Any]:
+        """terraform apply; cluster credentials; GPU nodes; namespace and service accounts."""
+        sh, s = self.shell(run, "01-cluster"), run.settings
+        var_file = sh.folder / "terraform.tfvars.json"
+        var_file.write_text(json.dumps(terraform_variables(run), indent=2))
+        tf = ["terraform", f"-chdir={project_files.terraform_dir()}"]
+        sh.run([*tf, "init", "-input=false"])
+        sh.run([*tf, "apply", "-input=false", "-auto-approve", f"-var-file={var_file}"])
+        outputs = self.terraform_outputs(sh, run, tf)
+        # The control plane's DNS endpoint: reachable from anywhere, authorized by IAM; its IP
+        # endpoint takes only the networks of `master_authorized_networks` (none by default).
+        sh.run(["gcloud", "container", "clusters", "get-credentials", s.cluster_name,
+                f"--region={s.region}", f"--project={s.project_id}", "--dns-endpoint"])  # fmt: skip
+        sh.note(f"kubectl get nodes -l={GKE_ACCELERATOR_LABEL}={s.gpu_type} (the API)")
+        gpus = sh.kube.gpus(s.gpu_type)
+        if gpus:
+            print(f"{gpus} {s.gpu_type} GPU(s) ready")
+        else:
+            print(f"no {s.gpu_type} node up yet: the GPU pool scales up when the fine-tune starts")
+        sh.apply("manifests/01-namespace.yaml", workloads.namespace(run))
+        return run.state.update(
+            "cluster",
+            {
+                "profile": "gke",
+                "dry_run": s.dry_run,
+                "cluster": outputs["cluster_name"],
+                "bucket": outputs["bucket"],
+                "bucket_url": f"gs://{outputs['bucket']}",
+                "registry": outputs["registry"],
+                "build_service_account": outputs["build_service_account"],
+                "gpus_ready": self.live_value(gpus),
+                "endpoints": {},
+                "commands": str(sh.script),
+            },
+        )
+
+    def terraform_outputs(self, sh: Shell, run: Run, tf: list[str]) -> dict[str, Any]:
+        raw = json.loads(sh.output([*tf, "output", "-json"]))
+        return {k: v["value"] for k, v in raw.items()}
+
+    def live_value(self, value: Any) -> Any:
+        """What the state records for a value read from the platform (the plan: a marker)."""
+        return value
+
+    # --- stage 02
+
+    def start_mlflow(self, run: Run) -> dict[str, Any]:
+        """PostgreSQL and MLflow (Helm) with basic auth; a port-forward to its UI and API;
+        the experiment and the read-only user of the model servers."""
+        sh, s = self.shell(run, "02-mlflow"), run.settings
+        self._build_images(sh, run)  # the chart runs the kit's MLflow image, its migration too
+        self._ensure_secrets(sh, run)
+        sh.apply("manifests/02-postgres.yaml", workloads.postgres(run))
+        sh.run(["kubectl", "rollout", "status", "statefulset/postgres", f"-n={s.namespace}",
+                "--timeout=10m"])  # fmt: skip
+        # the basic-auth users' database, on a new volume as on one an earlier run left
+        in_pod = 'psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres'  # socket: trusted
+        psql = ["kubectl", "exec", "-i", f"-n={s.namespace}", "statefulset/postgres", "-c",
+                "postgres", "--", "sh", "-c", in_pod]  # fmt: skip
+        sql = workloads.CREATE_AUTH_DATABASE
+        sh.run(psql, stdin=sql, shown=f"{shlex.join(psql)} <<'SQL'\n{sql}SQL")
+        values = sh.write("helm/mlflow-values.yaml", workloads.mlflow_values(run))
+        sh.run(["helm", "repo", "add", "community-charts", mlflow_chart.REPOSITORY,
+                "--force-update"])  # fmt: skip
+        sh.run(["helm", "upgrade", "--install", "mlflow", mlflow_chart.NAME,
+                f"--version={mlflow_chart.VERSION}", f"--namespace={s.namespace}",
+                f"--values={values}", "--wait", "--timeout=15m"])  # fmt: skip
+        run.state.update(
+            "mlflow",
+            {
+                "in_cluster_uri": workloads.in_cluster_tracking_uri(run),
+                "experiment_name": s.experiment_name,
+                "artifacts_destination": artifacts_destination(run),
+                "helm_values": str(values),
+                "login": {
+                    "username": credentials.USERNAMES[credentials.ADMIN],
+                    "password_in": f"Secret {s.namespace}/{credentials.ADMIN}",
+                },
+            },
+        )
+        url = self._forward_mlflow(run)
+        run.state.update("mlflow", {"tracking_uri": url})
+        experiment_id = self.mlflow_objects(run, url)
+        return run.state.update(
+            "mlflow",
+            {"experiment_id": experiment_id, "ui_url": tracking.ui_url(url, experiment_id)},
+        )
+
+    def mlflow_objects(self, run: Run, url: str) -> str:
+        """The experiment (its id) and the reader user, made through the server at `url`."""
+        tracking.use_login(run)
+        experiment_id = tracking.ensure_experiment(url, run.settings.experiment_name)
+        tracking.ensure_reader(
+            url,
+            self.read_secret(run, credentials.ADMIN),
+            self.read_secret(run, credentials.READER),
+        )
+        return experiment_id
+
+    def open_ui(self, run: Run) -> dict[str, Any]:
+        """The port-forward to MLflow, again (the cluster keeps running the server)."""
+        before = set(running_services(run))
+        url = self._forward_mlflow(run)
+        experiment_id = run.state.section("mlflow").get("experiment_id", "")
+        return {
+            "ui_url": tracking.ui_url(url, experiment_id),
+            "started": sorted(set(running_services(run)) - before),
+        }
+
+    def _forward_mlflow(self, run: Run) -> str:
+        return self.port_forward(run, "mlflow", "svc/mlflow", workloads.MLFLOW_PORT, "/health")
+
+    def read_secret(self, run: Run, name: str) -> dict[str, str]:
+        """Secret `name` of the run's namespace, read through the Kubernetes API (never
+        stored)."""
+        from tunekit.backends.gke.kube import Kube
+
+        found = Kube().read_secret(run.settings.namespace, name)
+        if found is None:
+            raise RuntimeError(
+                f"Secret {run.settings.namespace}/{name} does not exist: run stage 02-mlflow first"
+            )
+        return found
+
+    def storage_client(self, run: Run) -> storage.Client:
+        """google-cloud-storage with the application default credentials."""
+        return storage.Client(project=run.settings.project_id)
+
+    def _ensure_secrets(self, sh: Shell, run: Run) -> None:
+        """Create each of MLflow's Secrets that does not exist yet, with fresh values; keep the
+        ones that do (PostgreSQL keeps the password it was initialised with). Only NotFound
+        means absent: any other answer of the API stops the stage before anything is written."""
+        for name in MLFLOW_SECRETS:
+            if sh.kube.read_secret(run.settings.namespace, name) is None:
+                secret = workloads.secret(run, name, credentials.new_login(name))
+                sh.apply_secret(f"manifests/02-secret-{name}.yaml", secret)
+            else:
+                sh.note(f"Secret {name} exists: kept")
+
+    def _build_images(self, sh: Shell, run: Run) -> None:
+        """Cloud Build builds and pushes the kit's images tagged `image_tag` (once per tag)."""
+        from tunekit.experiment import git_commit
+
+        s = run.settings
+        probe = workloads.image(run, "finetune")
+        done = sh.run(["gcloud", "artifacts", "docker", "images", "describe", probe,
+                       f"--project={s.project_id}"], capture=True, check=False)  # fmt: skip
+        if done and done.returncode == 0:
+            print(f"images {s.image_tag} are built already")
+            return
+        planned = planned_outputs(run)
+        account = run.state.section("cluster").get(
+            "build_service_account", planned["build_service_account"]
+        )
+        context = project_files.build_context(sh.folder / "build-context")
+        sh.run(
+            [
+                "gcloud",
+                "builds",
+                "submit",
+                str(context),
+                f"--config={context / 'cloudbuild.yaml'}",
+                f"--project={s.project_id}",
+                f"--region={s.region}",
+                f"--service-account=projects/{s.project_id}/serviceAccounts/{account}",
+                f"--gcs-source-staging-dir=gs://{s.bucket}/cloudbuild/source",
+                f"--substitutions=_REGISTRY={planned['registry']},_TAG={s.image_tag},"
+                f"_GIT_COMMIT={git_commit()}",
+            ]
+        )
+
+    # --- stage 03
+
+    def finetune(self, run: Run) -> dict[str, Any]:
+        """Run `tunekit.train` as a Job (its image built in stage 02) and follow it.
+
+        The Job's attempt continues where the last one stopped: a finished one is reused, a
+        running or pending one is followed, after a failed one a new attempt resumes from the
+        checkpoints in the bucket. A pod that finds no node for `schedule_timeout_s`, a Job
+        that fails or runs past `job_deadline_h`, end the stage with the reason, the last log
+        lines and the events.
+        """
+        sh, s = self.shell(run, "03-finetune"), run.settings
+        token = self.hf_token()
+        if token:
+            secret = workloads.secret(run, workloads.HF_SECRET, {"HF_TOKEN": token})
+            sh.apply_secret("manifests/03-secret-hf-token.yaml", secret)
+        else:
+            print("HF_TOKEN is not set: gated models such as google/gemma-2-9b cannot be "
+                  "downloaded")  # fmt: skip
+        job = s.finetune_job  # the fine-tune's checkpoints, in every attempt
+        result_uri = workloads.finetune_result_uri(run, job)
+        name, attempt, state = self._current_attempt(sh, run, job)
+        if state != "complete":
+            if state is None:  # none yet, or the last one failed: a new attempt
+                objects = workloads.finetune_job(
+                    run, job, workloads.in_cluster_tracking_uri(run), s.to_yaml(), attempt
+                )
+                sh.apply("manifests/03-finetune-job.yaml", objects)
+            self._follow(sh, run, name)
+        result = self.finetune_result(sh, result_uri)
+        return run.state.update(
+            "finetune",
+            {
+                **result,
+                "status": self.live_value("finished"),
+                "job": name,
+                "attempt": attempt,
+                "job_uri": result_uri.rsplit("/", 1)[0],
+                "reused": state == "complete",
+            },
+        )
+
+    def hf_token(self) -> str:
+        return os.environ.get("HF_TOKEN", "")
+
+    def finetune_result(self, sh: Shell, result_uri: str) -> dict[str, Any]:
+        return json.loads(sh.output(["gcloud", "storage", "cat", result_uri]))
+
+    def _current_attempt(self, sh: Shell, run: Run, job: str) -> tuple[str, int, str | None]:
+        """The Job to use for fine-tune `job`: (name, attempt, "complete" | "active" | None),
+        None meaning a new attempt is to be applied."""
+        previous = sh.kube.jobs(run.settings.namespace, f"{workloads.FINETUNE_LABEL}={job}")
+        attempts = {int(j.metadata.name.rsplit("-", 1)[1]): j for j in previous}
+        if not attempts:
+            return f"{job}-1", 1, None
+        last = max(attempts)
+        outcome = job_outcome(attempts[last])
+        if outcome is None:
+            print(f"fine-tune Job {job}-{last} is still running: following it")
+            return f"{job}-{last}", last, "active"
+        if outcome.status == "complete":
+            print(f"fine-tune Job {job}-{last} finished already: its result is reused")
+            return f"{job}-{last}", last, "complete"
+        print(f"fine-tune Job {job}-{last} failed ({outcome.reason}): attempt {last + 1} "
+              "resumes from its last checkpoint")  # fmt: skip
+        return f"{job}-{last + 1}", last + 1, None
+
+    def _follow(self, sh: Shell, run: Run, name: str) -> None:
+        """Stream the Job's training logs (progress lines shown, all in logs/) until it ends."""
+        s = run.settings
+        sh.note(f"kubectl logs -f job/{name} -c train -n={s.namespace}, then the Job's "
+                "condition Complete or Failed (followed through the API)")  # fmt: skip
+        log = run.logs_dir / f"finetune-{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+
+        def status(now: str) -> None:
+            run.state.update("finetune", {"status": now, "job": name, "log": str(log)})
+            print(f"fine-tune Job {name}: {now}", flush=True)
+
+        with log.open("a") as out, TrainingProgress(f"fine-tune {name}") as progress:
+
+            def line(text: str) -> None:
+                out.write(text + "\n")
+                out.flush()
+                progress.feed(text)
+
+            try:
+                sh.kube.follow_job(s.namespace, name, "train", on_line=line, on_status=status,
+                                   schedule_timeout_s=s.schedule_timeout_s)  # fmt: skip
+            except JobFailed as e:
+                run.state.update("finetune", {"status": "failed", "job": name})
+                raise RuntimeError(
+                    f"{e}\nRe-run stage 03 to start a new attempt that resumes from the last "
+                    f"checkpoint (full log: {log})"
+                ) from None
+
+    # --- stages 05 and 06
+
+    def deploy_simple(self, run: Run) -> dict[str, Any]:
+        """The FastAPI Deployment and Service on the champion; a port-forward to ask it."""
+        sh, s = self.shell(run, "05-deploy-simple"), run.settings
+        version = champion_version(run)
+        objects = workloads.serve_deployment(
+            run, champion_uri(s), version, workloads.in_cluster_tracking_uri(run)
+        )
+        sh.apply("manifests/05-serve.yaml", objects)
+        sh.run(["kubectl", "rollout", "status", "deployment/tunekit-serve",
+                f"-n={s.namespace}", "--timeout=20m"])  # fmt: skip
+        url = self.port_forward(run, "fastapi", "svc/tunekit-serve", 80, "/readyz")
+        return run.state.update(
+            "serving",
+            {
+                "fastapi": {
+                    "url": url,
+                    "in_cluster_url": workloads.in_cluster_url(run, "tunekit-serve"),
+                    "docs": f"{url}/docs",
+                    "model_uri": champion_uri(s),
+                    "model_version": version,
+                }
+            },
+        )
+
+    def deploy_kserve(self, run: Run) -> dict[str, Any]:
+        """The kit's MLServer runtime and InferenceService (V2); with a Hub base model also the
+        vLLM InferenceService with the LoRA adapter (OpenAI API). Waits until they are ready."""
+        sh, s = self.shell(run, "06-deploy-kserve"), run.settings
+        name, version = s.registered_model_name, champion_version(run)
+        self._ensure_kserve(sh)
+        storage_uri = self.storage_uri(run, version)
+        services = [workloads.mlserver_inference_service(run, storage_uri)]
+        if workloads.vllm_serves(run):
+            services.append(workloads.vllm_inference_service(run, storage_uri))
+        runtime = workloads.mlserver_runtime(run, workloads.in_cluster_tracking_uri(run), version)
+        sh.apply("manifests/06-kserve.yaml", [runtime, *services])
+        for isvc in services:
+            sh.run(["kubectl", "wait", f"inferenceservice/{isvc['metadata']['name']}",
+                    f"-n={s.namespace}", "--for=condition=Ready", "--timeout=30m"])  # fmt: skip
+        ready = f"/v2/models/{name}/ready"
+        url = self.port_forward(run, "mlserver", f"svc/{name}-predictor", 80, ready)
+        record: dict[str, Any] = {
+            "mlserver": {
+                "url": url,
+                "in_cluster_url": workloads.in_cluster_url(run, f"{name}-predictor"),
+                "infer_url": f"{url}/v2/models/{name}/infer",
+                "storage_uri": storage_uri,
+                "model_uri": champion_uri(s),
+                "model_version": version,
+            }
+        }
+        if len(services) > 1:
+            vllm = workloads.in_cluster_url(run, f"{services[1]['metadata']['name']}-predictor")
+            record["vllm"] = {
+                "openai_url": f"{vllm}/openai/v1/completions",
+                "model": f"{name}-lora",
+            }
+        return run.state.update("serving", record)
+
+    def _ensure_kserve(self, sh: Shell) -> None:
+        """cert-manager and KServe (RawDeployment) unless the cluster has them: KServe's CRDs,
+        its Hugging Face runtime and the RawDeployment default are each checked, so an install
+        that stopped half-way is completed by a re-run."""
+        releases = "https://github.com/{}/releases/download/{}/{}"
+        crd = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        if not sh.kube.exists(*crd, "certificates.cert-manager.io"):
+            cert_manager = releases.format(
+                "cert-manager/cert-manager", workloads.CERT_MANAGER_VERSION, "cert-manager.yaml"
+            )
+            sh.run(["kubectl", "apply", "-f", cert_manager])
+            sh.run(["kubectl", "wait", "deployment", "--all", "-n=cert-manager",
+                    "--for=condition=Available", "--timeout=5m"])  # fmt: skip
+        kserve = releases.format("kserve/kserve", workloads.KSERVE_VERSION, "{}")
+        # --server-side: the InferenceService CRD is too large for client-side apply's annotation
+        apply = ["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
+                 "--force-conflicts", "-f"]  # fmt: skip
+        # cert-manager's and KServe's webhooks answer a little after their Deployments are
+        # Available (the CA bundle is injected asynchronously): the applies that call them retry
+        if not sh.kube.exists(*crd, "inferenceservices.serving.kserve.io"):
+            sh.run([*apply, kserve.format("kserve.yaml")], attempts=5)
+            sh.run(["kubectl", "wait", "deployment/kserve-controller-manager", "-n=kserve",
+                    "--for=condition=Available", "--timeout=10m"])  # fmt: skip
+        runtime = ("serving.kserve.io/v1alpha1", "ClusterServingRuntime", workloads.HF_RUNTIME)
+        if not sh.kube.exists(*runtime):
+            sh.run([*apply, kserve.format("kserve-cluster-resources.yaml")], attempts=5)
+        raw = json.dumps(
+            {"data": {"deploy": json.dumps({"defaultDeploymentMode": "RawDeployment"})}}
+        )
+        sh.run(["kubectl", "patch", "configmap/inferenceservice-config", "-n=kserve",
+                "--type=merge", f"-p={raw}"])  # fmt: skip
+
+    def storage_uri(self, run: Run, version: str) -> str:
+        """The gs:// folder of the registered version's model (MLflow serves artifacts by
+        proxy)."""
+        client = self.tracking_client(run)
+        assert client is not None
+        source = client.get_model_version_download_uri(run.settings.registered_model_name, version)
+        path = source.split("mlflow-artifacts:", 1)[-1].lstrip("/")
+        return f"{artifacts_destination(run)}/{path}"
+
+    def port_forward(self, run: Run, name: str, target: str, port: int, health: str) -> str:
+        """`kubectl port-forward` as a local service of the run (07 stops it); its URL."""
+        command = ["kubectl", "port-forward", f"-n={run.settings.namespace}", target,
+                   f"{{port}}:{port}"]  # fmt: skip
+        return str(ensure_service(run, ServiceSpec(f"port-forward-{name}", command, health))["url"])
+
+    # --- stage 07
+
+    def cleanup(self, run: Run) -> dict[str, Any]:
+        """Delete the workloads, MLflow and PostgreSQL, the namespace; then terraform destroy."""
+        sh, s = self.shell(run, "07-cleanup"), run.settings
+        stopped = stop_all(run)  # the local port-forwards
+        folder = sh.folder / "manifests"
+        for path in sorted(folder.glob("0[3-6]-*.yaml"), reverse=True):
+            sh.run(["kubectl", "delete", "-f", str(path), "--ignore-not-found", "--wait=false"],
+                   check=False)  # fmt: skip
+        sh.run(["helm", "uninstall", "mlflow", f"--namespace={s.namespace}",
+                "--ignore-not-found"], check=False)  # fmt: skip
+        sh.run(["kubectl", "delete", "namespace", s.namespace, "--ignore-not-found"], check=False)
+        var_file = sh.folder / "terraform.tfvars.json"
+        sh.run(["terraform", f"-chdir={project_files.terraform_dir()}", "destroy",
+                "-input=false", "-auto-approve", f"-var-file={var_file}"])  # fmt: skip
+        return run.state.update(
+            "cleanup",
+            {
+                "stopped": stopped,
+                "still_running": sorted(running_services(run)),
+                "destroyed": self.live_value(True),
+                "commands": str(sh.script),
+            },
+        )

@@ -1,0 +1,156 @@
+"""Profile `local`: the platform as processes on this machine (GCS emulator, MLflow server,
+model servers), the fine-tune as a subprocess."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from tunekit import credentials, tracking
+from tunekit.backends.base import LivePlatform
+from tunekit.backends.local import finetune, postgres, processes
+from tunekit.registry import champion_uri
+from tunekit.run import Run
+from tunekit.services import ensure_service, running_services, stop_all
+from tunekit.serving import champion_version
+
+
+class Local(LivePlatform):
+    """The series on one machine, with no cloud and no GPU."""
+
+    profile = "local"
+
+    def create_cluster(self, run: Run) -> dict[str, Any]:
+        """Start the GCS emulator (objects under the run dir) and create the bucket."""
+        emulator = self._emulator(run)
+        bucket = self.storage_client(run).bucket(run.settings.bucket)
+        if not bucket.exists():
+            bucket.create()
+        return run.state.update(
+            "cluster",
+            {
+                "bucket": run.settings.bucket,
+                "bucket_url": f"gs://{run.settings.bucket}",
+                "reused": emulator["reused"],
+            },
+        )
+
+    def start_mlflow(self, run: Run) -> dict[str, Any]:
+        """Start `mlflow server` (basic auth, proxied artifacts in the bucket; SQLite, or
+        PostgreSQL with `mlflow_backend=postgresql`); get the experiment and the reader."""
+        server = self._mlflow(run)
+        tracking.use_login(run)
+        experiment_id = tracking.ensure_experiment(server["url"], run.settings.experiment_name)
+        secrets = credentials.LocalSecrets(run.dir)
+        tracking.ensure_reader(
+            server["url"], secrets.ensure(credentials.ADMIN), secrets.ensure(credentials.READER)
+        )
+        return run.state.update(
+            "mlflow",
+            {
+                "tracking_uri": server["url"],
+                "ui_url": tracking.ui_url(server["url"], experiment_id),
+                "experiment_name": run.settings.experiment_name,
+                "experiment_id": experiment_id,
+                "artifacts_destination": tracking.artifacts_destination(run),
+                "backend": run.settings.mlflow_backend,
+                "login": {
+                    "username": credentials.USERNAMES[credentials.ADMIN],
+                    "password_in": str(secrets.path),
+                },
+                "reused": server["reused"],
+            },
+        )
+
+    def open_ui(self, run: Run) -> dict[str, Any]:
+        """The emulator and the MLflow server of stages 01-02, started again where they
+        stopped (the same specs: nothing else of those stages runs again)."""
+        before = set(running_services(run))
+        self._emulator(run)
+        server = self._mlflow(run)
+        experiment_id = run.state.section("mlflow").get("experiment_id", "")
+        return {
+            "ui_url": tracking.ui_url(server["url"], experiment_id),
+            "started": sorted(set(running_services(run)) - before),
+        }
+
+    def read_secret(self, run: Run, name: str) -> dict[str, str]:
+        """Credential `name` from the run's secrets file (stage 02 creates them)."""
+        found = credentials.LocalSecrets(run.dir).get(name)
+        if found is None:
+            raise RuntimeError(
+                f"no credential {name!r} for run {run.id}: run stage 02-mlflow first"
+            )
+        return found
+
+    def storage_client(self, run: Run) -> storage.Client:
+        """The real google-cloud-storage client, against the run's emulator."""
+        return storage.Client(
+            project=run.settings.project_id or "local",
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=processes.emulator_endpoint(run)),
+        )
+
+    def finetune(self, run: Run) -> dict[str, Any]:
+        """Run `python -m tunekit.train` as a subprocess; resume it if it stopped half-way."""
+        return finetune.run_local(run, tracking.tracking_uri(run))
+
+    def deploy_simple(self, run: Run) -> dict[str, Any]:
+        """Start (or reuse) `tunekit.serve` under uvicorn on the champion; wait until ready."""
+        server = ensure_service(run, processes.fastapi_spec(run))
+        return run.state.update(
+            "serving",
+            {
+                "fastapi": {
+                    "url": server["url"],
+                    "model_uri": champion_uri(run.settings),
+                    "model_version": champion_version(run),
+                    "docs": f"{server['url']}/docs",
+                    "reused": server["reused"],
+                }
+            },
+        )
+
+    def deploy_kserve(self, run: Run) -> dict[str, Any]:
+        """Start (or reuse) MLServer with the MLflow runtime on the champion (V2 protocol)."""
+        server = ensure_service(run, processes.mlserver_spec(run))
+        name = run.settings.registered_model_name
+        return run.state.update(
+            "serving",
+            {
+                "mlserver": {
+                    "url": server["url"],
+                    "infer_url": f"{server['url']}/v2/models/{name}/infer",
+                    "model_uri": champion_uri(run.settings),
+                    "model_version": champion_version(run),
+                    "reused": server["reused"],
+                }
+            },
+        )
+
+    def cleanup(self, run: Run) -> dict[str, Any]:
+        """Stop every service the state records; the run dir (data, logs) stays for `tunekit
+        ui`."""
+        stopped = stop_all(run)
+        return run.state.update(
+            "cleanup", {"stopped": stopped, "still_running": sorted(running_services(run))}
+        )
+
+    @staticmethod
+    def _emulator(run: Run) -> dict[str, Any]:
+        emulator = ensure_service(run, processes.emulator_spec(run))
+        run.state.update("cluster", {"profile": "local", "endpoints": {"gcs": emulator["url"]}})
+        return emulator
+
+    @staticmethod
+    def _mlflow(run: Run) -> dict[str, Any]:
+        database = None
+        if run.settings.mlflow_backend == "postgresql":
+            db = ensure_service(run, postgres.server_spec(run))
+            postgres.ensure_databases(run, db["port"])
+            database = postgres.environment(run, db["port"])
+        spec = processes.mlflow_server_spec(run, processes.emulator_endpoint(run), database)
+        return ensure_service(run, spec)
