@@ -156,7 +156,10 @@ def _kernel() -> Iterator[Any]:
 
     with tempfile.TemporaryDirectory(prefix="tunekit-kernel-") as sockets:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{sockets}/kernel")
-        km.kernel_spec.env[HEADLESS_ENV] = "1"  # the kernel's progress: plain lines
+        spec = km.kernel_spec
+        if spec is None:
+            raise RuntimeError("no python3 kernel: `make install` installs ipykernel")
+        spec.env[HEADLESS_ENV] = "1"  # the kernel's progress: plain lines
         try:
             yield km
         finally:  # nbclient leaves a kernel it was given running
