@@ -145,7 +145,7 @@ tunekit.preview_examples(run, 3)
 # %%
 from IPython.display import Code
 
-from tunekit.training import recipe
+from tunekit.recipe import recipe
 
 Code(recipe(run.settings), language="python")
 
