@@ -62,7 +62,7 @@ for secret in mlflow-db:mlflow mlflow-auth:admin mlflow-reader:reader; do
 done
 kubectl apply -f "$RUN_DIR/kind/02-postgres.yaml"
 kubectl -n "$NS" rollout status statefulset/postgres --timeout=5m
-CHART=$("$PY" -c 'from tunekit import mlflow_chart as c; print(c.NAME, c.VERSION, c.REPOSITORY)')
+CHART=$("$PY" -c 'from tunekit.backends.gke import mlflow_chart as c; print(c.NAME, c.VERSION, c.REPOSITORY)')
 read -r CHART_NAME CHART_VERSION CHART_REPOSITORY <<<"$CHART"
 helm repo add community-charts "$CHART_REPOSITORY" --force-update
 helm upgrade --install mlflow "$CHART_NAME" --version "$CHART_VERSION" -n "$NS" \
@@ -89,18 +89,15 @@ sleep 3
 # The stages' own code, with the kind cluster as the live one: logins come from its Secrets.
 "$PY" - "$RUN_DIR" <<'PYEOF'
 import sys, tunekit
-from tunekit import credentials, tracking
-from tunekit.backends.gke.backend import read_secret
+from tunekit.backends.gke import Gke
 run = tunekit.open_run(sys.argv[1])
 uri = "http://127.0.0.1:15000"
 with run.state.edit() as data:
     data["settings"]["dry_run"] = False
     data["mlflow"]["tracking_uri"] = uri
 run = tunekit.open_run(sys.argv[1])
-tracking.use_login(run)
-experiment = tracking.ensure_experiment(uri, run.settings.experiment_name)
+experiment = Gke().mlflow_objects(run, uri)  # the experiment and the reader, as stage 02
 run.state.update("mlflow", {"experiment_id": experiment})
-tracking.ensure_reader(uri, read_secret(run, credentials.ADMIN), read_secret(run, credentials.READER))
 print(tunekit.register_model(run))
 PYEOF
 kubectl apply -f "$RUN_DIR/kind/05-serve.yaml"

@@ -9,7 +9,7 @@ gcloud container clusters get-credentials tunekit --region=us-central1 --project
 # kubectl get nodes -l=cloud.google.com/gke-accelerator=nvidia-l4 (the API)
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/01-namespace.yaml
 
-gcloud artifacts docker images describe us-central1-docker.pkg.dev/my-project/tunekit/finetune:0.1.0 --project=my-project
+gcloud artifacts docker images describe us-central1-docker.pkg.dev/my-project/tunekit/finetune:0.1.0 --project=my-project || true  # built already? then the build is skipped
 gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=<commit>
 # Secret mlflow-db applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-db.yaml)
 # Secret mlflow-auth applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-auth.yaml)

@@ -275,6 +275,8 @@ def test_ui_reopens_only_the_port_forward(cluster, tmp_path, monkeypatch):
             line + proc.stdout.read() if proc.poll() is not None else line
         )
         assert proc.stdout.readline().split()[-1] == admin["password"]
+        url = line.split()[2].split("/#")[0]
+        assert run.state.section("mlflow")["tracking_uri"] == url  # later stages find it
         assert "Ctrl-C" in proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0

@@ -106,6 +106,7 @@ def test_ui_reopens_an_earlier_run_and_stops_on_ctrl_c(run):
         url = line.split()[2].split("/#")[0]
         assert f"/#/experiments/{experiment}" in line  # the same experiment, from the run's data
         assert healthy(f"{url}/health")
+        assert run.state.section("mlflow")["tracking_uri"] == url  # later stages find it
         login = proc.stdout.readline().split()
         assert login[:3] == ["Log", "in", "as"] and login[3] == "admin"
         assert requests.get(f"{url}/api/2.0/mlflow/experiments/get?experiment_id={experiment}",

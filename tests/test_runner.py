@@ -111,6 +111,19 @@ def test_a_value_that_fails_is_never_recorded(tmp_path):
     assert tunekit.open_run(run_dir).settings.dataset == "synthetic"
 
 
+def test_a_run_whose_data_file_is_gone_still_opens(tmp_path):
+    """The rows are checked when a run starts with them (or changes them), not on every open:
+    07-cleanup and `tunekit ui` work on a run whose data file was moved since."""
+    rows = tmp_path / "rows.jsonl"
+    row = {"question": "q?", "context": "CREATE TABLE t (a INT)", "answer": "SELECT a FROM t"}
+    rows.write_text("\n".join(json.dumps(row) for _ in range(30)))
+    tunekit.start_run(tmp_path / "r", dataset=str(rows), eval_size=5)
+    rows.unlink()
+    assert tunekit.open_run(tmp_path / "r").settings.dataset == str(rows)
+    with pytest.raises(SettingsError, match="does not exist"):
+        tunekit.open_run(tmp_path / "r", eval_size=6)  # a data setting changed: checked again
+
+
 def test_failing_stage_reports_cell_error_and_notebook(tmp_path):
     """Stage 02 without stage 01: the notebook raises, the runner says where and why."""
     run_dir = tmp_path / "r"

@@ -94,8 +94,10 @@ def build_tiny_gemma2(
     tokenizer.save_pretrained(tmp)
     try:
         tmp.rename(path)  # complete or absent, never half-written
-    except OSError:  # another process built the same model first: keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        if not (path / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process built it first: keep its copy
     return path
 
 

@@ -113,7 +113,8 @@ def _open(path: Path, values: dict[str, Any]) -> Run:
             f"start a new run for {wanted!r}"
         )
     settings = load_settings(**{**recorded, **values})
-    check_rows(settings)  # a data file's rows, before anything is recorded or started
+    if settings.data.model_dump() != {k: recorded.get(k) for k in settings.data.names()}:
+        check_rows(settings)  # new data settings: a data file's rows, before anything is recorded
     from tunekit import __version__
 
     path.mkdir(parents=True, exist_ok=True)

@@ -348,9 +348,7 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
         if v == "synthetic":
             return v
         if v.endswith(FILE_SUFFIXES):
-            if not Path(v).expanduser().is_file():
-                raise ValueError(f"dataset file {v} does not exist")
-            return v
+            return v  # read and checked when a run starts with it (tunekit.run.check_rows)
         if _HUB_ID.match(v) and not Path(v).exists():
             return v
         raise ValueError(

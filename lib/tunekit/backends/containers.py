@@ -141,7 +141,7 @@ def finetune(run: Run, job: str, tracking_uri: str) -> Container:
     """`python -m tunekit.train` with the job's settings file into `<workspace>/finetune/<job>`,
     resuming from its last checkpoint."""
     s = run.settings
-    local_data = s.dataset == "synthetic" or Path(s.dataset).is_file()
+    local_data = s.dataset == "synthetic" or Path(s.dataset).expanduser().is_file()
     env: dict[str, Value] = {
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_FLATTEN_PARAMS": "true",

@@ -174,10 +174,9 @@ class Gke(LivePlatform):
         before = set(running_services(run))
         url = self._forward_mlflow(run)
         experiment_id = run.state.section("mlflow").get("experiment_id", "")
-        return {
-            "ui_url": tracking.ui_url(url, experiment_id),
-            "started": sorted(set(running_services(run)) - before),
-        }
+        ui_url = tracking.ui_url(url, experiment_id)
+        run.state.update("mlflow", {"tracking_uri": url, "ui_url": ui_url})
+        return {"ui_url": ui_url, "started": sorted(set(running_services(run)) - before)}
 
     def _forward_mlflow(self, run: Run) -> str:
         return self.port_forward(run, "mlflow", "svc/mlflow", workloads.MLFLOW_PORT, "/health")
@@ -194,7 +193,7 @@ class Gke(LivePlatform):
             )
         return found
 
-    def storage_client(self, run: Run) -> storage.Client:
+    def storage_client(self, run: Run) -> storage.Client | None:
         """google-cloud-storage with the application default credentials."""
         return storage.Client(project=run.settings.project_id)
 
@@ -215,8 +214,11 @@ class Gke(LivePlatform):
 
         s = run.settings
         probe = workloads.image(run, "finetune")
-        done = sh.run(["gcloud", "artifacts", "docker", "images", "describe", probe,
-                       f"--project={s.project_id}"], capture=True, check=False)  # fmt: skip
+        describe = ["gcloud", "artifacts", "docker", "images", "describe", probe,
+                    f"--project={s.project_id}"]  # fmt: skip
+        # recorded so that a replay of commands.sh goes on to the build when it fails
+        shown = f"{shlex.join(describe)} || true  # built already? then the build is skipped"
+        done = sh.run(describe, shown=shown, capture=True, check=False)
         if done and done.returncode == 0:
             print(f"images {s.image_tag} are built already")
             return

@@ -28,6 +28,12 @@ class EmptyCluster(Kube):
     def __init__(self) -> None:
         pass  # no API client: nothing is ever sent
 
+    def log_tail(self, namespace: str, pod: str, container: str, lines: int = 30) -> str:
+        return ""
+
+    def events(self, namespace: str, names: list[str]) -> str:
+        return ""
+
     def apply(self, obj: dict[str, Any]) -> None:
         return None
 

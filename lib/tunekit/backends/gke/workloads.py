@@ -7,6 +7,7 @@ and InferenceServices the gke profile applies (volumes, probes, resources, place
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tunekit import credentials
@@ -89,7 +90,7 @@ def _env(container: Container) -> list[dict[str, Any]]:
     return plain + _secret_env(container.secret_env)
 
 
-def _secret_env(refs: dict[str, SecretRef] | Any) -> list[dict[str, Any]]:
+def _secret_env(refs: Mapping[str, SecretRef]) -> list[dict[str, Any]]:
     return [
         {
             "name": k,

@@ -72,10 +72,9 @@ class Local(LivePlatform):
         self._emulator(run)
         server = self._mlflow(run)
         experiment_id = run.state.section("mlflow").get("experiment_id", "")
-        return {
-            "ui_url": tracking.ui_url(server["url"], experiment_id),
-            "started": sorted(set(running_services(run)) - before),
-        }
+        ui_url = tracking.ui_url(server["url"], experiment_id)
+        run.state.update("mlflow", {"tracking_uri": server["url"], "ui_url": ui_url})
+        return {"ui_url": ui_url, "started": sorted(set(running_services(run)) - before)}
 
     def read_secret(self, run: Run, name: str) -> dict[str, str]:
         """Credential `name` from the run's secrets file (stage 02 creates them)."""
