@@ -1,9 +1,9 @@
 """`-p mlflow_backend=postgresql` on the local profile: MLflow on a real PostgreSQL server (the
-Debian package, started in the run dir), as on the cluster."""
+Debian package, started in the run dir), as on the cluster. The series end to end on it is
+tests/test_serve.py's run (01-06 on PostgreSQL)."""
 
 from __future__ import annotations
 
-import json
 from contextlib import closing
 
 import psycopg2
@@ -11,10 +11,7 @@ import pytest
 
 import tunekit
 from tunekit.backends.local import postgres
-from tunekit.run import recorded_run
 from tunekit.services import running_services
-
-from .conftest import TINY_FINETUNE, tunekit_cli
 
 
 def _query(run: tunekit.Run, database: str, sql: str) -> list[tuple]:
@@ -45,30 +42,6 @@ def test_postgres_serves_mlflow_with_password_logins_only(tmp_path):
         assert again["reused"] and again["experiment_id"] == mlflow["experiment_id"]
     finally:
         tunekit.cleanup(run)
-    assert running_services(run) == {}
-
-
-@pytest.mark.e2e
-def test_series_01_04_on_postgresql(tmp_path):
-    """The acceptance run: 01-04 with MLflow on PostgreSQL; the fine-tune and the registered
-    champion are rows of its database."""
-    run_dir = tmp_path / "pg-run"
-    args = ["--stages", "01-04", "--run-dir", str(run_dir), "-p", "mlflow_backend=postgresql"]
-    result = tunekit_cli("run", *args, *TINY_FINETUNE, timeout=900)
-    run = recorded_run(run_dir)
-    try:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        state = json.loads((run_dir / "state.json").read_text())
-        finetune, registry = state["finetune"], state["registry"]
-        runs = _query(run, "mlflow", "SELECT run_uuid, status FROM runs")
-        assert (finetune["mlflow_run_id"], "FINISHED") in runs
-        versions = _query(run, "mlflow", "SELECT name, version, run_id FROM model_versions")
-        registered = (registry["registered_model_name"], registry["version"], registry["run_id"])
-        assert registered in versions and registry["run_id"] == finetune["mlflow_run_id"]
-        aliases = _query(run, "mlflow", "SELECT alias FROM registered_model_aliases")
-        assert ("champion",) in aliases
-    finally:
-        tunekit_cli("down", "--run-dir", str(run_dir))
     assert running_services(run) == {}
 
 

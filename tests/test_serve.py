@@ -29,7 +29,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     run_dir = tmp_path_factory.mktemp("serve") / "run"
-    done = tunekit_cli("run", "--stages", "01-06", "--run-dir", str(run_dir), *TINY_FINETUNE)
+    # on PostgreSQL, as on the cluster (SQLite, the local default, runs in test_runner's series
+    # and the browser test's)
+    done = tunekit_cli("run", "--stages", "01-06", "--run-dir", str(run_dir), *TINY_FINETUNE,
+                       "-p", "mlflow_backend=postgresql", timeout=900)  # fmt: skip
     try:
         assert done.returncode == 0, done.stdout + done.stderr
         state = recorded_run(run_dir).state
@@ -48,6 +51,20 @@ def test_stage_04_registered_the_champion(served: dict) -> None:
     registry = served["registry"]
     assert registry["version"] == 1 and registry["alias"] == "champion"
     assert registry["model_uri"] == "models:/gemma2-text-to-sql@champion"
+
+
+def test_the_fine_tune_and_the_champion_are_rows_of_postgresql(served: dict) -> None:
+    from .test_postgres import _query
+
+    run = recorded_run(served["run_dir"])
+    finetune, registry = run.state.section("finetune"), served["registry"]
+    assert run.state.section("mlflow")["backend"] == "postgresql"
+    runs = _query(run, "mlflow", "SELECT run_uuid, status FROM runs")
+    assert (finetune["mlflow_run_id"], "FINISHED") in runs
+    versions = _query(run, "mlflow", "SELECT name, version, run_id FROM model_versions")
+    registered = (registry["registered_model_name"], registry["version"], registry["run_id"])
+    assert registered in versions and registry["run_id"] == finetune["mlflow_run_id"]
+    assert ("champion",) in _query(run, "mlflow", "SELECT alias FROM registered_model_aliases")
 
 
 def test_health_readiness_and_docs(served: dict) -> None:
