@@ -51,15 +51,18 @@ def base_vs_tuned(run: Run) -> Any:
 def runs_compared(run: Run, run_ids: list[str] | None = None) -> Any:
     """The experiment's evaluated fine-tunes (or `run_ids` of them): execution accuracy and
     eval loss, best first."""
-    import matplotlib.pyplot as plt
-
     from tunekit.registry import compare_runs
 
     table = compare_runs(run)
     if table.empty:
         return None
-    if run_ids is not None:
-        table = table[table.run_id.isin(run_ids)]
+    return _runs_figure(table if run_ids is None else table[table.run_id.isin(run_ids)])
+
+
+def _runs_figure(table: Any) -> Any:
+    """Execution accuracy and eval loss of the runs of `table` (compare_runs' rows)."""
+    import matplotlib.pyplot as plt
+
     labels = [
         f"{name}\n{run_id[:8]}" for name, run_id in zip(table.run_name, table.run_id, strict=True)
     ]
@@ -102,9 +105,11 @@ def choose_runs(run: Run) -> Any:
     at the notebook, it is the static plot of every run."""
     from tunekit.registry import compare_runs
 
-    table = compare_runs(run)
-    if table.empty or not progress.interactive():
-        return runs_compared(run)
+    table = compare_runs(run)  # once: the picker redraws from it
+    if table.empty:
+        return None
+    if not progress.interactive():
+        return _runs_figure(table)
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -122,7 +127,7 @@ def choose_runs(run: Run) -> Any:
     def draw(*_: Any) -> None:
         with figure:
             figure.clear_output(wait=True)
-            display(runs_compared(run, list(picker.value)))
+            display(_runs_figure(table[table.run_id.isin(picker.value)]))
 
     picker.observe(draw, "value")
     draw()
