@@ -2,9 +2,92 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from tunekit.prompts import build_prompt
+
+# A temperature below this is greedy decoding: dividing logits by ~0 gives inf (1e-45 did)
+MIN_TEMPERATURE = 1e-2
+
+
+class LockedTokenizer:
+    """A tokenizer that one thread at a time may use.
+
+    A fast tokenizer sets its Rust backend's padding and truncation on every call, so two threads
+    calling it at once get each other's padding ("Unable to create tensor", or the backend's
+    "Already borrowed": huggingface/transformers#47085). Every call goes through one lock;
+    attributes (ids, special tokens) are read through.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer, self._lock = tokenizer, threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._tokenizer(*args, **kwargs)
+
+    def decode(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._tokenizer.decode(*args, **kwargs)
+
+    def batch_decode(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._tokenizer.batch_decode(*args, **kwargs)
+
+    def count(self, text: str) -> int:
+        """Tokens of `text` as the model sees it (special tokens included)."""
+        return len(self(text)["input_ids"])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+
+def is_greedy(temperature: float) -> bool:
+    return temperature < MIN_TEMPERATURE
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: Sequence[int],
+    temperatures: Sequence[float],
+) -> list[str]:
+    """One `generate` call for all `prompts`, each with its own length limit and temperature
+    (greedy below MIN_TEMPERATURE): a row stops at its own limit, a sampled row and a greedy one
+    share the call. Completions without the prompt."""
+    import torch
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    batch = encode_batch(tokenizer, prompts).to(model.device)
+    width = batch["input_ids"].shape[1]
+    limits = torch.tensor(list(max_new_tokens), device=model.device)
+    options: dict[str, Any] = {"do_sample": False}
+    if not all(is_greedy(t) for t in temperatures):
+        options = {
+            "do_sample": True,
+            "logits_processor": LogitsProcessorList([RowTemperature(temperatures, model.device)]),
+        }
+    model.eval()
+    with torch.inference_mode():
+        generated = model.generate(
+            **batch,
+            max_new_tokens=int(limits.max()),
+            stopping_criteria=StoppingCriteriaList([RowLimit(width, limits)]),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **options,
+        )
+    rows = [row[width : width + n] for row, n in zip(generated, max_new_tokens, strict=True)]
+    return [text.strip() for text in tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+
+def encode_batch(tokenizer: Any, prompts: Sequence[str]) -> Any:
+    """Token ids and attention mask of `prompts`, padded on the left (generation continues
+    after the last real token)."""
+    return tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
 
 
 def generate(
@@ -15,30 +98,13 @@ def generate(
     batch_size: int = 32,
     temperature: float = 0.0,
 ) -> list[str]:
-    """Completions of `prompts` (greedy unless `temperature` > 0), without the prompt."""
-    import torch
-
-    tokenizer.padding_side = "left"  # generation continues after the last real token
+    """Completions of `prompts` (greedy unless `temperature` > 0), `batch_size` at a time."""
     outputs: list[str] = []
-    model.eval()
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
-        batch = batch.to(model.device)
-        sampling = (
-            {"do_sample": True, "temperature": temperature}
-            if temperature > 0
-            else {"do_sample": False}
+        chunk = prompts[start : start + batch_size]
+        outputs += generate_batch(
+            model, tokenizer, chunk, [max_new_tokens] * len(chunk), [temperature] * len(chunk)
         )
-        with torch.inference_mode():
-            generated = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                **sampling,
-            )
-        new_tokens = generated[:, batch["input_ids"].shape[1] :]
-        outputs += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     return outputs
 
 
@@ -49,3 +115,37 @@ def generate_sql(
     return generate(
         model, tokenizer, [build_prompt(r["question"], r["context"]) for r in rows], **kwargs
     )
+
+
+class RowLimit:
+    """Stopping criterion: row i is done after `limits[i]` new tokens (transformers' criteria
+    return one flag per row; a finished row gets padding while the others go on)."""
+
+    def __init__(self, prompt_width: int, limits: Any):
+        self.prompt_width, self.limits = prompt_width, limits
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        return (input_ids.shape[1] - self.prompt_width) >= self.limits
+
+
+class RowTemperature:
+    """Logits processor: each row's logits divided by its own temperature; a greedy row keeps
+    only its argmax, so sampling it gives the greedy token."""
+
+    def __init__(self, temperatures: Sequence[float], device: Any):
+        import torch
+
+        greedy = [is_greedy(t) for t in temperatures]
+        self.greedy = torch.tensor(greedy, device=device)
+        self.temperature = torch.tensor(
+            [1.0 if g else t for g, t in zip(greedy, temperatures, strict=True)], device=device
+        )
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scaled = scores / self.temperature[:, None].to(scores.dtype)
+        argmax_only = torch.full_like(scores, float("-inf")).scatter(
+            1, scores.argmax(dim=1, keepdim=True), 0.0
+        )
+        return torch.where(self.greedy[:, None], argmax_only, scaled)

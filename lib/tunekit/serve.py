@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
-from tunekit.inference import generate
+from tunekit.batching import Batcher, Job, Limits, OutOfMemory, QueueFull
+from tunekit.inference import MIN_TEMPERATURE
 from tunekit.prompts import build_prompt
 
 log = logging.getLogger("tunekit.serve")
@@ -29,6 +32,7 @@ log = logging.getLogger("tunekit.serve")
 MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 256
 DEFAULT_NEW_TOKENS = 96
+MAX_BODY_BYTES = 64 * 1024  # two fields of 4000 characters, JSON-escaped, fit
 
 
 class PredictRequest(BaseModel):
@@ -38,7 +42,9 @@ class PredictRequest(BaseModel):
     context: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
     prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
     max_new_tokens: int = Field(DEFAULT_NEW_TOKENS, ge=1, le=MAX_NEW_TOKENS)
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0: greedy")
+    temperature: float = Field(
+        0.0, ge=0.0, le=2.0, description=f"0 (or below {MIN_TEMPERATURE}): greedy"
+    )
 
     model_config = {"extra": "forbid"}
 
@@ -67,95 +73,25 @@ class PredictResponse(BaseModel):
 
 
 @dataclass
-class _Job:
-    prompt: str
-    max_new_tokens: int
-    temperature: float
-    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-class Batcher:
-    """One generate call at a time; the requests queued meanwhile share the next one."""
-
-    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 32, wait_s: float = 0.01):
-        self.model, self.tokenizer, self.max_batch = model, tokenizer, max_batch
-        self.wait_s = wait_s  # how long a first request waits for others to join its batch
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self.requests = 0
-        self.batches = 0  # generate calls made: requests / batches is the mean batch size
-
-    async def submit(self, prompt: str, max_new_tokens: int, temperature: float) -> str:
-        self.requests += 1
-        job = _Job(prompt, max_new_tokens, temperature)
-        await self.queue.put(job)
-        return await job.done
-
-    async def run(self) -> None:
-        while True:
-            jobs = [await self.queue.get()]
-            deadline = asyncio.get_running_loop().time() + self.wait_s
-            while len(jobs) < self.max_batch:
-                if not self.queue.empty():
-                    jobs.append(self.queue.get_nowait())
-                    continue
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    break
-                try:
-                    jobs.append(await asyncio.wait_for(self.queue.get(), left))
-                except TimeoutError:
-                    break
-            # one call per sampling setup; greedy requests of different lengths share the longest
-            groups: dict[float, list[_Job]] = {}
-            for job in jobs:
-                groups.setdefault(job.temperature, []).append(job)
-            for temperature, group in groups.items():
-                await self._generate(group, temperature)
-
-    async def _generate(self, jobs: list[_Job], temperature: float) -> None:
-        self.batches += 1
-        longest = max(j.max_new_tokens for j in jobs)
-        try:
-            texts = await asyncio.to_thread(
-                generate, self.model, self.tokenizer, [j.prompt for j in jobs],
-                max_new_tokens=longest, batch_size=len(jobs), temperature=temperature,
-            )  # fmt: skip
-        except Exception as e:  # every waiting request learns of it; the server stays up
-            log.exception("generate failed")
-            for job in jobs:
-                if not job.done.done():
-                    job.done.set_exception(e)
-            return
-        for job, text in zip(jobs, texts, strict=True):
-            if longest > job.max_new_tokens:
-                text = self._truncate(text, job.max_new_tokens)
-            if not job.done.done():
-                job.done.set_result(text)
-
-    def check_length(self, prompt: str, max_new_tokens: int) -> None:
-        """A prompt the model cannot take is the client's error (422), before it joins a batch."""
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        tokens = len(self.tokenizer(prompt)["input_ids"])
-        if limit and tokens + max_new_tokens > limit:
-            raise HTTPException(
-                422,
-                f"the prompt is {tokens} tokens; with max_new_tokens={max_new_tokens} "
-                f"that exceeds the model's {limit} positions",
-            )
-
-    def _truncate(self, text: str, max_new_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][:max_new_tokens]
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-
-
-@dataclass
 class Served:
-    """What the server loaded: the components and the version they came from."""
+    """What the server loaded: the components, the version they came from, the batcher."""
 
     model_uri: str
     version: str = ""
     batcher: Batcher | None = None
     error: str = ""
+    worker: asyncio.Task | None = None  # loads the model, then runs the batcher
+
+    def live(self) -> str:
+        """Why the server is not live ('' when it is): Kubernetes restarts it then."""
+        if self.worker is not None and self.worker.done():
+            return self.error or "the batcher has stopped"
+        if self.batcher is not None and self.batcher.stalled():
+            return f"a generate call has run over {self.batcher.limits.stall_s:.0f} s"
+        return ""
+
+
+Loader = Callable[[str], tuple[Any, Any, str]]
 
 
 def load_components(model_uri: str) -> tuple[Any, Any, str]:
@@ -172,81 +108,182 @@ def load_components(model_uri: str) -> tuple[Any, Any, str]:
     return components["model"], components["tokenizer"], version
 
 
-def create_app(model_uri: str, max_batch: int = 32, batch_wait_ms: float = 10) -> FastAPI:
-    """The FastAPI app serving `model_uri`."""
-    served = Served(model_uri)
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is a 413; nothing more of it is read.
 
-    async def load() -> None:
+    A declared Content-Length over the limit is refused before the app runs; a chunked body is
+    counted as it arrives, and past the limit the app reads an end of stream and its response
+    is replaced by the 413.
+    """
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        received, too_large = 0, False
+
+        async def counted() -> dict:
+            nonlocal received, too_large
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                too_large = True
+                return {"type": "http.disconnect"}
+            return message
+
+        async def replaced(message: dict) -> None:
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await self._refuse(send)
+
+        await self.app(scope, counted, replaced)
+
+    async def _refuse(self, send: Callable) -> None:
+        body = json.dumps({"detail": f"the request body is over {self.limit} bytes"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    model_uri: str, limits: Limits | None = None, load: Loader = load_components
+) -> FastAPI:
+    """The FastAPI app serving `model_uri` (`load` gives its model, tokenizer and version)."""
+    served, limits = Served(model_uri), limits or Limits()
+
+    async def start() -> None:
         try:
-            model, tokenizer, served.version = await asyncio.to_thread(load_components, model_uri)
+            model, tokenizer, served.version = await asyncio.to_thread(load, model_uri)
         except Exception as e:
             log.exception("could not load %s", model_uri)
             served.error = f"{type(e).__name__}: {e}"
             return
-        served.batcher = Batcher(model, tokenizer, max_batch, batch_wait_ms / 1000)
+        served.batcher = Batcher(model, tokenizer, limits)
         log.info("serving %s (version %s)", model_uri, served.version or "-")
         await served.batcher.run()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        worker = asyncio.create_task(load())
+        served.worker = asyncio.create_task(start())
         yield
-        worker.cancel()  # uvicorn has already let the requests in flight finish
+        served.worker.cancel()  # uvicorn has already let the requests in flight finish
 
     app = FastAPI(
         title="tunekit text-to-SQL",
         description="The registered champion: a LoRA-tuned Gemma-2 answering questions in SQL.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.state.served = served
 
-    async def answer(prompt: str, max_new_tokens: int, temperature: float) -> PredictResponse:
+    def batcher() -> Batcher:
+        if reason := served.live():
+            raise HTTPException(503, f"not serving: {reason}")
         if served.batcher is None:
             raise HTTPException(503, served.error or "the model is still loading; see /readyz")
-        served.batcher.check_length(prompt, max_new_tokens)
-        sql = await served.batcher.submit(prompt, max_new_tokens, temperature)
+        return served.batcher
+
+    async def answer(
+        request: Request, prompt: str, max_new_tokens: int, temperature: float
+    ) -> PredictResponse:
+        queue = batcher()
+        tokens = queue.count_tokens(prompt)
+        limit = getattr(queue.model.config, "max_position_embeddings", None)
+        if limit and tokens + max_new_tokens > limit:
+            raise HTTPException(
+                422,
+                f"the prompt is {tokens} tokens; with max_new_tokens={max_new_tokens} "
+                f"that exceeds the model's {limit} positions",
+            )
+        try:
+            job = queue.submit(prompt, tokens, max_new_tokens, temperature)
+        except QueueFull as e:
+            raise HTTPException(
+                429, f"the server is busy ({e}); retry later", headers={"Retry-After": "1"}
+            ) from None
+        sql = await _wait(request, job, limits.request_timeout_s)
         return PredictResponse(sql=sql, model_version=served.version, model_uri=model_uri)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        """Alive."""
+        """Live: the model loader or the batcher is running (the liveness probe)."""
+        if reason := served.live():
+            raise HTTPException(503, reason)
         return {"status": "ok"}
 
     @app.get("/readyz")
     def readyz() -> dict[str, Any]:
-        """Ready: the model is loaded."""
-        if served.batcher is None:
-            raise HTTPException(503, served.error or "loading")
-        batcher = served.batcher
+        """Ready: the model is loaded and the batcher runs."""
+        queue = batcher()
         return {
             "status": "ready",
             "model_uri": model_uri,
             "model_version": served.version,
-            "requests": batcher.requests,
-            "generate_calls": batcher.batches,
+            "requests": queue.requests,
+            "generate_calls": queue.batches,
+            "generating": queue.busy_since is not None,
+            "waiting": len(queue.pending),
+            "refused": queue.refused,
+            "dropped": queue.dropped,
         }
 
     @app.get("/predict", response_model=PredictResponse)
     async def predict_get(
+        request: Request,
         message: Annotated[str, Query(min_length=1, max_length=MAX_PROMPT_CHARS)],
         max_new_tokens: Annotated[int, Query(ge=1, le=MAX_NEW_TOKENS)] = DEFAULT_NEW_TOKENS,
     ) -> PredictResponse:
         """The tutorial's contract: `message` is the whole prompt."""
         if not message.strip():
             raise HTTPException(422, "`message` is empty")
-        return await answer(message, max_new_tokens, 0.0)
+        return await answer(request, message, max_new_tokens, 0.0)
 
     @app.post("/predict", response_model=PredictResponse)
-    async def predict_post(request: PredictRequest) -> PredictResponse:
+    async def predict_post(request: Request, body: PredictRequest) -> PredictResponse:
         """A question and its CREATE TABLE context (or a raw prompt): the SQL that answers it."""
-        return await answer(request.text(), request.max_new_tokens, request.temperature)
+        return await answer(request, body.text(), body.max_new_tokens, body.temperature)
 
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    import uvicorn
+async def _wait(request: Request, job: Job, timeout_s: float) -> str:
+    """The job's text; 503 past `timeout_s`; the job dropped if the client goes away."""
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait([job.done, gone], timeout=timeout_s, return_when="FIRST_COMPLETED")
+    finally:
+        gone.cancel()
+    if not job.done.done():
+        job.done.cancel()  # the batcher drops it
+        if gone.done() and not gone.cancelled():
+            raise HTTPException(499, "the client closed the connection")
+        raise HTTPException(
+            503,
+            f"not answered within {timeout_s:.0f} s (the server is busy); retry later",
+            headers={"Retry-After": "5"},
+        )
+    try:
+        return job.done.result()
+    except OutOfMemory as e:
+        raise HTTPException(503, str(e)) from None
+    except Exception as e:
+        raise HTTPException(500, f"generation failed: {type(e).__name__}: {e}") from None
 
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has closed the connection (the ASGI server says so)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Limits]:
+    """The command line, and the server's limits from it."""
     parser = argparse.ArgumentParser(
         prog="python -m tunekit.serve",
         description=__doc__,
@@ -255,18 +292,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-uri", required=True, help="e.g. models:/NAME@champion")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-batch", type=int, default=32, help="requests per generate call")
-    parser.add_argument(
-        "--batch-wait-ms", type=float, default=10, help="how long a batch waits to fill up"
-    )
+    for limit in fields(Limits):  # --max-batch, --max-queue, --request-timeout-s, ...
+        parser.add_argument(
+            f"--{limit.name.replace('_', '-')}", default=limit.default,
+            type={"int": int, "float": float}[str(limit.type)],
+            help=LIMIT_HELP[limit.name] + " (default: %(default)s)",
+        )  # fmt: skip
     args = parser.parse_args(argv)
+    return args, Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    args, limits = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
-        create_app(args.model_uri, args.max_batch, args.batch_wait_ms),
+        create_app(args.model_uri, limits),
         host=args.host,
         port=args.port,
         timeout_graceful_shutdown=30,
     )
+
+
+LIMIT_HELP = {
+    "max_batch": "requests in one generate call",
+    "batch_wait_ms": "how long a call waits for more requests to join",
+    "max_queue": "waiting requests; one more gets 429 with Retry-After",
+    "token_budget": "padded tokens (prompt + new) in one generate call",
+    "request_timeout_s": "a request not answered by then gets 503 with Retry-After",
+    "stall_s": "a generate call running longer fails /healthz (Kubernetes restarts the pod)",
+    "starvation_s": "a request waiting longer goes into the next call, whatever its size",
+}
 
 
 if __name__ == "__main__":
