@@ -94,10 +94,10 @@ class Server:
     def ready(self) -> dict[str, Any]:
         return requests.get(f"{self.url}/readyz", timeout=5).json()
 
-    def wait_generating(self, timeout: float = 30) -> None:
+    def wait_waiting(self, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while not self.ready()["generating"]:
-            assert time.monotonic() < deadline, "the server never started generating"
+        while self.ready()["waiting"] < count:
+            assert time.monotonic() < deadline, f"{count} requests never queued"
             time.sleep(0.01)
 
     def settled(self, timeout: float = 60) -> dict[str, Any]:
@@ -108,8 +108,29 @@ class Server:
         return ready
 
 
-def serving(components: tuple[Any, Any], **limits: Any) -> Server:
+class Gate:
+    """The real model, whose first generate call waits until `open` is set: a call exactly as
+    long as a test needs (a stand-in for a long answer on a busy GPU), so the requests sent
+    meanwhile queue behind it whatever the speed of the machine."""
+
+    def __init__(self, model: Any):
+        self.model, self.calls = model, 0
+        self.entered, self.open = threading.Event(), threading.Event()
+
+    def generate(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.open.wait(120), "the test never opened the gate"
+        return self.model.generate(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def serving(components: tuple[Any, Any], gate: Gate | None = None, **limits: Any) -> Server:
     model, tokenizer = components
+    model = gate or model
     return Server(
         create_app("models:/tiny@test", Limits(**limits), lambda _: (model, tokenizer, "7"))
     )
@@ -123,19 +144,6 @@ def timed_post(url: str, **body: Any) -> tuple[requests.Response, float]:
     started = time.monotonic()
     response = post(url, **body)
     return response, time.monotonic() - started
-
-
-def concurrently(calls: list[Any], server: Server | None = None) -> list[Any]:
-    """Run `calls` at once, in this order into the queue; with `server`, the first one is being
-    generated before the others are sent (it holds the batcher while they queue)."""
-    with ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(calls[0])]
-        if server is not None:
-            server.wait_generating()
-        for call in calls[1:]:
-            futures.append(pool.submit(call))
-            time.sleep(0.02)
-        return [f.result() for f in futures]
 
 
 # 1. The tokenizer, used from the event loop and from the generate thread
@@ -176,42 +184,50 @@ def test_the_tokenizer_is_safe_from_two_threads(components: tuple[Any, Any]) -> 
 
 
 def test_a_full_queue_is_429_with_retry_after(components: tuple[Any, Any]) -> None:
-    with serving(components, max_queue=3, max_batch=1) as server:
-        responses = concurrently([lambda: post(server.url, max_new_tokens=48)] * 12, server)
-        statuses = sorted(r.status_code for r in responses)
-        refused = [r for r in responses if r.status_code == 429]
-        assert set(statuses) == {200, 429}, statuses
+    gate = Gate(components[0])
+    with serving(components, gate, max_queue=3) as server, ThreadPoolExecutor(12) as pool:
+        first = pool.submit(post, server.url, max_new_tokens=8)
+        assert gate.entered.wait(30)
+        rest = [pool.submit(post, server.url, max_new_tokens=8) for _ in range(11)]
+        deadline = time.monotonic() + 30
+        while sum(f.done() for f in rest) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        early = [f for f in rest if f.done()]  # answered while the first call still runs
+        refused = [f.result() for f in early]
+        gate.open.set()
+        answered = [first.result(), *(f.result() for f in rest if f not in early)]
+        assert [r.status_code for r in refused] == [429] * 8
         assert all(r.headers["Retry-After"] == "1" for r in refused)
         assert "busy" in refused[0].json()["detail"]
-        assert server.ready()["refused"] == len(refused)
+        assert [r.status_code for r in answered] == [200] * 4
+        assert server.ready()["refused"] == 8
 
 
 def test_a_request_past_its_deadline_is_503_and_never_generated(components: tuple[Any, Any]):
-    with serving(components, request_timeout_s=1.0) as server:
-        slow, late = concurrently([
-            lambda: post(server.url, max_new_tokens=256),
-            lambda: post(server.url, max_new_tokens=8, temperature=0.5),
-        ], server)  # fmt: skip
-        assert slow.status_code == 503 and late.status_code == 503  # the slow one took > 1 s too
-        assert "not answered within 1 s" in late.json()["detail"]
+    gate = Gate(components[0])
+    with serving(components, gate, request_timeout_s=1.0) as server, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, server.url, max_new_tokens=8)
+        assert gate.entered.wait(30)
+        late = post(server.url, max_new_tokens=8, temperature=0.5)
+        assert late.status_code == 503 and "not answered within 1 s" in late.json()["detail"]
         assert late.headers["Retry-After"]
+        gate.open.set()
+        assert first.result().status_code == 503  # it waited over 1 s too: its answer is dropped
         ready = server.settled()
         assert ready["dropped"] == 1 and ready["generate_calls"] == 1  # `late` never ran
 
 
 def test_a_request_whose_client_left_is_dropped(components: tuple[Any, Any]) -> None:
-    with serving(components) as server:
-
-        def impatient() -> str:
-            try:
+    gate = Gate(components[0])
+    with serving(components, gate) as server, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, server.url, max_new_tokens=8)
+        assert gate.entered.wait(30)
+        for _ in range(4):
+            with pytest.raises(requests.Timeout):
                 post(server.url, timeout=0.3, max_new_tokens=8)
-            except requests.Timeout:
-                return "left"
-            return "answered"
-
-        slow = [lambda: post(server.url, max_new_tokens=256)]
-        results = concurrently([*slow, *[impatient] * 4], server)
-        assert results[0].status_code == 200 and results[1:] == ["left"] * 4
+        time.sleep(0.3)  # the server sees the disconnects
+        gate.open.set()
+        assert first.result().status_code == 200
         ready = server.settled()
         assert ready["dropped"] == 4 and ready["generate_calls"] == 1, ready
 
@@ -234,15 +250,16 @@ def test_a_body_over_the_cap_is_413_unread(components: tuple[Any, Any], chunked:
 
 
 def test_distinct_temperatures_share_one_generate_call(components: tuple[Any, Any]) -> None:
-    with serving(components) as server:
-        responses = concurrently(
-            [lambda: post(server.url, max_new_tokens=200)]  # holds the batcher meanwhile
-            + [
-                lambda t=t: post(server.url, max_new_tokens=16, temperature=t)
-                for t in (0.0, 0.3, 0.7, 1.2, 0.0, 0.3)
-            ],
-            server,
-        )
+    gate = Gate(components[0])
+    temperatures = (0.0, 0.3, 0.7, 1.2, 0.0, 0.3)
+    with serving(components, gate) as server, ThreadPoolExecutor(7) as pool:
+        first = pool.submit(post, server.url, max_new_tokens=16)
+        assert gate.entered.wait(30)
+        rest = [pool.submit(post, server.url, max_new_tokens=16, temperature=t)
+                for t in temperatures]  # fmt: skip
+        server.wait_waiting(len(temperatures))
+        gate.open.set()
+        responses = [first.result(), *(f.result() for f in rest)]
         assert [r.status_code for r in responses] == [200] * 7
         assert server.ready()["generate_calls"] == 2
         # a greedy answer is the same in a sampled batch as alone
@@ -253,17 +270,20 @@ def test_distinct_temperatures_share_one_generate_call(components: tuple[Any, An
 def test_short_requests_do_not_wait_for_a_long_ones_tokens(components: tuple[Any, Any]) -> None:
     """Queued behind a running call, one request for 256 new tokens and eight for 8: the eight
     go first in a call of their own (they used to ride in the long one's call to its end)."""
-    with serving(components, starvation_s=60) as server:
-        results = concurrently(
-            [lambda: timed_post(server.url, max_new_tokens=16)]
-            + [lambda: timed_post(server.url, max_new_tokens=256)]
-            + [lambda: timed_post(server.url, max_new_tokens=8)] * 8,
-            server,
-        )
+    gate = Gate(components[0])
+    with serving(components, gate, starvation_s=60) as server, ThreadPoolExecutor(10) as pool:
+        pool.submit(post, server.url, max_new_tokens=8)
+        assert gate.entered.wait(30)
+        long = pool.submit(timed_post, server.url, max_new_tokens=256)
+        server.wait_waiting(1)
+        shorts = [pool.submit(timed_post, server.url, max_new_tokens=8) for _ in range(8)]
+        server.wait_waiting(9)
+        gate.open.set()
+        results = [long.result(), *(f.result() for f in shorts)]
         assert all(r.status_code == 200 for r, _ in results)
-        long, shorts = results[1][1], [seconds for _, seconds in results[2:]]
-        assert max(shorts) < 0.6 * long, (shorts, long)
-        assert len(results[2][0].json()["sql"].split()) <= 8
+        long_s, short_s = results[0][1], [seconds for _, seconds in results[1:]]
+        assert max(short_s) < 0.6 * long_s, (short_s, long_s)
+        assert len(results[1][0].json()["sql"].split()) <= 8
 
 
 def test_next_batch_takes_the_smallest_class_and_the_oldest_after_a_while() -> None:
@@ -314,11 +334,19 @@ class MemoryBound:
 
 def test_out_of_memory_splits_the_batch(components: tuple[Any, Any]) -> None:
     model, tokenizer = components
-    app = create_app("models:/tiny@test", load=lambda _: (MemoryBound(model), tokenizer, "7"))
-    with Server(app) as server:
-        responses = concurrently([lambda: post(server.url, max_new_tokens=8)] * 8)
-        assert [r.status_code for r in responses] == [200] * 8
+    gate = Gate(MemoryBound(model))
+    app = create_app("models:/tiny@test", load=lambda _: (gate, tokenizer, "7"))
+    with Server(app) as server, ThreadPoolExecutor(9) as pool:
+        first = pool.submit(post, server.url, max_new_tokens=8)
+        assert gate.entered.wait(30)
+        rest = [pool.submit(post, server.url, max_new_tokens=8) for _ in range(8)]
+        server.wait_waiting(8)
+        gate.open.set()
+        responses = [first.result(), *(f.result() for f in rest)]
+        assert [r.status_code for r in responses] == [200] * 9
         assert len({r.json()["sql"] for r in responses}) == 1
+        # the gated call, then 8 rows, 2 x 4 and 4 x 2: split until it fits
+        assert server.ready()["generate_calls"] == 1 + 1 + 2 + 4
 
 
 # 4. Liveness
@@ -336,13 +364,15 @@ def test_healthz_and_readyz_fail_when_the_batcher_stops(components: tuple[Any, A
 
 
 def test_healthz_fails_while_a_generate_call_stalls(components: tuple[Any, Any]) -> None:
-    with serving(components, stall_s=0.3) as server:
-        with ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(post, server.url, max_new_tokens=256)
-            time.sleep(0.8)
-            health = requests.get(f"{server.url}/healthz", timeout=5)
-            assert health.status_code == 503 and "over 0 s" in health.json()["detail"]
-            assert slow.result().status_code == 200
+    gate = Gate(components[0])
+    with serving(components, gate, stall_s=0.3) as server, ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(post, server.url, max_new_tokens=8)
+        assert gate.entered.wait(30)
+        time.sleep(0.5)
+        health = requests.get(f"{server.url}/healthz", timeout=5)
+        assert health.status_code == 503 and "over 0 s" in health.json()["detail"]
+        gate.open.set()
+        assert slow.result().status_code == 200
         assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
 
 
