@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tunekit.data import DataError, load_splits, read_rows, split_rows
+from tunekit.data import (
+    MAX_ROW_BYTES,
+    DataError,
+    check_file_rows,
+    load_splits,
+    read_rows,
+    split_rows,
+)
+from tunekit.evaluate import check_row
 from tunekit.prompts import build_example, build_prompt
 from tunekit.settings import Settings
 from tunekit.synthetic import generate
@@ -150,3 +159,82 @@ def test_synthetic_mix_is_varied_like_the_public_dataset() -> None:
         kinds["three conditions"] += a.count(" AND ") - a.count(" ON ") >= 2
     assert all(kinds[k] >= 20 for k in kinds), kinds
     assert len(set(answers)) > 0.9 * len(answers)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content", "message"),
+    [
+        (".json", b'[{"question": "caf\xe9"}]', "not UTF-8 text (at byte 18"),
+        (".jsonl", b'{"question": "q"}\n\n{"question": "caf\xe9"}\n', "line 3 is not UTF-8 text"),
+        (".jsonl", b'{"question": "q"}\n\n{"question": \n', "line 3 is not valid JSON"),
+        (".parquet", b"PAR1 this is no parquet file", "not a readable parquet file"),
+    ],
+)
+def test_unreadable_files_are_data_errors_naming_the_file(
+    tmp_path: Path, suffix: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / f"rows{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=re.escape(f"{path}: {message}")):
+        read_rows(str(path))
+
+
+def test_a_jsonl_row_may_hold_a_line_separator_inside_a_string(tmp_path: Path) -> None:
+    row = {**ROWS[0], "question": "How many heads\u2028are older than 56?"}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_rows(str(path)) == [row]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".parquet"])
+def test_a_row_over_the_size_cap_is_a_data_error(tmp_path: Path, suffix: str) -> None:
+    big = {**ROWS[1], "context": ROWS[1]["context"] + " " * MAX_ROW_BYTES}
+    size = sum(len(v.encode()) for v in big.values())
+    path = write(tmp_path / f"rows{suffix}", [ROWS[0], big])
+    with pytest.raises(
+        DataError, match=f"row 1 is {size:,} bytes, more than the {MAX_ROW_BYTES:,}"
+    ):
+        read_rows(str(path))
+
+
+BROKEN = [
+    ({"answer": "SELECT venue FROM WHERE"}, "field 'answer' does not parse"),
+    (
+        {"context": "CREATE TABLE game (venue VARCHAR)", "answer": "SELECT score FROM game"},
+        "field 'answer' failed on SQLite: no such column: score",
+    ),
+    ({"context": "CREATE TABLE game (venue VARCHAR"}, "field 'context' does not parse"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BROKEN)
+def test_held_out_rows_that_cannot_be_judged_stop_the_run_at_the_start(
+    tmp_path: Path, change: dict, message: str
+) -> None:
+    rows = generate(40, seed=2)
+    settings = Settings(dataset=str(tmp_path / "rows.jsonl"), eval_size=10, seed=3)
+    _, held_out = split_rows(rows, settings.eval_size, settings.seed)
+    bad = rows.index(held_out[4])
+    rows[bad] = {**rows[bad], **change}
+    write(tmp_path / "rows.jsonl", rows)
+    for check in (check_file_rows, load_splits):
+        with pytest.raises(DataError, match=re.escape(f"row {bad}: {message}")):
+            check(settings)
+
+
+def test_broken_training_rows_do_not_stop_the_run(tmp_path: Path) -> None:
+    """Only the held-out rows are run on SQLite (a training row's answer is only taught)."""
+    rows = generate(40, seed=2)
+    train, _ = split_rows(rows, 10, seed=3)
+    bad = rows.index(train[0])
+    rows[bad] = {**rows[bad], "answer": "SELECT venue FROM WHERE"}
+    settings = Settings(dataset=str(write(tmp_path / "rows.jsonl", rows)), eval_size=10, seed=3)
+    check_file_rows(settings)
+    assert len(load_splits(settings)[1]) == 10
+
+
+def test_every_synthetic_row_passes_the_held_out_check_quickly() -> None:
+    rows = generate(3000, seed=8)
+    started = time.monotonic()
+    assert [(i, r) for i, r in enumerate(rows) if check_row(r)] == []
+    assert time.monotonic() - started < 15

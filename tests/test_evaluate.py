@@ -116,6 +116,31 @@ def test_gold_answers_score_perfectly_and_shuffled_answers_do_not() -> None:
     assert shuffled["n"] == 300
 
 
+def test_rows_that_cannot_be_judged_are_counted_not_raised() -> None:
+    rows = [
+        ROW,
+        {**ROW, "answer": "SELECT venue FROM WHERE"},
+        {**ROW, "context": "CREATE TABLE game (venue VARCHAR"},
+        {**ROW, "answer": "SELECT score FROM game"},
+    ]
+    result = evaluate(rows, [ROW["answer"], ROW["answer"], ROW["answer"], "SELECT 1"])
+    assert (result["n"], result["gold_errors"], result["prediction_errors"]) == (4, 3, 0)
+    assert result["exact_match"] == result["execution_accuracy"] == 1.0  # of the judged row
+    reasons = [s["gold_error"] for s in result["scores"]]
+    assert reasons[0] == "" and "field 'answer' does not parse" in reasons[1]
+    assert "field 'context' does not parse" in reasons[2]
+    assert "field 'answer' failed on SQLite: no such column: score" in reasons[3]
+
+
+def test_tables_with_constraints_are_filled_around_them() -> None:
+    row = {
+        "question": "q",
+        "context": "CREATE TABLE t (id INTEGER PRIMARY KEY, a VARCHAR UNIQUE)",
+        "answer": "SELECT id FROM t WHERE a = 'x'",
+    }
+    assert score(row, "SELECT t.id FROM t WHERE 'x' = t.a").execution
+
+
 def test_counts_must_match() -> None:
     with pytest.raises(ValueError, match="1 predictions for 2 rows"):
         evaluate([ROW, ORDERED], ["x"])

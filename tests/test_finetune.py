@@ -7,25 +7,31 @@ the same MLflow run, and the finished run holds everything the issue asks of it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
+import tunekit
+from tunekit.backends.local.finetune import job_dir
 from tunekit.credentials import child_environment
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
 from tunekit.tracking import use_login
-from tunekit.train import last_complete_checkpoint
+from tunekit.train import RESULT_FILE, last_complete_checkpoint
 
 from .conftest import REPO, assert_secrets_stay_in_their_file, tunekit_cli
 
@@ -204,3 +210,104 @@ def test_logged_adapter_loads_with_pyfunc_and_generates(
     [answer] = model.predict([prompt])
     assert isinstance(answer, str) and answer.strip()
     assert not answer.startswith(prompt)  # return_full_text is off: the completion only
+
+
+# --- a trainer whose kernel died; a result.json cut short
+
+ORPHAN_SETTINGS = {
+    "max_steps": 20, "save_steps": 10, "logging_steps": 5, "synthetic_rows": 600,
+    "eval_size": 20, "tiny_pretrain_steps": 100, "experiment_name": "orphan-test",
+}  # fmt: skip
+# A notebook kernel's stand-in: it runs stage 03 until it is killed
+KERNEL = "import sys, tunekit; tunekit.finetune(tunekit.open_run(sys.argv[1]))"
+
+
+class TrainerWatch:
+    """Samples the trainers of a job dir (psutil) in a thread: each pid seen, in order, and the
+    most that ran at once."""
+
+    def __init__(self, job: Path):
+        self.job, self.pids, self.most = str(job), [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def trainers(self) -> list[int]:
+        return [
+            p.pid
+            for p in psutil.process_iter(["cmdline", "status"])
+            if "tunekit.train" in (p.info["cmdline"] or [])
+            and self.job in (p.info["cmdline"] or [])
+            and p.info["status"] != psutil.STATUS_ZOMBIE
+        ]
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            now = self.trainers()
+            self.most = max(self.most, len(now))
+            self.pids += [pid for pid in now if pid not in self.pids]
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def orphaned(platform) -> Iterator[dict[str, Any]]:
+    """Stage 03 in a kernel stand-in, SIGKILLed after checkpoint 10 while its trainer runs on;
+    then stage 03 again, here."""
+    run = tunekit.open_run(platform.dir, **ORPHAN_SETTINGS)
+    job = job_dir(run)
+    watch = TrainerWatch(job)
+    kernel = subprocess.Popen(
+        [sys.executable, "-c", KERNEL, str(run.dir)],
+        env=child_environment({}),
+        start_new_session=True,  # a kernel has its own session, as Jupyter starts it
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        end = time.monotonic() + 400
+        while not (done := last_complete_checkpoint(job / "checkpoints")):
+            assert kernel.poll() is None and time.monotonic() < end, "no checkpoint"
+            time.sleep(0.1)
+        [orphan] = watch.trainers()
+        kernel.kill()
+        kernel.wait()
+        orphan_outlived_its_kernel = psutil.pid_exists(orphan)
+        out = io.StringIO()
+        with redirect_stdout(out):
+            result = tunekit.finetune(tunekit.open_run(run.dir))
+        yield {
+            "run": run, "job": job, "killed_at": done, "orphan": orphan,
+            "orphan_outlived_its_kernel": orphan_outlived_its_kernel, "result": result,
+            "output": out.getvalue(), "watch": watch,
+        }  # fmt: skip
+    finally:
+        watch.stop()
+        kernel.kill()
+
+
+def test_an_orphaned_trainer_is_stopped_never_duplicated(orphaned: dict) -> None:
+    watch = orphaned["watch"]
+    assert orphaned["orphan_outlived_its_kernel"]
+    assert watch.most == 1, f"{watch.most} trainers ran at once in {orphaned['job']}"
+    assert watch.pids[0] == orphaned["orphan"] and len(watch.pids) == 2
+    assert not psutil.pid_exists(orphaned["orphan"])
+    assert f"Stopped trainer pid {orphaned['orphan']}" in orphaned["output"]
+    result = orphaned["result"]
+    assert result["status"] == "finished" and result["steps"] == 20 and result["pid"] is None
+    assert result["resumed_from_step"] >= 10
+
+
+def test_a_truncated_result_is_not_finished_the_job_resumes(orphaned: dict) -> None:
+    """A result.json cut short (a crash mid-write): the stage resumes the job, it does not crash."""
+    result_file = orphaned["job"] / RESULT_FILE
+    whole = result_file.read_text()
+    result_file.write_text(whole[: len(whole) // 2])
+    again = tunekit.finetune(tunekit.open_run(orphaned["run"].dir))
+    assert again["status"] == "finished" and again["reused"] is False
+    assert again["resumed_from_step"] == 20  # from the last checkpoint: the training was done
+    assert again["mlflow_run_id"] == orphaned["result"]["mlflow_run_id"]
+    assert json.loads(result_file.read_text())["mlflow_run_id"] == again["mlflow_run_id"]

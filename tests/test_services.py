@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -145,3 +146,55 @@ def test_a_reused_pid_is_never_killed(run):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def _servers_of(run) -> list[int]:
+    """The `http.server` processes running in the run dir (services run there)."""
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline", "cwd"])
+        if "http.server" in (p.info["cmdline"] or []) and p.info["cwd"] == str(run.dir)
+    ]
+
+
+def test_concurrent_callers_get_one_server(run):
+    """Two stages asking for the same service at once (two notebooks, or a notebook and a
+    `tunekit run`): one starts it, the other waits and reuses it."""
+    spec, barrier = http_server(), threading.Barrier(2)
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        barrier.wait()
+        try:
+            results.append(ensure_service(run, spec))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sorted(r["reused"] for r in results) == [False, True]
+    assert results[0]["pid"] == results[1]["pid"] == run.state.section("services")["web"]["pid"]
+    assert _servers_of(run) == [results[0]["pid"]]
+
+
+def test_a_service_starts_while_another_process_trains(run):
+    """The run dir held by a fine-tune in another notebook: services start here all the same."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from tunekit.run_lock import hold\n"
+         "with hold(Path(sys.argv[1]), 'fine-tune job-1'):\n"
+         "    print('held', flush=True); time.sleep(60)", str(run.dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout and holder.stdout.readline().strip() == "held"
+        assert healthy(ensure_service(run, http_server())["url"])
+    finally:
+        holder.kill()
+        holder.wait()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -108,3 +111,30 @@ def test_recorded_run_reads_without_writing(tmp_path):
     before = run.state.path.read_text()
     assert recorded_run(run.dir).settings.bucket == "tunekit"
     assert run.state.path.read_text() == before
+
+
+# Writes a large file again and again until it is killed
+REWRITER = """
+import json, sys
+from pathlib import Path
+from tunekit.state import write_atomic
+path, blob = Path(sys.argv[1]), "x" * 4_000_000
+for i in range(10**6):
+    write_atomic(path, json.dumps({"i": i, "blob": blob}))
+    if i == 1:
+        print("writing", flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.03, 0.07, 0.13, 0.2])
+def test_a_writer_killed_mid_write_leaves_a_whole_file(tmp_path, delay):
+    """result.json, state.json: a reader finds the old file or the new one, never a part."""
+    path = tmp_path / "result.json"
+    writer = subprocess.Popen([sys.executable, "-c", REWRITER, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout and writer.stdout.readline() == b"writing\n"
+        time.sleep(delay)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert json.loads(path.read_text())["i"] >= 1

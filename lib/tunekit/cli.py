@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tunekit.run import list_runs, open_run, recorded_run, start_run
+from tunekit.run import claim_run, list_runs, open_run, recorded_run
+from tunekit.run_lock import RunBusyError
 from tunekit.services import running_services, stop_all
 from tunekit.settings import GROUPS, Settings, SettingsError, load_settings
 
@@ -65,33 +67,43 @@ def run(
     notebooks: Annotated[Path | None, typer.Option(help="Notebook directory.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Echo cell output.")] = False,
 ) -> None:
-    """Execute the numbered notebooks in order, headless, into the run directory."""
+    """Execute the numbered notebooks in order, headless, into the run directory.
+
+    One at a time per run directory: another one running on it is named and this one exits
+    with code 3."""
     from tunekit.runner import find_notebooks_dir, parse_stages, run_series
 
     values = parse_params(param, profile)
-    try:
-        selected = parse_stages(stages)
-        notebooks_dir = (notebooks or find_notebooks_dir()).resolve()
-        missing = [s for s in selected if not (notebooks_dir / f"{s}.ipynb").is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"stages: no notebook for {', '.join(missing)} in {notebooks_dir}"
+    with ExitStack() as held:
+        try:
+            selected = parse_stages(stages)
+            notebooks_dir = (notebooks or find_notebooks_dir()).resolve()
+            missing = [s for s in selected if not (notebooks_dir / f"{s}.ipynb").is_file()]
+            if missing:
+                raise FileNotFoundError(
+                    f"stages: no notebook for {', '.join(missing)} in {notebooks_dir}"
+                )
+            the_run, lock = held.enter_context(
+                claim_run(run_dir or "", f"tunekit run --stages {stages}", **values)
             )
-        the_run = start_run(run_dir or "", **values)
-    except (SettingsError, ValueError, FileNotFoundError) as e:
-        raise _fail(str(e)) from None
+        except RunBusyError as e:
+            raise _fail(str(e), code=3) from None
+        except (SettingsError, ValueError, FileNotFoundError) as e:
+            raise _fail(str(e)) from None
 
-    console.print(
-        f"Run [bold]{the_run.id}[/] · profile {the_run.settings.profile} · "
-        f"stages {', '.join(selected)}",
-        highlight=False,
-    )
-    overrides = {k: getattr(the_run.settings, k) for k in values if k != "profile"}
-    try:
-        results = run_series(the_run, selected, notebooks_dir, overrides, console, verbose)
-    except KeyboardInterrupt:
-        console.print("[red]Interrupted.[/] `make down` stops what the run left running.")
-        raise typer.Exit(130) from None
+        console.print(
+            f"Run [bold]{the_run.id}[/] · profile {the_run.settings.profile} · "
+            f"stages {', '.join(selected)}",
+            highlight=False,
+        )
+        overrides = {k: getattr(the_run.settings, k) for k in values if k != "profile"}
+        try:
+            results = run_series(
+                the_run, selected, notebooks_dir, overrides, console, verbose, lock.child_env()
+            )
+        except KeyboardInterrupt:
+            console.print("[red]Interrupted.[/] `make down` stops what the run left running.")
+            raise typer.Exit(130) from None
 
     table = Table("stage", "status", "seconds", "executed notebook", title="tunekit run")
     for r in results:

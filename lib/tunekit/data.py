@@ -1,4 +1,9 @@
-"""Datasets of `{question, context, answer}` rows: load, validate, split."""
+"""Datasets of `{question, context, answer}` rows: load, validate, split.
+
+Every problem with a dataset is a DataError that names the file and the row (a JSONL file's line
+when the line cannot be read). The held-out rows are also run on SQLite when they are loaded: a
+gold answer or context that the evaluator cannot judge stops the run before training.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import Any
 
 FIELDS = ("question", "context", "answer")
 FILE_SUFFIXES = (".json", ".jsonl", ".parquet")
+MAX_ROW_BYTES = 64 * 1024  # question, context and answer together (UTF-8): prompts stay small
+MAX_LISTED = 5  # bad held-out rows named in one error
 
 
 class DataError(ValueError):
@@ -39,17 +46,47 @@ def _read_file(path: Path) -> list[Any]:
     if path.suffix == ".parquet":
         import pandas as pd
 
-        return pd.read_parquet(path).to_dict(orient="records")
-    text = path.read_text()
+        try:
+            return pd.read_parquet(path).to_dict(orient="records")
+        except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for what it cannot read
+            raise DataError(f"{path}: not a readable parquet file ({_first_line(e)})") from None
+    data = path.read_bytes()
+    if path.suffix == ".jsonl":
+        return _read_jsonl(path, data)
     try:
-        if path.suffix == ".json":
-            rows = json.loads(text)
-            if not isinstance(rows, list):
-                raise DataError(f"{path}: expected a JSON array of rows, got {type(rows).__name__}")
-            return rows
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (at byte {e.start}: {e.reason})") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON array of rows, got {type(rows).__name__}")
+    return rows
+
+
+def _read_jsonl(path: Path, data: bytes) -> list[Any]:
+    """One row per line (a string may hold U+2028 and the like: lines end at \\n only)."""
+    rows = []
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{path}: line {number} is not UTF-8 text (byte {e.start} of the line: {e.reason})"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{path}: line {number} is not valid JSON ({e.msg}, column {e.colno})"
+            ) from None
+    return rows
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def validate_rows(rows: list[Any], source: str) -> list[dict[str, str]]:
@@ -69,6 +106,12 @@ def validate_rows(rows: list[Any], source: str) -> list[dict[str, str]]:
                 )
             if not value.strip():
                 raise DataError(f"{source}: row {i}: field '{field}' is empty")
+        size = sum(len(row[f].encode("utf-8", "surrogatepass")) for f in FIELDS)
+        if size > MAX_ROW_BYTES:
+            raise DataError(
+                f"{source}: row {i} is {size:,} bytes, more than the {MAX_ROW_BYTES:,} "
+                "a row may hold (question, context and answer together)"
+            )
         clean.append({f: row[f] for f in FIELDS})
     if not clean:
         raise DataError(f"{source}: no rows")
@@ -76,22 +119,41 @@ def validate_rows(rows: list[Any], source: str) -> list[dict[str, str]]:
 
 
 def check_file_rows(settings: Any) -> None:
-    """For a data file: its rows are valid and more than `eval_size` (DataError if not)."""
+    """For a data file: its rows are valid, more than `eval_size`, and the held-out ones can be
+    judged (DataError if not)."""
     if Path(settings.dataset).suffix not in FILE_SUFFIXES:
         return
     rows = read_rows(settings.dataset)
-    count = min(len(rows), settings.dataset_limit or len(rows))
-    if settings.eval_size >= count:
+    rows = rows[: settings.dataset_limit] if settings.dataset_limit else rows
+    if settings.eval_size >= len(rows):
         raise DataError(
-            f"{settings.dataset}: eval_size: must be smaller than the number of rows ({count})"
+            f"{settings.dataset}: eval_size: must be smaller than the number of rows ({len(rows)})"
         )
+    check_held_out(rows, held_out_indices(len(rows), settings.eval_size, settings.seed), settings)
 
 
 def load_splits(settings: Any) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """The (train, eval) rows the settings ask for: read, limited, split."""
+    """The (train, eval) rows the settings ask for: read, limited, split, held-out rows checked."""
     rows = read_rows(settings.dataset, synthetic_rows=settings.synthetic_rows, seed=settings.seed)
     rows = rows[: settings.dataset_limit] if settings.dataset_limit else rows
-    return split_rows(rows, settings.eval_size, settings.seed)
+    train, held_out = split_rows(rows, settings.eval_size, settings.seed)
+    check_held_out(rows, held_out_indices(len(rows), settings.eval_size, settings.seed), settings)
+    return train, held_out
+
+
+def check_held_out(rows: list[dict[str, str]], indices: list[int], settings: Any) -> None:
+    """The held-out rows' context and gold answer parse and run on SQLite within the evaluator's
+    limits (`tunekit.evaluate.check_row`); a DataError names the rows that do not."""
+    from tunekit.evaluate import check_row
+
+    bad = [(i, reason) for i in indices if (reason := check_row(rows[i], settings.seed))]
+    if bad:
+        listed = "; ".join(f"row {i}: {reason}" for i, reason in bad[:MAX_LISTED])
+        more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
+        raise DataError(
+            f"{settings.dataset}: {len(bad)} held-out row(s) cannot be evaluated: {listed}{more}. "
+            "Fix or remove them, or hold out other rows (seed, eval_size)"
+        )
 
 
 def preview_examples(run: Any, n: int = 3) -> Any:
@@ -115,8 +177,14 @@ def split_rows(
         raise DataError(
             f"eval_size={eval_size} must be between 1 and the number of rows - 1 ({len(rows) - 1})"
         )
-    order = list(range(len(rows)))
+    held_out = held_out_indices(len(rows), eval_size, seed)
+    chosen = set(held_out)
+    train = [r for i, r in enumerate(rows) if i not in chosen]
+    return train, [rows[i] for i in held_out]
+
+
+def held_out_indices(count: int, eval_size: int, seed: int) -> list[int]:
+    """The positions (ascending) of the held-out rows among `count` rows."""
+    order = list(range(count))
     random.Random(seed).shuffle(order)
-    held_out = set(order[:eval_size])
-    train = [r for i, r in enumerate(rows) if i not in held_out]
-    return train, [rows[i] for i in sorted(held_out)]
+    return sorted(order[:eval_size])

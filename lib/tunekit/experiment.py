@@ -1,42 +1,353 @@
-"""What a fine-tune records in MLflow: its run, tags, params, inputs, evaluation and model."""
+"""What a fine-tune records in MLflow: its run, tags, params, inputs, evaluation and model, and
+how the records get there through an MLflow outage.
+
+An outage is waited out, not lost: every metric point is also appended to the job's buffer
+(`metrics.jsonl`) as it is logged, and the points that MLflow's history lacks are logged again
+(`replay_metrics`) before the run ends; each final call waits up to `mlflow_outage_s` for MLflow
+to answer again (`through_outage`), and past that the trainer stops with a message saying how
+to resume into the same run.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import re
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
+import requests
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 
 from tunekit.data import FILE_SUFFIXES
 from tunekit.prompts import build_prompt
 from tunekit.settings import Settings
 
 RUN_ID_FILE = "mlflow_run_id"
+METRICS_FILE = "metrics.jsonl"  # the buffer of the run's metric points
+EVALUATION_FILE = "evaluation.json"  # the evaluation by generation, kept for a re-run
+TABLE_FILE = "evaluation/predictions.json"
+MODEL_NAME = "model"
 MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors")
+# MLflow's HTTP client retries a request that failed (refused, timed out, 408/429/5xx) with
+# urllib3's Retry: no sleep before the first retry, then backoff_factor * 2**(n-1) s before
+# retry n, at most 120 s, plus up to MLFLOW_HTTP_REQUEST_BACKOFF_JITTER (1.0) s
+# (urllib3/util/retry.py `get_backoff_time`; mlflow/utils/request_utils.py). MLflow's defaults
+# (mlflow/environment_variables.py): 7 retries, factor 2, timeout 120 s: 0+4+8+16+32+64+120 =
+# 244 s, about 4 minutes, before a request fails. Its async queue, which carries the trainer's
+# metrics (mlflow/utils/async_logging/async_logging_queue.py), has no retry of its own: a batch
+# whose request failed is dropped, logging "Failed to log run data". The kit decides instead:
+# 5 retries, factor 2: 0+4+8+16+32 = 60 s (+ up to 5 s of jitter) per request, and a server
+# that accepts and never answers is given up after 60 s a try. The environment may set others.
+HTTP_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+# MLflowCallback's metric names (transformers/integrations/integration_utils.py, `on_log`)
+_UNSAFE_KEY_CHARS = re.compile(r"[^0-9A-Za-z_\-\.\ :/]")
+_MAX_METRICS_PER_BATCH = 1000  # mlflow/utils/validation.py MAX_METRICS_PER_BATCH
+_T = TypeVar("_T")
+# What MLflow's REST client raises from when a request got no answer
+_NO_ANSWER = (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)
+
+
+class MlflowUnavailable(RuntimeError):
+    """MLflow did not answer for the whole `mlflow_outage_s`."""
+
+
+class DroppedBatches(logging.Handler):
+    """Counts the batches MLflow's async queue gave up on: it logs each at ERROR on its module's
+    logger and drops it (mlflow/utils/async_logging/async_logging_queue.py `_log_run_data`)."""
+
+    LOGGER = "mlflow.utils.async_logging.async_logging_queue"
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+class MetricBuffer:
+    """The run's metric points as JSON lines (key, value, step, timestamp), appended as they
+    are logged; a point MLflow's async queue dropped is still here for `replay_metrics`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def add(self, metrics: Mapping[str, float], step: int) -> None:
+        """Append `metrics` at `step`, named as MLflowCallback names them."""
+        timestamp = int(time.time() * 1000)
+        lines = "".join(
+            json.dumps({"key": metric_key(k), "value": v, "step": step, "timestamp": timestamp})
+            + "\n"
+            for k, v in metrics.items()
+        )
+        with self.path.open("a") as f:  # one write per log, closed: it survives a killed trainer
+            f.write(lines)
+
+    def points(self) -> dict[tuple[str, int], Metric]:
+        """The last point of each (key, step): a step trained again after a resume is the
+        newer one. A line torn by a kill is skipped."""
+        found: dict[tuple[str, int], Metric] = {}
+        if not self.path.is_file():
+            return found
+        for line in self.path.read_text().splitlines():
+            try:
+                p = json.loads(line)
+                point = Metric(p["key"], float(p["value"]), int(p["timestamp"]), int(p["step"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+            found[(point.key, point.step)] = point
+        return found
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def metric_key(name: str) -> str:
+    """A log's name as MLflowCallback logs it (characters MLflow refuses become `_`)."""
+    return _UNSAFE_KEY_CHARS.sub("_", name)
+
+
+def replay_metrics(buffer: MetricBuffer, run_id: str) -> int:
+    """Log the buffered points whose (key, step) the run's history lacks; how many. Running it
+    again logs nothing more."""
+    client = MlflowClient()
+    by_key: dict[str, list[Metric]] = {}
+    for point in buffer.points().values():
+        by_key.setdefault(point.key, []).append(point)
+    missing = []
+    for key, points in sorted(by_key.items()):
+        logged = {m.step for m in client.get_metric_history(run_id, key)}
+        missing += [p for p in points if p.step not in logged]
+    for start in range(0, len(missing), _MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=missing[start : start + _MAX_METRICS_PER_BATCH])
+    return len(missing)
+
+
+def bound_http_retries() -> None:
+    """This process's MLflow HTTP retries: the kit's budget (HTTP_RETRIES) unless set."""
+    for name, value in HTTP_RETRIES.items():
+        os.environ.setdefault(name, value)
+
+
+def through_outage(what: str, call: Callable[[], _T], outage_s: float) -> _T:
+    """`call()`, again while MLflow does not answer, for up to `outage_s` s from the first
+    failure; MlflowUnavailable past that. Any other error is raised at once."""
+    uri = mlflow.get_tracking_uri()
+    since: float | None = None
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            if not _is_outage(e, uri):
+                raise
+            since = since or time.monotonic()
+            left = since + outage_s - time.monotonic()
+            _say(f"MLflow at {uri} did not answer ({what}); waiting up to {max(left, 0):.0f} s")
+            time.sleep(min(2.0, max(left, 0)))  # a server that answers but fails: not in a loop
+            left = since + outage_s - time.monotonic()
+            if left <= 0 or not _wait_until_answers(uri, left):
+                raise MlflowUnavailable(
+                    f"MLflow at {uri} did not answer for {outage_s:.0f} s "
+                    f"(setting mlflow_outage_s) while {what}"
+                ) from e
+
+
+def mlflow_answers(uri: str, timeout: float = 5.0) -> bool:
+    """True if the tracking server's /health answers 200 (a non-HTTP store always does)."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    try:
+        return requests.get(f"{uri.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _wait_until_answers(uri: str, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if mlflow_answers(uri, timeout=min(5.0, max(end - time.monotonic(), 0.5))):
+            return True
+        time.sleep(min(2.0, max(end - time.monotonic(), 0)))
+    return False
+
+
+def _is_outage(error: BaseException, uri: str) -> bool:
+    """The request never got an answer (refused, timed out, or 5xx/429 after every retry: the
+    exceptions MLflow's REST client raises from, mlflow/utils/rest_utils.py `http_request`), or
+    MLflow does not answer its health check now."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, _NO_ANSWER):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return not mlflow_answers(uri)
+
+
+def _say(message: str) -> None:
+    print(f"tunekit: {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """The fine-tune's MLflow run and its metric buffer; its records wait for an MLflow that
+    does not answer, up to `outage_s` seconds."""
+
+    run_id: str
+    experiment_id: str
+    buffer: MetricBuffer
+    outage_s: float
+    resumed: bool  # an earlier attempt may have lost points
+    dropped: DroppedBatches
+
+    def log_inputs(self, settings: Settings, train_rows: list[dict], eval_rows: list[dict]):
+        through_outage(
+            "logging the datasets",
+            lambda: log_inputs(settings, train_rows, eval_rows),
+            self.outage_s,
+        )
+
+    def log_evaluation(self, evaluation: dict[str, Any]) -> None:
+        """The evaluation's metrics and its per-row table, once however often this runs: the
+        points carry the evaluation's own time, and MLflow's SQL store keeps an identical point
+        once (mlflow/store/tracking/sqlalchemy_store.py `_log_metrics`)."""
+        stamp = evaluation["timestamp"]
+        points = [Metric(k, v, stamp, 0) for k, v in evaluation["metrics"].items()]
+
+        def log() -> None:
+            MlflowClient().log_batch(self.run_id, metrics=points)
+            log_table_once(self.run_id, evaluation["table"])
+
+        through_outage("logging the evaluation", log, self.outage_s)
+
+    def log_adapter(
+        self, model: Any, tokenizer: Any, base: str, settings: Settings, example: dict[str, str]
+    ) -> str:
+        """The adapter as the run's one MLflow model (`log_adapter_once`); its URI."""
+        return through_outage(
+            "logging the adapter",
+            lambda: log_adapter_once(self, model, tokenizer, base, settings, example),
+            self.outage_s,
+        )
 
 
 @contextmanager
-def finetune_run(settings: Settings, output_dir: Path, resume: bool) -> Iterator[Any]:
+def finetune_run(settings: Settings, output_dir: Path, resume: bool) -> Iterator[FinetuneRun]:
     """Start the fine-tune's MLflow run, or resume the one recorded in `output_dir`.
 
     A resumed run keeps its id, params and inputs; its metrics continue from the checkpoint.
+    It ends FINISHED once MLflow holds every buffered metric point. If MLflow stays away past
+    `mlflow_outage_s`, the trainer exits (status 1) saying how to resume into the same run.
     """
-    mlflow.set_experiment(settings.experiment_name)
+    bound_http_retries()
+    try:
+        tracked = _start_run(settings, output_dir, resume)
+    except MlflowUnavailable as e:
+        raise SystemExit(f"tunekit: {e}. {resume_hint(settings, output_dir, None)}") from e
+    try:
+        yield tracked
+        mlflow.flush_async_logging()  # the queue delivered what it could; replay the rest
+        if tracked.resumed or tracked.dropped.count:  # else MLflow has every point
+            replayed = through_outage(
+                "logging the metric points it missed",
+                lambda: replay_metrics(tracked.buffer, tracked.run_id),
+                tracked.outage_s,
+            )
+            if replayed:
+                _say(f"logged {replayed} metric points again that MLflow had missed")
+        through_outage(
+            "ending the run", lambda: _end_run(tracked.run_id, "FINISHED"), tracked.outage_s
+        )
+    except MlflowUnavailable as e:
+        # no more retries: mark the run FAILED if MLflow happens to answer, then stop
+        os.environ.update(
+            {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+        )
+        with suppress(Exception):
+            _end_run(tracked.run_id, "FAILED")
+        with suppress(Exception):
+            mlflow.flush_async_logging()
+        raise SystemExit(
+            f"tunekit: {e}. {resume_hint(settings, output_dir, tracked.run_id)}"
+        ) from e
+    except BaseException:
+        with suppress(Exception):
+            _end_run(tracked.run_id, "FAILED")
+        raise
+    finally:
+        logging.getLogger(DroppedBatches.LOGGER).removeHandler(tracked.dropped)
+
+
+def _start_run(settings: Settings, output_dir: Path, resume: bool) -> FinetuneRun:
+    """The run started (tags and params logged), or the recorded one resumed."""
+    outage_s = settings.mlflow_outage_s
+    through_outage(
+        "opening the experiment", lambda: mlflow.set_experiment(settings.experiment_name), outage_s
+    )
     mlflow.config.enable_async_logging(True)
     mlflow.set_system_metrics_sampling_interval(5)
     id_file = output_dir / RUN_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
-    with mlflow.start_run(run_id=run_id, log_system_metrics=True) as mlflow_run:
-        id_file.write_text(mlflow_run.info.run_id)
-        if run_id is None:
-            mlflow.set_tags(run_tags(settings))
-            mlflow.log_params(run_params(settings))
-        yield mlflow_run
-        mlflow.flush_async_logging()
+    info = mlflow.start_run(run_id=run_id, log_system_metrics=True).info
+    id_file.write_text(info.run_id)
+    buffer = MetricBuffer(output_dir / METRICS_FILE)
+    tracked = FinetuneRun(
+        info.run_id, info.experiment_id, buffer, outage_s, run_id is not None, DroppedBatches()
+    )
+    logging.getLogger(DroppedBatches.LOGGER).addHandler(tracked.dropped)
+    if run_id is None:
+        tracked.buffer.clear()  # points an earlier run left in this folder are not this one's
+        through_outage("logging the tags and params", lambda: _log_settings(settings), outage_s)
+    return tracked
+
+
+def resume_hint(settings: Settings, output_dir: Path, run_id: str | None) -> str:
+    """Where the training stands and the commands that finish it (in the same MLflow run)."""
+    from tunekit.train import last_complete_checkpoint
+
+    checkpoint = last_complete_checkpoint(output_dir / "checkpoints")
+    saved = (
+        f"The training is saved at {Path(checkpoint).name}"
+        if checkpoint
+        else "Nothing is saved yet"
+    )
+    local = settings.profile == "local" and output_dir.parent.name == "finetune"
+    run_dir = output_dir.parents[1] if local else "<the run's directory>"
+    same_run = f": it resumes into the same MLflow run {run_id}" if run_id else ""
+    return (
+        f"{saved}; start MLflow (`tunekit run --stages 02 --run-dir {run_dir}`) and re-run "
+        f"stage 03 (`tunekit run --stages 03 --run-dir {run_dir}`){same_run}"
+    )
+
+
+def _log_settings(settings: Settings) -> None:
+    mlflow.set_tags(run_tags(settings))
+    mlflow.log_params(run_params(settings))
+
+
+def _end_run(run_id: str, status: str) -> None:
+    """End the run: through `mlflow.end_run` while it is the active run (that stops its system
+    metrics too), else (a retry: end_run lets go of the run before it calls MLflow) directly."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)
+    else:
+        MlflowClient().set_terminated(run_id, status)
 
 
 def run_tags(settings: Settings) -> dict[str, str]:
@@ -61,8 +372,6 @@ def run_params(settings: Settings) -> dict[str, Any]:
 
 def git_commit() -> str:
     """The kit's commit: $TUNEKIT_GIT_COMMIT (baked into images), else git, else 'unknown'."""
-    import os
-
     if commit := os.environ.get("TUNEKIT_GIT_COMMIT"):
         return commit
     try:
@@ -116,31 +425,80 @@ def dataset_source(settings: Settings) -> Any:
     return HuggingFaceDatasetSource(path=settings.dataset, split="train")
 
 
-def log_evaluation(rows: list[dict], predictions: dict[str, list[str]], seed: int) -> dict:
-    """Exact match and execution accuracy per model as metrics, and a per-row table."""
-    import pandas as pd
-
+def evaluate_models(rows: list[dict], predictions: dict[str, list[str]], seed: int) -> dict:
+    """Exact match and execution accuracy per model (`metrics`), a per-row `table` (its
+    columns as lists), and when (`timestamp`, ms: the time of its metric points)."""
     from tunekit.evaluate import evaluate
 
-    table = pd.DataFrame(
-        {
-            "question": [r["question"] for r in rows],
-            "context": [r["context"] for r in rows],
-            "prompt": [build_prompt(r["question"], r["context"]) for r in rows],
-            "gold": [r["answer"] for r in rows],
-        }
-    )
+    table: dict[str, list] = {
+        "question": [r["question"] for r in rows],
+        "context": [r["context"] for r in rows],
+        "prompt": [build_prompt(r["question"], r["context"]) for r in rows],
+        "gold": [r["answer"] for r in rows],
+    }
     metrics = {}
     for model, predicted in predictions.items():
         result = evaluate(rows, predicted, seed)
         metrics[f"{model}_exact_match"] = result["exact_match"]
         metrics[f"{model}_execution_accuracy"] = result["execution_accuracy"]
-        table[f"{model}_prediction"] = predicted
+        metrics[f"{model}_gold_errors"] = result["gold_errors"]  # rows left out: not judgeable
+        table[f"{model}_prediction"] = list(predicted)
         table[f"{model}_exact"] = [s["exact"] for s in result["scores"]]
         table[f"{model}_correct"] = [s["execution"] for s in result["scores"]]
-    mlflow.log_metrics(metrics)
-    mlflow.log_table(table, artifact_file="evaluation/predictions.json")
-    return metrics
+    return {"metrics": metrics, "table": table, "timestamp": int(time.time() * 1000)}
+
+
+def save_evaluation(output_dir: Path, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Keep the evaluation in the job dir (written whole, or not at all); it is returned."""
+    path = output_dir / EVALUATION_FILE
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(evaluation))
+    partial.replace(path)
+    return evaluation
+
+
+def saved_evaluation(output_dir: Path) -> dict[str, Any] | None:
+    """The evaluation an earlier attempt of this job kept, if any: a re-run after an MLflow
+    outage logs it instead of generating again."""
+    path = output_dir / EVALUATION_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def log_table_once(run_id: str, table: dict[str, list]) -> None:
+    """The per-row table as the run's TABLE_FILE, unless the run has it (MLflow's log_table
+    appends to an existing table: mlflow/tracking/client.py)."""
+    import pandas as pd
+
+    client = MlflowClient()
+    folder = TABLE_FILE.rsplit("/", 1)[0]
+    if TABLE_FILE not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        client.log_table(run_id, pd.DataFrame(table), artifact_file=TABLE_FILE)
+
+
+def log_adapter_once(
+    run: FinetuneRun,
+    model: Any,
+    tokenizer: Any,
+    base: str,
+    settings: Settings,
+    example: dict[str, str],
+) -> str:
+    """The run's adapter model: the READY one an earlier try logged, else logged now (after
+    deleting a half-logged one, so that the run holds one model); its URI."""
+    client = MlflowClient()
+    models = [
+        m
+        for m in client.search_logged_models(
+            [run.experiment_id], filter_string=f"source_run_id = '{run.run_id}'"
+        )
+        if m.name == MODEL_NAME
+    ]
+    for found in models:
+        if str(found.status) == "READY":
+            return f"models:/{found.model_id}"
+    for found in models:
+        client.delete_logged_model(found.model_id)
+    return log_adapter(model, tokenizer, base, settings, example)
 
 
 def log_adapter(
@@ -155,7 +513,7 @@ def log_adapter(
     )
     info = mlflow.transformers.log_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
-        name="model",
+        name=MODEL_NAME,
         task="text-generation",
         base_model_path=base if Path(base).is_dir() else None,
         signature=signature,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tunekit import run_lock
 from tunekit.data import DataError, check_file_rows
 from tunekit.settings import Settings, SettingsError, load_settings
 from tunekit.state import STATE_FILE, RunState
@@ -74,6 +77,19 @@ def start_run(run_dir: str | Path = "", **values: Any) -> Run:
     return _open(path, values)
 
 
+@contextmanager
+def claim_run(
+    run_dir: str | Path, what: str, /, **values: Any
+) -> Iterator[tuple[Run, run_lock.Lock]]:
+    """`tunekit run`'s entry: stage 01's, holding the run dir for `what` until the block ends.
+    Another holder: RunBusyError naming it, before anything is recorded."""
+    path = (Path(run_dir) if run_dir else runs_root() / new_run_id()).expanduser().resolve()
+    settings = _validated(path, values)
+    path.mkdir(parents=True, exist_ok=True)
+    with run_lock.hold(path, what) as lock:
+        yield _record(path, settings), lock
+
+
 def open_run(run_dir: str | Path = "", **values: Any) -> Run:
     """Later stages' entry: open `run_dir`, or the latest run when empty."""
     path = Path(run_dir) if run_dir else latest_run()
@@ -103,6 +119,11 @@ def check_rows(settings: Settings) -> None:
 def _open(path: Path, values: dict[str, Any]) -> Run:
     """Validate the settings (recorded ones, then `values`), then record them."""
     path = path.expanduser().resolve()
+    return _record(path, _validated(path, values))
+
+
+def _validated(path: Path, values: dict[str, Any]) -> Settings:
+    """The recorded settings with `values` over them, validated; nothing is written."""
     state = RunState(path)
     recorded = state.section("settings")
     values = {k: v for k, v in values.items() if v is not None and v != ""}  # unset: keep recorded
@@ -115,10 +136,15 @@ def _open(path: Path, values: dict[str, Any]) -> Run:
     settings = load_settings(**{**recorded, **values})
     if settings.data.model_dump() != {k: recorded.get(k) for k in settings.data.names()}:
         check_rows(settings)  # new data settings: a data file's rows, before anything is recorded
+    return settings
+
+
+def _record(path: Path, settings: Settings) -> Run:
+    """Record the run (once) and its settings."""
     from tunekit import __version__
 
     path.mkdir(parents=True, exist_ok=True)
-    with state.edit() as data:
+    with RunState(path).edit() as data:
         data.setdefault(
             "run",
             {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,8 +80,10 @@ def run_series(
     overrides: dict[str, Any],
     console: Console,
     log_output: bool = False,
+    kernel_env: Mapping[str, str] | None = None,
 ) -> list[StageResult]:
-    """Execute `stages` into `<run>/notebooks/`; stop at the first failure."""
+    """Execute `stages` into `<run>/notebooks/`; stop at the first failure. Each kernel gets
+    `kernel_env` (the run dir's hold: `tunekit.run_lock.Lock.child_env`)."""
     import papermill as pm
 
     out_dir = run.dir / "notebooks"
@@ -92,7 +94,7 @@ def run_series(
         parameters = notebook_parameters(source, run, overrides)
         console.print(f"[bold]▶ {stage}[/] → {executed}")
         started = time.monotonic()
-        with _StageProgress(console, stage, source) as progress, _kernel() as km:
+        with _StageProgress(console, stage, source) as progress, _kernel(kernel_env) as km:
             try:
                 pm.execute_notebook(
                     str(source),
@@ -147,9 +149,10 @@ def notebook_parameters(source: Path, run: Run, overrides: dict[str, Any]) -> di
 
 
 @contextmanager
-def _kernel() -> Iterator[Any]:
+def _kernel(env: Mapping[str, str] | None = None) -> Iterator[Any]:
     """A kernel manager on local sockets (IPC): no TCP ports, no plain-text channel; its
-    kernel knows it runs headless (its kernelspec's `env`, which the launch applies)."""
+    kernel knows it runs headless, and gets `env` (its kernelspec's `env`, which the launch
+    applies)."""
     from jupyter_client.manager import KernelManager
 
     from tunekit.progress import HEADLESS_ENV
@@ -160,6 +163,7 @@ def _kernel() -> Iterator[Any]:
         if spec is None:
             raise RuntimeError("no python3 kernel: `make install` installs ipykernel")
         spec.env[HEADLESS_ENV] = "1"  # the kernel's progress: plain lines
+        spec.env.update(env or {})
         try:
             yield km
         finally:  # nbclient leaves a kernel it was given running

@@ -1,7 +1,9 @@
 """Local services: processes on 127.0.0.1, logged in the run dir, recorded in the state.
 
-A service is started once and reused while it is healthy and was started the same way;
-`stop_service` ends its whole process group. Records live in the state's `services` section.
+A service is started once and reused while it is healthy and was started the same way; one
+caller at a time checks and starts it (`run_lock.starting`), so two stages asking at once get one
+server. `stop_service` ends its whole process group. Records live in the state's `services`
+section.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import psutil
 import requests
 
-from tunekit import progress
+from tunekit import progress, run_lock
 from tunekit.credentials import child_environment
 from tunekit.run import Run
 
@@ -67,15 +69,18 @@ class ServiceSpec:
 
 
 def ensure_service(run: Run, spec: ServiceSpec) -> dict[str, Any]:
-    """Reuse `spec.name` if it is up, healthy and started the same way; else start it."""
-    record = run.state.section("services").get(spec.name)
-    if record and _process(record):
-        same = record.get("fingerprint") == spec.fingerprint(record["port"])
-        if same and spec.is_up(record):
-            return {**record, "reused": True}
-        stop_service(run, spec.name)
-    port = record["port"] if record and port_is_free(record["port"]) else free_port()
-    return {**_start(run, spec, port), "reused": False}
+    """Reuse `spec.name` if it is up, healthy and started the same way; else start it. Another
+    caller starting it meanwhile is waited for (up to service_timeout_s + 60 s), then reused."""
+    wait_s = run.settings.service_timeout_s + 60
+    with run_lock.starting(run.dir, spec.name, wait_s):
+        record = run.state.section("services").get(spec.name)
+        if record and _process(record):
+            same = record.get("fingerprint") == spec.fingerprint(record["port"])
+            if same and spec.is_up(record):
+                return {**record, "reused": True}
+            stop_service(run, spec.name)
+        port = record["port"] if record and port_is_free(record["port"]) else free_port()
+        return {**_start(run, spec, port), "reused": False}
 
 
 def stop_service(run: Run, name: str, timeout: float = 15.0) -> bool:
@@ -92,7 +97,7 @@ def stop_services(run: Run, names: list[str], timeout: float = 15.0) -> list[str
     """Stop `names` together (one grace period for all); forget their records."""
     records = run.state.section("services")
     alive = {n: p for n in names if n in records and (p := _process(records[n]))}
-    _terminate_groups(
+    terminate_groups(
         [(p, signal.Signals[records[n].get("stop_signal", "SIGTERM")]) for n, p in alive.items()],
         timeout,
     )
@@ -218,7 +223,7 @@ def _process(record: dict[str, Any]) -> psutil.Process | None:
         return None
 
 
-def _terminate_groups(leaders: list[tuple[psutil.Process, signal.Signals]], timeout: float) -> None:
+def terminate_groups(leaders: list[tuple[psutil.Process, signal.Signals]], timeout: float) -> None:
     """Send each leader's process group (service and workers) its stop signal, and the
     children that left the group too; SIGKILL what outlives the grace period."""
     groups: list[tuple[int, signal.Signals, list[psutil.Process]]] = []

@@ -89,6 +89,13 @@ class PlatformSettings(SettingsGroup):
     cluster_name: str = Field("tunekit", description="GKE cluster name")
     bucket: str = Field("", description="GCS bucket for MLflow artifacts; empty: derived")
     service_timeout_s: float = Field(120.0, gt=0, le=3600, description="wait for a service")
+    mlflow_outage_s: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="the fine-tune waits this long for an MLflow that stopped answering, "
+        "then stops (a re-run of stage 03 resumes into the same MLflow run)",
+    )
     mlflow_backend: Literal["sqlite", "postgresql"] = Field(
         "sqlite",
         description="MLflow's database: sqlite (local only) or postgresql (local: a server "

@@ -50,11 +50,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tunekit import experiment
     from tunekit.data import load_splits
-    from tunekit.inference import generate_sql
     from tunekit.models import load_base
     from tunekit.prompts import build_example
     from tunekit.settings import load_settings
-    from tunekit.training import ProgressCallback, ThroughputCallback, lora_config, sft_config
+    from tunekit.training import (
+        MetricBufferCallback,
+        ProgressCallback,
+        ThroughputCallback,
+        lora_config,
+        sft_config,
+    )
 
     datasets.disable_progress_bars()  # ProgressCallback's lines are the progress
     transformers.utils.logging.disable_progress_bar()
@@ -81,9 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     held_out = _dataset([build_example(r, tokenizer.eos_token) for r in eval_rows])
 
     checkpoint = last_complete_checkpoint(output_dir / "checkpoints")
-    with experiment.finetune_run(settings, output_dir, resume=args.resume) as mlflow_run:
+    with experiment.finetune_run(settings, output_dir, resume=args.resume) as tracked:
         if not (args.resume and checkpoint):
-            experiment.log_inputs(settings, train_rows, eval_rows)
+            tracked.log_inputs(settings, train_rows, eval_rows)
 
         # Train the LoRA adapter
         trainer = SFTTrainer(
@@ -93,44 +98,63 @@ def main(argv: list[str] | None = None) -> dict:
             eval_dataset=held_out,
             processing_class=tokenizer,
             peft_config=lora_config(settings),
-            callbacks=[ThroughputCallback(), ProgressCallback()],
+            callbacks=[
+                ThroughputCallback(),
+                ProgressCallback(),
+                MetricBufferCallback(tracked.buffer),
+            ],
         )
         trainer.remove_callback(PrinterCallback)  # its raw dicts would repeat ProgressCallback
         say(f"resuming from {checkpoint}" if args.resume and checkpoint else "training")
         trainer.train(resume_from_checkpoint=checkpoint if args.resume else None)
-        eval_loss = trainer.evaluate()["eval_loss"]
 
-        # Evaluate the tuned and the base model on the held-out rows
-        say(f"evaluating the base and the tuned model on {len(eval_rows)} held-out rows")
-        generation = {
-            "max_new_tokens": settings.eval_max_new_tokens,
-            "batch_size": settings.eval_batch_size,
-        }
-        tuned_model: Any = trainer.model  # a PeftModel
-        tuned = generate_sql(tuned_model, tokenizer, eval_rows, **generation)
-        with tuned_model.disable_adapter():
-            base_predictions = generate_sql(tuned_model, tokenizer, eval_rows, **generation)
-        metrics = experiment.log_evaluation(
-            eval_rows, {"tuned": tuned, "base": base_predictions}, settings.seed
+        # Evaluate the tuned and the base model on the held-out rows (once: a re-run after an
+        # MLflow outage logs what the first attempt kept)
+        evaluation = experiment.saved_evaluation(output_dir) or experiment.save_evaluation(
+            output_dir, evaluate(trainer, tokenizer, eval_rows, settings)
         )
 
-        # Log the adapter as an MLflow model
-        say("logging the adapter to MLflow")
-        model_uri = experiment.log_adapter(trainer.model, tokenizer, base, settings, eval_rows[0])
+        # Log the evaluation and the adapter as an MLflow model (waiting out an MLflow outage
+        # of up to mlflow_outage_s); the run ends once MLflow has every metric point
+        say("logging the evaluation and the adapter to MLflow")
+        tracked.log_evaluation(evaluation)
+        model_uri = tracked.log_adapter(trainer.model, tokenizer, base, settings, eval_rows[0])
 
     result = {
-        "mlflow_run_id": mlflow_run.info.run_id,
-        "experiment_id": mlflow_run.info.experiment_id,
+        "mlflow_run_id": tracked.run_id,
+        "experiment_id": tracked.experiment_id,
         "model_uri": model_uri,
         "base_model": base,
-        "eval_loss": eval_loss,
+        "eval_loss": evaluation["eval_loss"],
         "steps": trainer.state.global_step,
         "resumed_from_step": int(checkpoint.rsplit("-", 1)[1]) if args.resume and checkpoint else 0,
-        **metrics,
+        **evaluation["metrics"],
     }
-    (output_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    from tunekit.state import write_atomic  # all or nothing: a re-run reads it
+
+    write_atomic(output_dir / RESULT_FILE, json.dumps(result, indent=2))
     print(json.dumps(result), flush=True)
     return result
+
+
+def evaluate(trainer: Any, tokenizer: Any, rows: list[dict], settings: Any) -> dict[str, Any]:
+    """The held-out loss, and the tuned and the base model's answers scored
+    (`experiment.evaluate_models`)."""
+    from tunekit import experiment
+    from tunekit.inference import generate_sql
+
+    eval_loss = trainer.evaluate()["eval_loss"]
+    say(f"evaluating the base and the tuned model on {len(rows)} held-out rows")
+    generation = {
+        "max_new_tokens": settings.eval_max_new_tokens,
+        "batch_size": settings.eval_batch_size,
+    }
+    tuned_model = trainer.model  # a PeftModel
+    tuned = generate_sql(tuned_model, tokenizer, rows, **generation)
+    with tuned_model.disable_adapter():
+        base = generate_sql(tuned_model, tokenizer, rows, **generation)
+    scored = experiment.evaluate_models(rows, {"tuned": tuned, "base": base}, settings.seed)
+    return {"eval_loss": eval_loss, **scored}
 
 
 def say(message: str) -> None:

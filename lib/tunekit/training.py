@@ -11,6 +11,7 @@ from typing import Any
 import mlflow
 from transformers import TrainerCallback
 
+from tunekit.experiment import MetricBuffer
 from tunekit.recipe import lora_arguments, sft_arguments
 from tunekit.settings import Settings
 
@@ -60,3 +61,25 @@ class ProgressCallback(TrainerCallback):
             file=sys.stdout,
             flush=True,
         )
+
+
+class MetricBufferCallback(TrainerCallback):
+    """Every metric of a log into the job's buffer (`MetricBuffer`), as MLflowCallback logs it
+    (transformers/integrations/integration_utils.py `on_log`: ints, floats and one-element
+    tensors, at the global step) and with what callbacks before this one added
+    (`tokens_per_second`). Put it last."""
+
+    def __init__(self, buffer: MetricBuffer) -> None:
+        self.buffer = buffer
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
+        if not logs or not state.is_world_process_zero:
+            return
+        metrics = {}
+        for name, value in logs.items():
+            if hasattr(value, "numel") and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, (int, float)):
+                metrics[name] = float(value)
+        if metrics:
+            self.buffer.add(metrics, step=state.global_step)

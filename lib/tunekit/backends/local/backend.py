@@ -94,7 +94,19 @@ class Local(LivePlatform):
         )
 
     def finetune(self, run: Run) -> dict[str, Any]:
-        """Run `python -m tunekit.train` as a subprocess; resume it if it stopped half-way."""
+        """Run `python -m tunekit.train` as a subprocess; resume it if it stopped half-way.
+        The GCS emulator and MLflow of stages 01-02 are started again first if they stopped."""
+        tracking.tracking_uri(run)  # stage 02 ran
+        try:
+            started = self.open_ui(run)["started"]
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(
+                f"the GCS emulator or MLflow of run {run.id} stopped and did not start again: "
+                f"{e}\nStart them with `tunekit run --stages 01-02 --run-dir {run.dir}`, then "
+                "re-run stage 03"
+            ) from e
+        if started:
+            print(f"tunekit: {', '.join(started)} had stopped: started again", flush=True)
         return finetune.run_local(run, tracking.tracking_uri(run))
 
     def deploy_simple(self, run: Run) -> dict[str, Any]:

@@ -3,22 +3,31 @@
 A job is named by a digest of the training settings (`Settings.finetune_job`), so re-running the
 stage with the same settings reuses the finished job (or resumes an unfinished one), and changed
 settings start a new job: a new MLflow run next to the earlier ones.
+
+One fine-tune per run dir at a time (`run_lock.exclusive`). A trainer left running by a kernel that
+died is stopped before the job resumes from its last complete checkpoint: its output went to a
+pipe that nobody reads, so nobody could follow it, and it would die on its next line anyway.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from tunekit import run_lock
 from tunekit.backends import containers
 from tunekit.credentials import LocalSecrets, child_environment
 from tunekit.progress import TrainingProgress
 from tunekit.run import Run
-from tunekit.services import log_tail
+from tunekit.services import log_tail, terminate_groups
+from tunekit.state import write_atomic
 from tunekit.train import RESULT_FILE
 
 MODELS_DIR_ENV = "TUNEKIT_MODELS_DIR"
@@ -45,13 +54,71 @@ def _link_models(run: Run) -> None:
 
 
 def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
-    """Train in a subprocess (streaming its progress lines), or reuse the finished result."""
+    """Train in a subprocess (streaming its progress lines), or reuse the finished result.
+    RunBusyError if another process holds the run dir (a `tunekit run`, another fine-tune)."""
     job = job_dir(run)
-    result_file = job / RESULT_FILE
-    if result_file.is_file():
-        return _record(run, job, json.loads(result_file.read_text()), reused=True)
+    with run_lock.exclusive(run.dir, f"fine-tune {job.name}"):
+        stop_orphans(run)
+        if (result := read_result(job)) is not None:
+            return _record(run, job, result, reused=True)
+        if (job / RESULT_FILE).exists():
+            print(f"{job / RESULT_FILE} cannot be read: resuming the job", flush=True)
+        return _train(run, job, tracking_uri)
+
+
+def read_result(job: Path) -> dict[str, Any] | None:
+    """The finished job's result; None if it has none, or one that does not parse (cut short
+    by a crash): the job is then not finished."""
+    try:
+        result = json.loads((job / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and "mlflow_run_id" in result else None
+
+
+def trainers(run: Run) -> list[psutil.Process]:
+    """The trainers running on this run's jobs (found by the job dir on their command line,
+    so neither a reused pid nor a trainer the state never recorded misleads it)."""
+    jobs = f"{run.dir / 'finetune'}{os.sep}"
+    found = {}
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        argv = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or "tunekit.train" not in argv:
+            continue
+        if any(arg.startswith(jobs) for arg in argv):
+            found[proc.pid] = proc
+    leaders = []
+    for proc in found.values():  # a trainer's own workers stop with it
+        try:
+            if proc.ppid() not in found:
+                leaders.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return leaders
+
+
+def stop_orphans(run: Run, timeout: float = 15.0) -> list[int]:
+    """Stop the trainers still running on this run's jobs. Called under the run dir's lock,
+    where no kernel follows one: their kernel died. Their jobs resume on the next start."""
+    found = trainers(run)
+    terminate_groups([(p, signal.SIGTERM) for p in found], timeout)
+    if left := trainers(run):
+        raise RuntimeError(
+            f"trainer pid {left[0].pid} of run {run.id} does not stop; stop it, then re-run "
+            "the stage"
+        )
+    for proc in found:
+        print(
+            f"Stopped trainer pid {proc.pid}, left running by a kernel that died; its job "
+            "resumes from its last complete checkpoint.",
+            flush=True,
+        )
+    return [p.pid for p in found]
+
+
+def _train(run: Run, job: Path, tracking_uri: str) -> dict[str, Any]:
     job.mkdir(parents=True, exist_ok=True)
-    (job / "config.yaml").write_text(run.settings.to_yaml())
+    write_atomic(job / "config.yaml", run.settings.to_yaml())
     _link_models(run)
     resume = (job / "checkpoints").is_dir()
     # The container of the gke profile's Job, run here: its config volume is the job dir, its
@@ -63,13 +130,15 @@ def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
     log = run.logs_dir / f"finetune-{job.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     returncode = _stream(run, process.argv, child_environment(process.env), log, job, resume)
-    if returncode != 0 or not result_file.is_file():
-        run.state.update("finetune", {"status": "failed", "job": job.name})
+    result = read_result(job)
+    if returncode != 0 or result is None:
+        run.state.update("finetune", {"status": "failed", "job": job.name, "pid": None})
+        why = f"exit code {returncode}" + ("" if returncode else f", no readable {RESULT_FILE}")
         raise RuntimeError(
-            f"fine-tune {job.name} failed (exit code {returncode}); re-run the stage to resume "
+            f"fine-tune {job.name} failed ({why}); re-run the stage to resume "
             f"from its last checkpoint. Last lines of {log}:\n{log_tail(log, 15)}"
         )
-    return _record(run, job, json.loads(result_file.read_text()), reused=False)
+    return _record(run, job, result, reused=False)
 
 
 def _stream(
@@ -94,6 +163,7 @@ def _stream(
                 "status": "running",
                 "job": job.name,
                 "pid": proc.pid,
+                "create_time": _create_time(proc.pid),
                 "job_dir": str(job),
                 "log": str(log),
             },
@@ -115,6 +185,13 @@ def _stream(
                 raise
 
 
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
 def _record(run: Run, job: Path, result: dict[str, Any], reused: bool) -> dict[str, Any]:
     return run.state.update(
         "finetune",
@@ -125,5 +202,6 @@ def _record(run: Run, job: Path, result: dict[str, Any], reused: bool) -> dict[s
             "job_dir": str(job),
             "reused": reused,
             "pid": None,
+            "create_time": None,
         },
     )
