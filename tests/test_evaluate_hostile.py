@@ -202,7 +202,8 @@ def test_hostile_rows_are_each_reported_in_seconds_and_small_memory(tmp_path: Pa
     )
     assert code == 0, f"exit {code} after {seconds:.0f} s:\n{stderr[-3000:]}"
     result = json.loads(stdout)
-    assert seconds < 10 and peak_mb < 400, (seconds, peak_mb)  # measured: 2.5 s, 184 MB
+    # measured: 2.5 s and 184 MB here, 1.9 s and 471 MB in a clean clone; the bombs took GBs
+    assert seconds < 10 and peak_mb < 1024, (seconds, peak_mb)
     assert result["n"] == len(HOSTILE)
     for (what, *_, (field, reason)), got in zip(HOSTILE, result["scores"], strict=True):
         assert reason in got[field] if reason else not got["gold_error"], (what, got)
