@@ -8,6 +8,7 @@ then probed with real requests: the contract, every kind of bad input, and bound
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -197,6 +198,114 @@ def test_mlserver_load_run_has_no_errors(served: dict) -> None:
         responses = list(pool.map(lambda p: infer(served, v2_request(p)), prompts))
     assert [r.status_code for r in responses] == [200] * 200
     assert all(isinstance(r.json()["outputs"][0]["data"][0], str) for r in responses)
+
+
+GAME = "CREATE TABLE game (venue VARCHAR, week INTEGER)"
+
+
+def v2_prompts(prompts: list[str], shape: list[int] | None = None) -> dict[str, Any]:
+    """A V2 request of several prompts (MLServer batches along the first dimension)."""
+    return {"inputs": [{"name": "prompt", "shape": shape or [len(prompts)], "datatype": "BYTES",
+                        "data": prompts}]}  # fmt: skip
+
+
+def mlserver_stats(served: dict) -> dict[str, Any]:
+    response = requests.get(f"{served['mlserver']['url']}/tunekit/stats", timeout=10)
+    assert response.status_code == 200, f"no runtime stats: {response.status_code} {response.text}"
+    return response.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (v2_prompts(["Which venue?"] * 9), 413,
+         "the request carries 9 prompts; this server takes at most 8 (max_prompts)"),
+        (v2_request(build_prompt("week " * 1100, GAME)), 422,
+         "tokens; this server takes at most 1024 (max_prompt_tokens)"),
+        (v2_request("x" * 300_000), 413,
+         "bytes; this server takes at most 262144 (max_body_bytes)"),
+        (v2_prompts(["Which venue?", "Which week?"], shape=[1]), 400,
+         "shape [1] does not match its 2 prompts"),
+    ],
+    ids=["too many prompts", "a prompt too long", "a body too large", "a miscounted shape"],
+)  # fmt: skip
+def test_mlserver_caps_a_request_with_a_clear_4xx(served: dict, body: dict, status: int,
+                                                  says: str) -> None:  # fmt: skip
+    response = infer(served, body)
+    assert response.status_code == status, response.text[:300]
+    assert says in response.json()["error"]
+
+
+def test_mlserver_a_refused_request_leaves_its_batch_alone(served: dict) -> None:
+    """Requests are checked before MLServer's batcher merges them: one refused among seven
+    good ones, sent together, fails alone."""
+    bad = v2_prompts(["Which venue?", "Which week?"], shape=[1])
+    bodies = [v2_request(build_prompt(f"Which venue has a week of {i}?", GAME)) for i in range(7)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [r.status_code for r in pool.map(lambda b: infer(served, b), [*bodies, bad])]
+    assert statuses == [200] * 7 + [400]
+
+
+def test_mlserver_health_answers_while_batches_run(served: dict) -> None:
+    """8 clients each send the largest request allowed (8 prompts) twice; meanwhile every
+    health endpoint answers within a second (upstream's runtime runs the model on the
+    event loop: the probes waited for each whole request)."""
+    url, name = served["mlserver"]["url"], served["registry"]["registered_model_name"]
+    body = v2_prompts([build_prompt(f"Which venue has a week of {i}?", GAME) for i in range(8)])
+    paths = ["/v2/health/live", "/v2/health/ready", f"/v2/models/{name}/ready"]
+    slowest = dict.fromkeys(paths, 0.0)
+    with ThreadPoolExecutor(8) as pool:
+        load = [pool.submit(infer, served, body) for _ in range(16)]
+        while not all(f.done() for f in load):
+            for path in slowest:
+                start = time.perf_counter()
+                assert requests.get(url + path, timeout=60).status_code == 200
+                slowest[path] = max(slowest[path], time.perf_counter() - start)
+            time.sleep(0.05)
+    assert [f.result().status_code for f in load] == [200] * 16
+    assert max(slowest.values()) < 1, f"slowest health answers (s): {slowest}"
+
+
+def test_mlserver_batches_concurrent_requests_and_splits_answers_back(served: dict) -> None:
+    """Requests sent together are generated in shared model calls (MLServer's adaptive batching),
+    and each gets its own answer: the one it gets alone (greedy), in order."""
+    prompts = [build_prompt(f"Which venue has a week of {i}?", GAME) for i in range(1, 9)]
+    alone = [infer(served, v2_request(p)).json()["outputs"][0]["data"][0] for p in prompts]
+    assert len(set(alone)) > 1  # distinct answers: a mix-up would show
+    before = mlserver_stats(served)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda p: infer(served, v2_request(p)), prompts * 3))
+    together = [r.json()["outputs"][0]["data"][0] for r in answers]
+    after = mlserver_stats(served)
+    assert together == alone * 3
+    calls = after["model_calls"] - before["model_calls"]
+    assert calls < 24 / 2, f"{calls} model calls for 24 concurrent requests: no batching"
+    [output] = infer(served, v2_prompts(prompts[:3])).json()["outputs"]
+    assert output["shape"][0] == 3 and output["data"] == alone[:3]
+
+
+def test_mlserver_batches_requests_that_arrive_while_the_model_runs(served: dict) -> None:
+    """Clients that do not send in step (8, started 30 ms apart, 6 requests each, back to
+    back) still share model calls: what arrives while one runs joins the next."""
+    prompts = [build_prompt(f"Which venue has a week of {i}?", GAME) for i in range(6)]
+
+    def client(delay: float) -> list[int]:
+        time.sleep(delay)
+        return [infer(served, v2_request(p)).status_code for p in prompts]
+
+    before = mlserver_stats(served)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [s for c in pool.map(client, [0.03 * i for i in range(8)]) for s in c]
+    after = mlserver_stats(served)
+    assert statuses == [200] * 48
+    calls = after["model_calls"] - before["model_calls"]
+    assert calls <= 48 / 3, f"{calls} model calls for 48 requests of 8 clients out of step"
+
+
+def test_mlserver_does_not_serve_the_unchecked_mlflow_endpoint(served: dict) -> None:
+    response = requests.post(f"{served['mlserver']['url']}/invocations",
+                             json={"inputs": ["SELECT"]}, timeout=30)  # fmt: skip
+    assert response.status_code == 404 and "/infer" in response.json()["error"]
 
 
 def test_rerunning_the_stages_reuses_both_servers(served: dict) -> None:

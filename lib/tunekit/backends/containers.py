@@ -9,6 +9,7 @@ or in the local directory that stands for it).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -194,17 +195,38 @@ def serve(run: Run, model_uri: str, version: str, tracking_uri: str) -> Containe
     )
 
 
+# Stage 06's runtime (lib/tunekit/mlserver_runtime.py): the image copies it into
+# MLSERVER_RUNTIME_PATH/tunekit/ (docker/kserve/Dockerfile), the local profile into the run's
+# mlserver/python/tunekit/ (tunekit.backends.local.processes.mlserver_spec)
+MLSERVER_RUNTIME = "tunekit.mlserver_runtime.TunekitMLflowRuntime"
+MLSERVER_RUNTIME_PATH = "/opt/tunekit"
+# What one V2 request may carry (the runtime answers 413 or 422 beyond): MLSERVER_MODEL_EXTRA
+MLSERVER_LIMITS = {"max_body_bytes": 262_144, "max_prompts": 8, "max_prompt_tokens": 1024}
+# MLServer's adaptive batching: up to 8 requests that arrive within 10 ms, one model call
+MLSERVER_MAX_BATCH_SIZE, MLSERVER_MAX_BATCH_TIME = 8, 0.01
+
+
 def mlserver(run: Run, tracking_uri: str, version: str) -> Container:
-    """`mlserver start` with the MLflow runtime on the model in the `models` volume (KServe's
-    storage initializer fills it), logged in as the reader."""
+    """`mlserver start` with the kit's MLflow runtime on the model in the `models` volume
+    (KServe's storage initializer fills it), logged in as the reader. The settings are
+    MLServer's own environment variables (`MLSERVER_` server settings, `MLSERVER_MODEL_` model
+    settings: mlserver/settings.py), which KServe passes to the container as they are."""
     env: dict[str, Value] = {
-        "MLSERVER_MODEL_IMPLEMENTATION": "mlserver_mlflow.MLflowRuntime",
+        "MLSERVER_MODEL_IMPLEMENTATION": MLSERVER_RUNTIME,
+        "PYTHONPATH": MLSERVER_RUNTIME_PATH,
         "MLSERVER_MODEL_NAME": "{{.Name}}",  # KServe fills in the InferenceService's name
         "MLSERVER_MODEL_URI": InMount(MODELS),
+        "MLSERVER_MODEL_EXTRA": json.dumps(MLSERVER_LIMITS),
+        "MLSERVER_MODEL_MAX_BATCH_SIZE": str(MLSERVER_MAX_BATCH_SIZE),
+        "MLSERVER_MODEL_MAX_BATCH_TIME": str(MLSERVER_MAX_BATCH_TIME),
+        # gRPC refuses a larger message itself (grpc.max_receive_message_length)
+        "MLSERVER_GRPC_MAX_MESSAGE_LENGTH": str(MLSERVER_LIMITS["max_body_bytes"]),
         "MLSERVER_HTTP_PORT": PORT,
         "MLSERVER_GRPC_PORT": "9000",
         "MLSERVER_METRICS_PORT": "8082",
-        "MLSERVER_PARALLEL_WORKERS": "0",  # the model in the server process: one copy in memory
+        # the model in the server process: one copy in memory (a worker process would load a
+        # copy each); the runtime runs it in a thread of its own, off the event loop
+        "MLSERVER_PARALLEL_WORKERS": "0",
         **server_env(run, tracking_uri, version),
     }
     name = run.settings.registered_model_name

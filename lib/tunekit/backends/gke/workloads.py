@@ -574,7 +574,12 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
 def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any]:
     """A ServingRuntime: the kit's MLServer image (mlserver-mlflow and the model's dependencies
     baked in) loading the model KServe's storage initializer put in /mnt/models (KServe mounts
-    it, so the container does not)."""
+    it, so the container does not). The kit's runtime loads and runs the model off MLServer's
+    event loop, so the probes answer while it loads and under load."""
+
+    def probe(path: str, **timing: int) -> dict[str, Any]:  # a fresh object each: no YAML alias
+        return {"httpGet": {"path": path, "port": "http"}, **timing}
+
     container = _container(
         run,
         containers.mlserver(run, tracking_uri, version),
@@ -584,6 +589,11 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
             "requests": {"cpu": "1", "memory": "2Gi"},
             "limits": {"cpu": "1", "memory": "2Gi"},
         },
+        # the server starts: up to 5 min
+        startupProbe=probe("/v2/health/live", periodSeconds=10, failureThreshold=30),
+        livenessProbe=probe("/v2/health/live", periodSeconds=10),
+        # every model loaded (mlserver/handlers/dataplane.py `DataPlane.ready`)
+        readinessProbe=probe("/v2/health/ready", periodSeconds=5),
     )
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",

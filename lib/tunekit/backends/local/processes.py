@@ -4,9 +4,12 @@ Deployment and ServingRuntime)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+from importlib import resources
+from pathlib import Path
 
 from tunekit import credentials
 from tunekit.backends import containers
@@ -116,11 +119,12 @@ def mlserver_spec(run: Run) -> ServiceSpec:
 
     KServe's storage initializer copies the model into /mnt/models; here MLServer's MLflow
     runtime reads the registered version itself (`models:/NAME/VERSION`) and /mnt/models is an
-    empty folder of the run.
+    empty folder of the run. The kit's runtime is importable from the run's mlserver/python, as
+    from the image's /opt/tunekit; a changed runtime restarts the server.
     """
     name, version = run.settings.registered_model_name, champion_version(run)
     folder = run.dir / "mlserver"
-    folder.mkdir(parents=True, exist_ok=True)
+    runtime = install_runtime(folder / "python")
     # gRPC and metrics ports are chosen once per run and kept, so a re-run can reuse the server
     ports_file = folder / "ports.json"
     ports = json.loads(ports_file.read_text()) if ports_file.is_file() else {}
@@ -136,10 +140,24 @@ def mlserver_spec(run: Run) -> ServiceSpec:
             "MLSERVER_HOST": "127.0.0.1",
             "MLSERVER_GRPC_PORT": str(ports["grpc"]),
             "MLSERVER_METRICS_PORT": str(ports["metrics"]),
+            "PYTHONPATH": str(folder / "python"),
+            "TUNEKIT_RUNTIME_DIGEST": hashlib.sha256(runtime.read_bytes()).hexdigest()[:16],
         },
     )
     (folder / "models").mkdir(exist_ok=True)
     return ServiceSpec("mlserver", process.argv, f"/v2/models/{name}/ready", process.env)
+
+
+def install_runtime(path: Path) -> Path:
+    """The kit's MLServer runtime as `path`/tunekit/mlserver_runtime.py, alone: MLServer's
+    environment lacks the kit's packages, so `tunekit` there is a namespace package holding
+    this one module."""
+    source = resources.files("tunekit").joinpath("mlserver_runtime.py").read_bytes()
+    target = path / "tunekit" / "mlserver_runtime.py"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file() or target.read_bytes() != source:
+        target.write_bytes(source)
+    return target
 
 
 def server_arguments(run: Run, host: str, port: str, backend_store_uri: str) -> list[str]:
