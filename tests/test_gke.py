@@ -8,6 +8,7 @@ and KServe schemas, checkov, `terraform fmt`, and the variables the kit sets aga
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -315,3 +316,5 @@ def test_manifests_folder_is_the_current_rendering(tmp_path, monkeypatch):
         assert committed.read_text() == path.read_text(), (
             f"manifests/{path.name} is stale: run `python tools/render_manifests.py manifests`"
         )
+        # an object used twice is written twice: a reader of the file sees each probe whole
+        assert not re.search(r"(^|\s)[&*]id\d+", path.read_text(), re.M), f"alias in {path.name}"

@@ -23,6 +23,15 @@ import yaml
 from tunekit.backends.gke.kube import FIELD_MANAGER, Kube
 from tunekit.run import Run
 
+
+class _Plain(yaml.SafeDumper):
+    """Writes an object used twice (a probe, a secret's name) out twice, not as a YAML alias
+    (`&id001` / `*id001`): the files are for people to read and diff."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 REDACTED = "<set at apply time; never written>"
 
 
@@ -124,7 +133,7 @@ class Shell:
         path = self.folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         docs = content if isinstance(content, list) else [content]
-        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        path.write_text(yaml.dump_all(docs, Dumper=_Plain, sort_keys=False))
         return path
 
     def apply(self, relative: str, objects: list[dict[str, Any]]) -> Path:
