@@ -39,10 +39,9 @@ from mlflow.tracking import MlflowClient
 
 import tunekit
 from tunekit.credentials import child_environment
-from tunekit.experiment import (
-    TABLE_FILE,
+from tunekit.experiment import TABLE_FILE, FinetuneRun
+from tunekit.mlflow_outage import (
     DroppedBatches,
-    FinetuneRun,
     MetricBuffer,
     MlflowUnavailable,
     replay_metrics,

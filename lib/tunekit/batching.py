@@ -83,9 +83,6 @@ class Batcher:
         self.busy_since: float | None = None  # when the running generate call started
         self.stopped: BaseException | None = None
 
-    def count_tokens(self, prompt: str) -> int:
-        return self.tokenizer.count(prompt)
-
     def submit(self, prompt: str, prompt_tokens: int, max_new_tokens: int, temperature: float):
         """Queue a request; its Job's `done` gets the text. QueueFull when the queue is full."""
         if self.stopped is not None:

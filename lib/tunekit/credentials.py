@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
+
+from tunekit.state import write_atomic
 
 SECRETS_FILE = "secrets.json"
 
@@ -70,15 +71,7 @@ class LocalSecrets:
             return {}
 
     def _write(self, data: dict[str, dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".secrets-")  # created 0600
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=2))  # a new file, 0600 (mkstemp)
 
 
 def child_environment(extra: dict[str, str]) -> dict[str, str]:

@@ -193,7 +193,7 @@ def create_app(
         request: Request, prompt: str, max_new_tokens: int, temperature: float
     ) -> PredictResponse:
         queue = batcher()
-        tokens = queue.count_tokens(prompt)
+        tokens = queue.tokenizer.count(prompt)
         limit = getattr(queue.model.config, "max_position_embeddings", None)
         if limit and tokens + max_new_tokens > limit:
             raise HTTPException(

@@ -61,7 +61,8 @@ class RunState:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` at once: a temporary file in its folder, flushed to disk,
-    then renamed over it. A crash mid-write leaves the old file, never a part of the new one."""
+    then renamed over it. A crash mid-write leaves the old file, never a part of the new one.
+    The new file is readable by its owner alone (mkstemp's 0600): the secrets file relies on it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)

@@ -11,7 +11,7 @@ from typing import Any
 import mlflow
 from transformers import TrainerCallback
 
-from tunekit.experiment import MetricBuffer
+from tunekit.mlflow_outage import MetricBuffer
 from tunekit.recipe import lora_arguments, sft_arguments
 from tunekit.settings import Settings
 
