@@ -59,8 +59,10 @@ def _no_mlflow_login() -> Iterator[None]:
 
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[tunekit.Run]:
-    """A fresh local run; whatever it started is stopped afterwards."""
-    the_run = tunekit.start_run(tmp_path / "runs" / "test-run", service_timeout_s=60)
+    """A fresh local run; whatever it started is stopped afterwards. Its services get the
+    default 120 s to answer: MLflow took over 60 s to start on two cores shared with other
+    test runs (the `tunekit ui` tests failed so in CI, and passed on a quiet machine)."""
+    the_run = tunekit.start_run(tmp_path / "runs" / "test-run")
     yield the_run
     stop_all(the_run)
 

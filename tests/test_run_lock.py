@@ -17,9 +17,9 @@ import pytest
 
 import tunekit
 from tunekit import run_lock
-from tunekit.backends.local.finetune import run_local
 from tunekit.credentials import child_environment
 from tunekit.run_lock import LOCK_ENV, RunBusyError
+from tunekit.services import running_services, stop_all
 from tunekit.state import RunState
 
 from .conftest import tunekit_cli
@@ -147,11 +147,28 @@ def test_the_holders_kernels_work_under_its_hold_others_are_refused(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_a_notebook_finetune_is_refused_while_a_series_runs(run):
-    """Stage 03's local fine-tune (what `tunekit.finetune` runs after its MLflow check)."""
+    """Stage 03's local fine-tune, as a notebook calls it."""
+    run.state.update("mlflow", {"tracking_uri": "http://127.0.0.1:9"})  # stage 02 ran
     with (
         holding(run.dir, "tunekit run --stages all") as (pid, _),
         pytest.raises(RunBusyError, match=rf"in use by pid {pid} \(tunekit run --stages all"),
     ):
-        run_local(run, "http://127.0.0.1:9")
+        tunekit.finetune(run)
     assert not (run.dir / "finetune").exists()
     assert run.state.section("finetune") == {}
+
+
+@pytest.mark.timeout(180)
+def test_a_refused_finetune_leaves_stopped_services_stopped(run, capsys):
+    """Stage 03 restarts a stopped MLflow or emulator, but only once it holds the run dir: a
+    fine-tune refused because a series runs must not start servers under the series."""
+    tunekit.create_cluster(run)
+    tunekit.start_mlflow(run)
+    stop_all(run)
+    with (
+        holding(run.dir, "tunekit run --stages all") as (pid, _),
+        pytest.raises(RunBusyError, match=rf"in use by pid {pid} "),
+    ):
+        tunekit.finetune(run)
+    assert running_services(run) == {}
+    assert "started again" not in capsys.readouterr().out

@@ -9,7 +9,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from tunekit import credentials, tracking
+from tunekit import credentials, run_lock, tracking
 from tunekit.backends.base import LivePlatform
 from tunekit.backends.local import finetune, postgres, processes
 from tunekit.registry import champion_uri
@@ -95,19 +95,21 @@ class Local(LivePlatform):
 
     def finetune(self, run: Run) -> dict[str, Any]:
         """Run `python -m tunekit.train` as a subprocess; resume it if it stopped half-way.
-        The GCS emulator and MLflow of stages 01-02 are started again first if they stopped."""
+        Holding the run dir (RunBusyError naming the holder if another process does), it first
+        starts the GCS emulator and MLflow of stages 01-02 again if they stopped."""
         tracking.tracking_uri(run)  # stage 02 ran
-        try:
-            started = self.open_ui(run)["started"]
-        except (RuntimeError, TimeoutError) as e:
-            raise RuntimeError(
-                f"the GCS emulator or MLflow of run {run.id} stopped and did not start again: "
-                f"{e}\nStart them with `tunekit run --stages 01-02 --run-dir {run.dir}`, then "
-                "re-run stage 03"
-            ) from e
-        if started:
-            print(f"tunekit: {', '.join(started)} had stopped: started again", flush=True)
-        return finetune.run_local(run, tracking.tracking_uri(run))
+        with run_lock.exclusive(run.dir, f"fine-tune {finetune.job_dir(run).name}"):
+            try:
+                started = self.open_ui(run)["started"]
+            except (RuntimeError, TimeoutError) as e:
+                raise RuntimeError(
+                    f"the GCS emulator or MLflow of run {run.id} stopped and did not start "
+                    f"again: {e}\nStart them with `tunekit run --stages 01-02 --run-dir "
+                    f"{run.dir}`, then re-run stage 03"
+                ) from e
+            if started:
+                print(f"tunekit: {', '.join(started)} had stopped: started again", flush=True)
+            return finetune.run_local(run, tracking.tracking_uri(run))
 
     def deploy_simple(self, run: Run) -> dict[str, Any]:
         """Start (or reuse) `tunekit.serve` under uvicorn on the champion; wait until ready."""

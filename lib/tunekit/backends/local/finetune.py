@@ -4,9 +4,10 @@ A job is named by a digest of the training settings (`Settings.finetune_job`), s
 stage with the same settings reuses the finished job (or resumes an unfinished one), and changed
 settings start a new job: a new MLflow run next to the earlier ones.
 
-One fine-tune per run dir at a time (`run_lock.exclusive`). A trainer left running by a kernel that
-died is stopped before the job resumes from its last complete checkpoint: its output went to a
-pipe that nobody reads, so nobody could follow it, and it would die on its next line anyway.
+One fine-tune per run dir at a time (its caller, `Local.finetune`, holds `run_lock.exclusive`).
+A trainer left running by a kernel that died is stopped before the job resumes from its last
+complete checkpoint: its output went to a pipe that nobody reads, so nobody could follow it,
+and it would die on its next line anyway.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 import psutil
 
-from tunekit import run_lock
 from tunekit.backends import containers
 from tunekit.credentials import LocalSecrets, child_environment
 from tunekit.progress import TrainingProgress
@@ -55,15 +55,14 @@ def _link_models(run: Run) -> None:
 
 def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
     """Train in a subprocess (streaming its progress lines), or reuse the finished result.
-    RunBusyError if another process holds the run dir (a `tunekit run`, another fine-tune)."""
+    The caller holds the run dir (`run_lock.exclusive`): no other trainer can start on it."""
     job = job_dir(run)
-    with run_lock.exclusive(run.dir, f"fine-tune {job.name}"):
-        stop_orphans(run)
-        if (result := read_result(job)) is not None:
-            return _record(run, job, result, reused=True)
-        if (job / RESULT_FILE).exists():
-            print(f"{job / RESULT_FILE} cannot be read: resuming the job", flush=True)
-        return _train(run, job, tracking_uri)
+    stop_orphans(run)
+    if (result := read_result(job)) is not None:
+        return _record(run, job, result, reused=True)
+    if (job / RESULT_FILE).exists():
+        print(f"{job / RESULT_FILE} cannot be read: resuming the job", flush=True)
+    return _train(run, job, tracking_uri)
 
 
 def read_result(job: Path) -> dict[str, Any] | None:
