@@ -309,5 +309,8 @@ def test_a_truncated_result_is_not_finished_the_job_resumes(orphaned: dict) -> N
     again = tunekit.finetune(tunekit.open_run(orphaned["run"].dir))
     assert again["status"] == "finished" and again["reused"] is False
     assert again["resumed_from_step"] == 20  # from the last checkpoint: the training was done
+    # and nothing is trained past max_steps (the Trainer, resumed at its last step, takes one
+    # more: transformers/trainer.py `_run_epoch` checks max_steps only after a step)
+    assert again["steps"] == 20
     assert again["mlflow_run_id"] == orphaned["result"]["mlflow_run_id"]
     assert json.loads(result_file.read_text())["mlflow_run_id"] == again["mlflow_run_id"]

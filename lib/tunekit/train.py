@@ -105,8 +105,17 @@ def main(argv: list[str] | None = None) -> dict:
             ],
         )
         trainer.remove_callback(PrinterCallback)  # its raw dicts would repeat ProgressCallback
-        say(f"resuming from {checkpoint}" if args.resume and checkpoint else "training")
-        trainer.train(resume_from_checkpoint=checkpoint if args.resume else None)
+        resume_from = checkpoint if args.resume else None
+        if resume_from and (state := finished_state(resume_from)):
+            # killed after its last checkpoint: the Trainer, resumed there, would take one step
+            # past max_steps (transformers/trainer.py `_run_epoch` checks after a step)
+            say(f"{resume_from} is the last step: loading its adapter, nothing left to train")
+            tuned: Any = trainer.model  # a PeftModel (SFTTrainer applied peft_config)
+            tuned.load_adapter(resume_from, adapter_name="default")
+            trainer.state = state
+        else:
+            say(f"resuming from {resume_from}" if resume_from else "training")
+            trainer.train(resume_from_checkpoint=resume_from)
 
         # Evaluate the tuned and the base model on the held-out rows (once: a re-run after an
         # MLflow outage logs what the first attempt kept)
@@ -160,6 +169,14 @@ def evaluate(trainer: Any, tokenizer: Any, rows: list[dict], settings: Any) -> d
 def say(message: str) -> None:
     """A status line; the local job shows these live next to the progress lines."""
     print(f"tunekit: {message}", flush=True)
+
+
+def finished_state(checkpoint: str) -> Any:
+    """The checkpoint's TrainerState if it is the training's last step, else None."""
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    return state if state.max_steps > 0 and state.global_step >= state.max_steps else None
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
