@@ -302,6 +302,15 @@ def test_mlserver_batches_requests_that_arrive_while_the_model_runs(served: dict
     assert calls <= 48 / 3, f"{calls} model calls for 48 requests of 8 clients out of step"
 
 
+def test_mlserver_runs_the_model_with_the_configured_torch_threads(served: dict) -> None:
+    """The model's thread runs with the container's `torch_threads` (torch's default there is
+    one per core, which in a thread of its own ran generate 2.5-3x slower on two cores)."""
+    from tunekit.backends import containers
+
+    wanted = containers.MLSERVER_LIMITS["torch_threads"]
+    assert mlserver_stats(served)["torch_threads"] == wanted
+
+
 def test_mlserver_does_not_serve_the_unchecked_mlflow_endpoint(served: dict) -> None:
     response = requests.post(f"{served['mlserver']['url']}/invocations",
                              json={"inputs": ["SELECT"]}, timeout=30)  # fmt: skip

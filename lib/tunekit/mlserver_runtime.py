@@ -7,7 +7,8 @@ and is imported as `tunekit.mlserver_runtime` from a folder holding this file al
 /opt/tunekit, the run's mlserver/python; `tunekit` is then a namespace package there).
 
     MLSERVER_MODEL_IMPLEMENTATION=tunekit.mlserver_runtime.TunekitMLflowRuntime
-    MLSERVER_MODEL_EXTRA='{"max_body_bytes": 262144, "max_prompts": 8, "max_prompt_tokens": 1024}'
+    MLSERVER_MODEL_EXTRA='{"max_body_bytes": 262144, "max_prompts": 8, "max_prompt_tokens": 1024,
+                          "torch_threads": 1}'
     MLSERVER_MODEL_MAX_BATCH_SIZE=8 MLSERVER_MODEL_MAX_BATCH_TIME=0.01  # MLServer's batcher
 """
 
@@ -38,12 +39,16 @@ PROMPT = "prompt"  # the one input's name once checked (the tutorial's input.jso
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may carry (`parameters.extra` of the model settings, i.e.
-    MLSERVER_MODEL_EXTRA)."""
+    """What one request may carry, and the model thread's torch threads (`parameters.extra` of
+    the model settings, i.e. MLSERVER_MODEL_EXTRA)."""
 
     max_body_bytes: int = 262_144  # the HTTP body (Content-Length), or the prompts' UTF-8 bytes
     max_prompts: int = 8  # prompts in one request
     max_prompt_tokens: int = 1024  # tokens of one prompt (the served model's tokenizer)
+    # torch's intra-op threads for the model's thread. On two cores, two of them in a thread
+    # that is not the process's main one ran generate 2.5-3x slower than one (measured with
+    # torch 2.13 on CPU; in the main thread the two were about even): 1, unless measured
+    torch_threads: int = 1
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any] | None) -> Limits:
@@ -170,7 +175,15 @@ class TunekitMLflowRuntime(MLflowRuntime):
     async def load(self) -> bool:
         parameters = self._settings.parameters
         self.limits = Limits.from_extra(parameters.extra if parameters else None)
-        self._runner = ThreadPoolExecutor(1, thread_name_prefix="tunekit-predict")
+        import torch  # the model's own dependency, in MLServer's environment
+
+        self._runner = ThreadPoolExecutor(
+            1,
+            thread_name_prefix="tunekit-predict",
+            initializer=torch.set_num_threads,
+            initargs=(self.limits.torch_threads,),
+        )
+        self._threads = self._runner.submit(torch.get_num_threads)  # as the model's thread sees
         # upstream `MLflowRuntime.load`, with the (long) load off the event loop
         model_uri = await get_model_uri(self._settings)
         self._model = await asyncio.to_thread(mlflow.pyfunc.load_model, model_uri)
@@ -280,7 +293,8 @@ class TunekitMLflowRuntime(MLflowRuntime):
         """What the runtime has done since it loaded, and its settings."""
         batching = {"max_batch_size": self._settings.max_batch_size,
                     "max_batch_time": self._settings.max_batch_time}  # fmt: skip
-        return {**self._stats, "limits": vars(self.limits), **batching}
+        threads = {"torch_threads": self._threads.result()}  # read in the model's thread
+        return {**self._stats, "limits": vars(self.limits), **batching, **threads}
 
     @custom_handler(rest_path="/invocations")
     async def invocations(self) -> None:

@@ -200,8 +200,10 @@ def serve(run: Run, model_uri: str, version: str, tracking_uri: str) -> Containe
 # mlserver/python/tunekit/ (tunekit.backends.local.processes.mlserver_spec)
 MLSERVER_RUNTIME = "tunekit.mlserver_runtime.TunekitMLflowRuntime"
 MLSERVER_RUNTIME_PATH = "/opt/tunekit"
-# What one V2 request may carry (the runtime answers 413 or 422 beyond): MLSERVER_MODEL_EXTRA
-MLSERVER_LIMITS = {"max_body_bytes": 262_144, "max_prompts": 8, "max_prompt_tokens": 1024}
+# What one V2 request may carry (the runtime answers 413 or 422 beyond), and the model
+# thread's torch threads (the container has one CPU): MLSERVER_MODEL_EXTRA
+MLSERVER_LIMITS = {"max_body_bytes": 262_144, "max_prompts": 8, "max_prompt_tokens": 1024,
+                   "torch_threads": 1}  # fmt: skip
 # MLServer's adaptive batching: up to 8 requests that arrive within 10 ms, one model call
 MLSERVER_MAX_BATCH_SIZE, MLSERVER_MAX_BATCH_TIME = 8, 0.01
 
