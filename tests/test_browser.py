@@ -53,9 +53,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     token, port = secrets.token_hex(16), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNEKIT_", "JUPYTER"))}
     env.update(TINY, TUNEKIT_MODELS_DIR=os.environ["TUNEKIT_MODELS_DIR"])
-    settings = work / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    settings = work / "lab-settings" / "@jupyterlab"
+    (settings / "apputils-extension").mkdir(parents=True)
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false"}'
+    )
+    # every cell in the page at once: JupyterLab's default windowing ('defer') attaches the
+    # cells out of view only in idle CPU time (schemas/@jupyterlab/notebook-extension/
+    # tracker.json `windowingMode`), so on a busy machine the last code cell in the page was
+    # not the notebook's, and the edit of 07 went into its install cell
+    (settings / "notebook-extension").mkdir()
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        '{"windowingMode": "none"}'
+    )
     env.update(TUNEKIT_RUNS_DIR=str(work / "runs"), HF_HUB_OFFLINE="1",
                JUPYTERLAB_SETTINGS_DIR=str(work / "lab-settings"),
                JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTER_DATA_DIR=str(work / "data"),
@@ -228,6 +238,8 @@ def test_the_series_in_jupyterlab_and_the_result_in_the_mlflow_ui(lab, browser):
     edit = "\nprint('edited in JupyterLab')"
     cleanup = _run_notebook(page, lab, "07-cleanup", edit=edit)
     assert _errors(cleanup) == []
+    last = [c for c in cleanup.cells if c.cell_type == "code"][-1]
+    assert last.source.endswith(edit.strip()), "the edit did not go into the last code cell"
     assert "edited in JupyterLab" in _text(cleanup)
     assert running_services(run) == {}
     notebook = lab["work"] / "notebooks" / "07-cleanup.ipynb"
