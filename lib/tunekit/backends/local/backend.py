@@ -109,6 +109,7 @@ class Local(LivePlatform):
                 ) from e
             if started:
                 print(f"tunekit: {', '.join(started)} had stopped: started again", flush=True)
+            # read again: a restarted MLflow may listen on another port
             return finetune.run_local(run, tracking.tracking_uri(run))
 
     def deploy_simple(self, run: Run) -> dict[str, Any]:
