@@ -10,7 +10,7 @@ gcloud container clusters get-credentials tunekit --region=us-central1 --project
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/01-namespace.yaml
 
 gcloud artifacts docker images describe us-central1-docker.pkg.dev/my-project/tunekit/finetune:0.1.0 --project=my-project || true  # built already? then the build is skipped
-gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=<commit>
+gcloud builds submit . --config=./cloudbuild.yaml --project=my-project --region=us-central1 --service-account=projects/my-project/serviceAccounts/tunekit-build@my-project.iam.gserviceaccount.com --gcs-source-staging-dir=gs://my-project-tunekit/cloudbuild/source --substitutions=_REGISTRY=us-central1-docker.pkg.dev/my-project/tunekit,_TAG=0.1.0,_GIT_COMMIT=<commit>,_GIT_DIRTY=<dirty>
 # Secret mlflow-db applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-db.yaml)
 # Secret mlflow-auth applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-auth.yaml)
 # Secret mlflow-reader applied server-side with its values (redacted copy: runs/example/gke/manifests/02-secret-mlflow-reader.yaml)
@@ -26,6 +26,12 @@ helm upgrade --install mlflow community-charts/mlflow --version=1.11.5 --namespa
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/03-finetune-job.yaml
 # kubectl logs -f job/ft-b3cc040034-1 -c train -n=tunekit, then the Job's condition Complete or Failed (followed through the API)
 gcloud storage cat gs://my-project-tunekit/tunekit/example/finetune/ft-b3cc040034/result.json
+
+kubectl apply --server-side --field-manager=tunekit -k 'github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=v0.19.0'
+kubectl wait deployment --all -n=kubeflow --for=condition=Available --timeout=10m
+# Secret hf-token applied server-side with its values (redacted copy: runs/example/gke/manifests/03-secret-hf-token.yaml)
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/03-sweep-experiment.yaml
+# kubectl get experiment/sw-78a3092519 -n=tunekit -w, until its condition Succeeded or Failed (followed through the API)
 
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/05-serve.yaml
 kubectl rollout status deployment/tunekit-serve -n=tunekit --timeout=20m

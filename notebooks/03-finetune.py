@@ -93,6 +93,8 @@ if importlib.util.find_spec("tunekit") is None:  # Colab, Vertex AI Workbench
 # - `learning_rate`: peak learning rate (local profile: 2e-3)
 # - `lora_r`: LoRA rank (16)
 # - `settings`: any other setting, e.g. `{"experiment_name": "demo"}`
+# - `sweep`: a search after the fine-tune, e.g. "lora_r=8,16 learning_rate=1e-3,2e-3" (each a
+#   setting and its values); empty: none (`tunekit sweep` runs one from the command line)
 #
 # Secrets such as `HF_TOKEN` are never parameters: they come from the environment.
 
@@ -105,6 +107,7 @@ max_steps = None  # @param {type:"raw"}
 learning_rate = None  # @param {type:"raw"}
 lora_r = None  # @param {type:"raw"}
 settings = {}  # @param {type:"raw"}
+sweep = ""  # @param {type:"string"}
 
 # %% [markdown]
 # ### Open the run
@@ -175,6 +178,23 @@ tunekit.plots.training_curves(run)
 
 # %%
 tunekit.plots.base_vs_tuned(run)
+
+# %% [markdown]
+# ## Optional: sweep the recipe
+#
+# With `sweep` set, every combination of its values is a fine-tune of its own, tracked as a child
+# run of one MLflow parent run that gets the best trial's metrics (Optuna picks the trials here,
+# Katib on GKE). Stage 04 then registers the best run of the experiment, whichever it is. Each
+# dot below is a trial; failed ones are red crosses.
+
+# %%
+from IPython.display import display
+
+if sweep:
+    swept = tunekit.sweep(run, tunekit.Sweep(run.settings, tunekit.parse_grid(sweep.split())))
+    display(tunekit.plots.sweep_trials(run))
+    print(f"best trial: {swept['best_run_id']} ({swept['finished']} finished, "
+          f"{swept['failed']} failed)")
 
 # %% [markdown]
 # ## Open the run in MLflow

@@ -4,7 +4,9 @@ Kubernetes kinds: `kubernetes-validate` (the OpenAPI schemas of each Kubernetes 
 unknown fields are errors). KServe kinds: a JSON schema built from KServe's Python SDK, whose
 model classes are generated from the same OpenAPI spec as KServe's CRDs (`openapi_types` and
 `attribute_map` of each class), with the Kubernetes types it embeds taken from the Kubernetes
-schemas above. Unknown fields are errors there too.
+schemas above. Unknown fields are errors there too. Katib kinds: the JSON schema of the
+pydantic models of `kubeflow-katib-api` (generated from Katib's OpenAPI spec), made strict the
+same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jsonschema
 import kubernetes_validate
 
 KSERVE_GROUP = "serving.kserve.io"
+KATIB_GROUP = "kubeflow.org"
 _PRIMITIVES = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
@@ -34,8 +37,13 @@ _PRIMITIVES = {
 def validate(obj: dict[str, Any], k8s_version: str) -> None:
     """Raise a ValueError naming the object and the field when `obj` does not validate."""
     name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-    if obj.get("apiVersion", "").startswith(KSERVE_GROUP + "/"):
-        schema = kserve_schema(obj["kind"], obj["apiVersion"].split("/")[1], k8s_version)
+    group, _, version = obj.get("apiVersion", "").rpartition("/")
+    if group in (KSERVE_GROUP, KATIB_GROUP):
+        schema = (
+            kserve_schema(obj["kind"], version, k8s_version)
+            if group == KSERVE_GROUP
+            else katib_schema(obj["kind"], version)
+        )
         errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=str)
         if errors:
             e = errors[0]
@@ -116,3 +124,25 @@ def kserve_schema(kind: str, version: str, k8s_version: str) -> dict[str, Any]:
     for name, schema in k8s.items():
         definitions.setdefault(name, schema)
     return {**root, "$defs": definitions}
+
+
+@cache
+def katib_schema(kind: str, version: str) -> dict[str, Any]:
+    """A JSON schema for a Katib kind (e.g. Experiment, v1beta1): its pydantic model's, with
+    unknown fields made errors (the models ignore them)."""
+    from kubeflow_katib_api import models
+
+    schema = getattr(models, f"{version.capitalize()}{kind}").model_json_schema(by_alias=True)
+
+    def strict(node: Any) -> None:
+        if isinstance(node, dict):
+            if "properties" in node:
+                node.setdefault("additionalProperties", False)
+            for value in node.values():
+                strict(value)
+        elif isinstance(node, list):
+            for value in node:
+                strict(value)
+
+    strict(schema)
+    return schema

@@ -15,10 +15,11 @@ import tempfile
 from pathlib import Path
 
 import tunekit
-from tunekit.experiment import git_commit
+from tunekit.provenance import git_commit, git_dirty
 
 EXAMPLE = {"profile": "gke", "dry_run": True, "project_id": "my-project"}
 STAGES = (tunekit.create_cluster, tunekit.start_mlflow, tunekit.finetune,
+          lambda run: tunekit.sweep(run, tunekit.Sweep(run.settings)),  # the default search
           tunekit.register_model, tunekit.deploy_simple, tunekit.deploy_kserve)  # fmt: skip
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +41,7 @@ def render(out: Path) -> list[Path]:
         commands = (gke / "commands.sh").read_text()
         commands = commands.replace(str(run.dir), "runs/example").replace(str(REPO), ".")
         commands = commands.replace(f"_GIT_COMMIT={git_commit()}", "_GIT_COMMIT=<commit>")
+        commands = commands.replace(f"_GIT_DIRTY={git_dirty()}", "_GIT_DIRTY=<dirty>")
         lines = [line for line in commands.splitlines() if not line.startswith("# --- ")]
         (out / "commands.sh").write_text("\n".join(lines) + "\n")
         written.append(out / "commands.sh")

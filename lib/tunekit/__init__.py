@@ -18,7 +18,9 @@ from tunekit.stages import (
     finetune,
     register_model,
     start_mlflow,
+    sweep,
 )
+from tunekit.sweep import Sweep, parse_grid
 from tunekit.tracking import verify_artifact_store
 
 try:
@@ -31,6 +33,7 @@ __all__ = [
     "Run",
     "Settings",
     "SettingsError",
+    "Sweep",
     "__version__",
     "ask",
     "cleanup",
@@ -42,11 +45,13 @@ __all__ = [
     "finetune",
     "load_settings",
     "open_run",
+    "parse_grid",
     "plots",
     "preview_examples",
     "register_model",
     "running_services",
     "start_mlflow",
     "start_run",
+    "sweep",
     "verify_artifact_store",
 ]

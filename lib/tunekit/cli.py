@@ -153,6 +153,101 @@ def _print_where(the_run: Any) -> None:
 
 
 @app.command()
+def sweep(
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            metavar="SETTING=V1,V2",
+            help="Values of a training setting to try (repeatable); default: lora_r and "
+            "learning_rate at half the run's and at the run's (locally 8,16 and 1e-3,2e-3).",
+        ),
+    ] = None,
+    trials: Annotated[int, typer.Option(help="Trials to run; 0: the whole grid.")] = 0,
+    sampler: Annotated[str, typer.Option(help="grid, random or tpe (Optuna; Katib on GKE).")] = (
+        "grid"
+    ),
+    seed: Annotated[int, typer.Option(help="The sampler's seed.")] = 0,
+    parallel: Annotated[int, typer.Option(help="Trials at once (GKE; locally one).")] = 1,
+    param: ParamOpt = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="A run with stages 01-02; default: the latest.")
+    ] = None,
+) -> None:
+    """Fine-tune once per trial of a search, each trial a child run of one MLflow parent run;
+    stage 04 then registers the best. Finished trials of the same sweep are reused."""
+    import tunekit
+    from tunekit.sweep import Sweep, parse_grid
+
+    try:
+        the_run = open_run(run_dir or "", **parse_params(param, None))
+        space = parse_grid(grid) if grid else {}
+        plan = Sweep(the_run.settings, space, sampler, trials, seed, parallel)  # type: ignore[arg-type]
+        result = tunekit.sweep(the_run, plan)
+    except RunBusyError as e:
+        raise _fail(str(e), code=3) from None
+    except (SettingsError, FileNotFoundError, RuntimeError) as e:
+        raise _fail(str(e)) from None
+    names = list(plan.space)
+    table = Table(
+        "run", "status", *names, "tuned exec. acc.", "eval loss", title=f"sweep {plan.id}"
+    )
+    for t in result.get("trials", []):
+        table.add_row(t["run_id"], t["status"], *(str(t[n]) for n in names),
+                      _num(t["tuned_execution_accuracy"]), _num(t["eval_loss"]))  # fmt: skip
+    console.print(table)
+    console.print(
+        f"Best: {result.get('best_run_id')} (parent run {result['parent_run_id']}); stage 04 "
+        "registers the experiment's best run",
+        highlight=False,
+    )
+    if not result.get("finished", 1):
+        raise typer.Exit(1)
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+@app.command()
+def reproduce(
+    ref: Annotated[str, typer.Argument(help="An MLflow run id, or models:/<name>@<alias>.")],
+    run_dir: Annotated[
+        Path | None, typer.Option(help="A run with stages 01-02; default: the latest.")
+    ] = None,
+    allow_other_commit: Annotated[
+        bool, typer.Option(help="Go on when the run was made by another commit of the kit.")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest difference of the tuned model's metrics allowed.")
+    ] = 0.01,
+) -> None:
+    """Fine-tune a recorded run again from its MLflow record (settings, commit, data digests)
+    into a new run tagged tunekit.reproduces; exit 1 if its metrics differ beyond --tolerance."""
+    from tunekit.reproduce import reproduce as run_reproduction
+
+    try:
+        the_run = open_run(run_dir or "")
+        result = run_reproduction(the_run, ref, allow_other_commit, tolerance)
+    except RunBusyError as e:
+        raise _fail(str(e), code=3) from None
+    except (SettingsError, FileNotFoundError, RuntimeError) as e:
+        raise _fail(str(e)) from None
+    table = Table("metric", "original", "reproduction", "delta", title=f"reproduce {ref}")
+    for row in result["metrics"]:
+        color = "green" if row["ok"] else "red"
+        table.add_row(row["metric"], _num(row["original"]), _num(row["reproduction"]),
+                      f"[{color}]{_num(row['delta'])}[/]")  # fmt: skip
+    console.print(table)
+    console.print(
+        f"Reproduction: run {result['reproduction_run_id']} ({result['tag']})", highlight=False
+    )
+    if not result["matches"]:
+        console.print(f"[red]The metrics differ by more than {tolerance}.[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
 def down(run_dir: RunDirOpt = None) -> None:
     """Stop the services that runs left running (every run, or only --run-dir)."""
     dirs = [run_dir] if run_dir else list_runs()

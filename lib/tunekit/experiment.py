@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,6 +18,7 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from tunekit import provenance
 from tunekit.data import FILE_SUFFIXES
 from tunekit.mlflow_outage import (
     DroppedBatches,
@@ -38,6 +38,10 @@ EVALUATION_FILE = "evaluation.json"  # the evaluation by generation, kept for a 
 TABLE_FILE = "evaluation/predictions.json"
 MODEL_NAME = "model"
 MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors")
+SWEEP_TAG = "tunekit.sweep_id"  # a sweep's parent run and its trials carry the sweep's id
+SWEEP_ROLE_TAG = "tunekit.sweep_role"  # "parent" or "trial"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
+REPRODUCES_TAG = "tunekit.reproduces"
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,8 @@ def _start_run(settings: Settings, output_dir: Path, resume: bool) -> FinetuneRu
     mlflow.set_system_metrics_sampling_interval(5)
     id_file = output_dir / RUN_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
-    info = mlflow.start_run(run_id=run_id, log_system_metrics=True).info
+    parent = {} if run_id or not settings.sweep_id else {PARENT_TAG: sweep_parent(settings)}
+    info = mlflow.start_run(run_id=run_id, log_system_metrics=True, tags=parent).info
     id_file.write_text(info.run_id)
     buffer = MetricBuffer(output_dir / METRICS_FILE)
     tracked = FinetuneRun(
@@ -151,6 +156,23 @@ def _start_run(settings: Settings, output_dir: Path, resume: bool) -> FinetuneRu
         tracked.buffer.clear()  # points an earlier run left in this folder are not this one's
         through_outage("logging the tags and params", lambda: _log_settings(settings), outage_s)
     return tracked
+
+
+def sweep_parent(settings: Settings) -> str:
+    """The id of the parent run of sweep `settings.sweep_id` (its driver created it)."""
+    experiment = MlflowClient().get_experiment_by_name(settings.experiment_name)
+    found = MlflowClient().search_runs(
+        [experiment.experiment_id] if experiment else [],
+        filter_string=f"tags.`{SWEEP_TAG}` = '{settings.sweep_id}' "
+        f"and tags.`{SWEEP_ROLE_TAG}` = 'parent'",
+        max_results=1,
+    )
+    if not found:
+        raise SystemExit(
+            f"tunekit: sweep {settings.sweep_id} has no parent run in experiment "
+            f"{settings.experiment_name!r}: start trials with `tunekit sweep`"
+        )
+    return found[0].info.run_id
 
 
 def resume_hint(settings: Settings, output_dir: Path, run_id: str | None) -> str:
@@ -188,15 +210,23 @@ def _end_run(run_id: str, status: str) -> None:
 
 
 def run_tags(settings: Settings) -> dict[str, str]:
+    """What the run is and what reproduces it (`tunekit.provenance`); nothing secret."""
     from tunekit import __version__
 
-    return {
+    tags = {
         "tunekit.profile": settings.profile,
         "tunekit.model_id": settings.model_id,
         "tunekit.dataset": settings.dataset,
         "tunekit.version": __version__,
-        "tunekit.git_commit": git_commit(),
+        "tunekit.git_commit": provenance.git_commit(),
+        "tunekit.git_dirty": provenance.git_dirty(),
+        **{f"tunekit.package.{p}": v for p, v in provenance.package_versions().items()},
     }
+    if settings.sweep_id:
+        tags |= {SWEEP_TAG: settings.sweep_id, SWEEP_ROLE_TAG: "trial"}
+    if settings.reproduces:
+        tags[REPRODUCES_TAG] = settings.reproduces
+    return tags
 
 
 def run_params(settings: Settings) -> dict[str, Any]:
@@ -207,25 +237,9 @@ def run_params(settings: Settings) -> dict[str, Any]:
     }
 
 
-def git_commit() -> str:
-    """The kit's commit: $TUNEKIT_GIT_COMMIT (baked into images), else git, else 'unknown'."""
-    if commit := os.environ.get("TUNEKIT_GIT_COMMIT"):
-        return commit
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
 def log_inputs(settings: Settings, train_rows: list[dict], eval_rows: list[dict]) -> None:
-    """Both splits as MLflow datasets (source and digest)."""
+    """Both splits as MLflow datasets (source and digest), and each split's full digest as a
+    tag (`provenance.rows_digest`)."""
     import pandas as pd
     from mlflow.data.pandas_dataset import from_pandas
 
@@ -236,6 +250,7 @@ def log_inputs(settings: Settings, train_rows: list[dict], eval_rows: list[dict]
     ):
         dataset = from_pandas(pd.DataFrame(rows), source=source, name=name)
         mlflow.log_input(dataset, context=context)
+        mlflow.set_tag(provenance.data_tag(name), provenance.rows_digest(rows))
 
 
 def dataset_source(settings: Settings) -> Any:
@@ -251,12 +266,11 @@ def dataset_source(settings: Settings) -> Any:
             }
         )
     if Path(settings.dataset).suffix in FILE_SUFFIXES:
-        # made by register_artifact_dataset_sources() when mlflow.data is imported
-        from mlflow.data.artifact_dataset_sources import (  # type: ignore[attr-defined]
-            LocalArtifactDatasetSource,
-        )
+        # MLflow makes a source class per artifact scheme at import and registers it, not as a
+        # module attribute (mlflow/data/artifact_dataset_sources.py): the registry resolves one
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-        return LocalArtifactDatasetSource(str(Path(settings.dataset).resolve()))
+        return resolve_dataset_source(str(Path(settings.dataset).resolve()))
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 
     return HuggingFaceDatasetSource(path=settings.dataset, split="train")

@@ -77,6 +77,39 @@ def _runs_figure(table: Any) -> Any:
     return _done(fig)
 
 
+def sweep_trials(run: Run) -> Any:
+    """The run's last sweep, read from MLflow: the objective of each trial against each swept
+    setting (failed trials as red crosses at 0), the best one circled."""
+    if (mlflow_client := client(run)) is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    from tunekit.experiment import PARENT_TAG
+
+    sweep = run.state.section("sweep")
+    if not sweep.get("parent_run_id"):
+        raise RuntimeError("no sweep recorded for this run: run one with `tunekit sweep`")
+    experiment_id = run.state.section("mlflow")["experiment_id"]
+    trials = mlflow_client.search_runs(
+        [experiment_id], f"tags.`{PARENT_TAG}` = '{sweep['parent_run_id']}'"
+    )
+    names = list(sweep["space"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for trial in trials:
+            value = trial.data.params.get(f"tunekit.{name}")
+            accuracy = trial.data.metrics.get("tuned_execution_accuracy")
+            if trial.info.status != "FINISHED" or accuracy is None:
+                ax.scatter([value], [0], marker="x", color="tab:red")
+                continue
+            best = trial.info.run_id == sweep.get("best_run_id")
+            ax.scatter([value], [accuracy], color="tab:green", s=80 if best else 30,
+                       edgecolors="black" if best else "none")  # fmt: skip
+        ax.set(title=name, ylim=(-0.05, 1.05), ylabel="tuned execution accuracy")
+    fig.suptitle(f"sweep {sweep['id']}: {len(trials)} trials")
+    return _done(fig)
+
+
 def run_link(run: Run) -> str:
     """The fine-tune's page in the MLflow UI."""
     finetune = run.state.section("finetune")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunekit.experiment import SWEEP_ROLE_TAG
 from tunekit.run import Run
 from tunekit.settings import Settings
 from tunekit.tracking import client, model_version_url, tracking_uri
+from tunekit.train import OBJECTIVE
 
 CHAMPION = "champion"
-RANK_BY = ("tuned_execution_accuracy", "eval_loss")  # higher first, then lower first
+RANK_BY = OBJECTIVE  # higher first, then lower first: a sweep's objective
 METRICS = (
     "tuned_execution_accuracy",
     "tuned_exact_match",
@@ -33,7 +35,8 @@ def champion_uri(settings: Settings) -> str:
 
 def compare_runs(run: Run) -> Any:
     """The experiment's finished, evaluated fine-tunes, best first (a pandas DataFrame; empty
-    where the backend has no tracking server to read)."""
+    where the backend has no tracking server to read). A sweep's parent run, which repeats its
+    best trial's metrics, is not a fine-tune."""
     import pandas as pd
 
     mlflow_client = client(run)
@@ -53,6 +56,7 @@ def compare_runs(run: Run) -> Any:
             **{p: r.data.params.get(f"tunekit.{p}") for p in PARAMS},
         }
         for r in found
+        if r.data.tags.get(SWEEP_ROLE_TAG) != "parent"
     ]
     table = pd.DataFrame(rows, columns=["run_id", "run_name", *METRICS, *PARAMS])
     return table.sort_values(

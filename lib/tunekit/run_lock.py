@@ -113,14 +113,22 @@ def hold(run_dir: Path, what: str) -> Iterator[Lock]:
 @contextmanager
 def exclusive(run_dir: Path, what: str) -> Iterator[None]:
     """Hold the run dir for `what`, unless this process runs under the `tunekit run` that
-    holds it (its kernels have its token)."""
+    holds it (its kernels have its token) or under an `exclusive` block of its own (a sweep's
+    fine-tunes: the block puts its token in the environment)."""
     lock = run_lock(run_dir)
     token = os.environ.get(LOCK_ENV)
     if token and lock.holder().get("token") == token and lock.is_held():
         yield
         return
-    with hold(run_dir, what):
-        yield
+    with hold(run_dir, what) as held:
+        os.environ[LOCK_ENV] = held.token
+        try:
+            yield
+        finally:
+            if token is None:
+                os.environ.pop(LOCK_ENV, None)
+            else:
+                os.environ[LOCK_ENV] = token
 
 
 @contextmanager

@@ -173,6 +173,8 @@ class TrainingSettings(SettingsGroup):
         "experiment_name",
         "eval_max_new_tokens",
         "eval_batch_size",
+        "sweep_id",
+        "reproduces",
     )
 
     experiment_name: str = Field("gemma2-text-to-sql", description="MLflow experiment")
@@ -189,6 +191,12 @@ class TrainingSettings(SettingsGroup):
     logging_steps: int = Field(10, ge=1, description="log metrics every this many steps")
     eval_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest generated answer")
     eval_batch_size: int = Field(32, ge=1, description="prompts per generate call")
+    sweep_id: str = Field(
+        "", description="the sweep this fine-tune is a trial of (`tunekit sweep` sets it)"
+    )
+    reproduces: str = Field(
+        "", description="the MLflow run this fine-tune reproduces (`tunekit reproduce` sets it)"
+    )
 
     def as_config(self) -> dict[str, Any]:
         """SFTConfig's arguments of this group."""
@@ -264,8 +272,12 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
     @property
     def finetune_job(self) -> str:
         """`ft-<digest>`: the fine-tune of these training settings (data, model, LoRA,
-        training). Settings of the platform or the registry do not change it."""
+        training). Settings of the platform or the registry do not change it; a sweep's trial
+        and a reproduction are fine-tunes of their own (`sweep_id`, `reproduces`)."""
         shaping = {g: self.group(g).model_dump() for g in TRAINING_GROUPS}
+        for name in ("sweep_id", "reproduces"):  # unset, they leave earlier jobs' names as were
+            if not shaping["training"][name]:
+                del shaping["training"][name]
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
         return f"ft-{digest}"
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from tunekit.backends import backend_for
 from tunekit.run import Run
+from tunekit.sweep import Sweep
 
 STAGES = (
     "01-cluster",
@@ -31,6 +32,12 @@ def start_mlflow(run: Run) -> dict[str, Any]:
 def finetune(run: Run) -> dict[str, Any]:
     """Stage 03: a LoRA fine-tune tracked as one MLflow run; resumes one that stopped."""
     return backend_for(run).finetune(run)
+
+
+def sweep(run: Run, sweep: Sweep) -> dict[str, Any]:
+    """Stage 03, many fine-tunes: the trials of `sweep`, each a child run of one MLflow parent
+    run that gets the best trial's metrics; stage 04 then registers the best."""
+    return backend_for(run).sweep(run, sweep)
 
 
 def register_model(run: Run) -> dict[str, Any]:

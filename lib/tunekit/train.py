@@ -7,6 +7,10 @@ environment (`TUNEKIT_<NAME>`, `MLFLOW_TRACKING_URI`, and secrets such as `HF_TO
 Usage:
     python -m tunekit.train --config runs/<run-id>/finetune/<job>/config.yaml
     python -m tunekit.train --config runs/<run-id>/finetune/<job>/config.yaml --resume
+    python -m tunekit.train --config config.yaml --jobs-dir /workspace/finetune -p lora_r=8
+
+The last lines it prints are the objective as `name=value` (Katib's stdout metrics collector
+reads them: a sweep's trial on GKE is this command).
     TUNEKIT_MAX_STEPS=50 python -m tunekit.train --output-dir /tmp/job
 """
 
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 RESULT_FILE = "result.json"
+# What a sweep maximises, then minimises on a tie (stage 04 ranks runs the same way)
+OBJECTIVE = ("tuned_execution_accuracy", "eval_loss")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,6 +34,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config", type=Path, help="settings file (YAML); env fills the rest")
     parser.add_argument("--output-dir", type=Path, help="default: the config file's directory")
+    parser.add_argument(
+        "--jobs-dir",
+        type=Path,
+        help="write into <jobs-dir>/<the settings' job name> (a sweep's trials on GKE)",
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting over the config file's (a sweep's trial parameters)",
+    )
     parser.add_argument("--models-dir", type=Path, help="where tiny-gemma2 is built and reused")
     parser.add_argument(
         "--resume",
@@ -35,8 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="continue from the last checkpoint, in the same MLflow run",
     )
     args = parser.parse_args(argv)
-    if not (args.config or args.output_dir):
-        parser.error("give --config or --output-dir")
+    if not (args.config or args.output_dir or args.jobs_dir):
+        parser.error("give --config, --output-dir or --jobs-dir")
+    if args.output_dir and args.jobs_dir:
+        parser.error("give --output-dir or --jobs-dir, not both")
+    for item in args.param:
+        if "=" not in item or not item.partition("=")[0].strip().isidentifier():
+            parser.error(f"-p {item!r}: expected KEY=VALUE")
     return args
 
 
@@ -65,8 +89,13 @@ def main(argv: list[str] | None = None) -> dict:
     transformers.utils.logging.disable_progress_bar()
 
     # Read the settings
-    settings = load_settings(**(yaml.safe_load(args.config.read_text()) if args.config else {}))
-    output_dir = (args.output_dir or args.config.parent).resolve()
+    values = yaml.safe_load(args.config.read_text()) if args.config else {}
+    values |= dict(item.split("=", 1) for item in args.param)
+    settings = load_settings(**values)
+    if args.jobs_dir:
+        output_dir = (args.jobs_dir / settings.finetune_job).resolve()
+    else:
+        output_dir = (args.output_dir or args.config.parent).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
 
     # Load and split the dataset
@@ -143,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     write_atomic(output_dir / RESULT_FILE, json.dumps(result, indent=2))
     print(json.dumps(result), flush=True)
+    for name in OBJECTIVE:  # Katib's default filter: `([\w|-]+)\s*=\s*(<number>)`
+        print(f"{name}={result[name]}", flush=True)
     return result
 
 

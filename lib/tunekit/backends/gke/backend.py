@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 from typing import Any
 
 from google.cloud import storage
@@ -26,6 +27,7 @@ from tunekit.registry import champion_uri
 from tunekit.run import Run
 from tunekit.services import ServiceSpec, ensure_service, running_services, stop_all
 from tunekit.serving import champion_version
+from tunekit.sweep import Sweep, parent_run, summarize
 from tunekit.tracking import artifacts_destination
 
 # The credentials stage 02 keeps in Secrets: PostgreSQL's user, MLflow's admin and reader.
@@ -210,7 +212,7 @@ class Gke(LivePlatform):
 
     def _build_images(self, sh: Shell, run: Run) -> None:
         """Cloud Build builds and pushes the kit's images tagged `image_tag` (once per tag)."""
-        from tunekit.experiment import git_commit
+        from tunekit.provenance import git_commit, git_dirty
 
         s = run.settings
         probe = workloads.image(run, "finetune")
@@ -239,7 +241,7 @@ class Gke(LivePlatform):
                 f"--service-account=projects/{s.project_id}/serviceAccounts/{account}",
                 f"--gcs-source-staging-dir=gs://{s.bucket}/cloudbuild/source",
                 f"--substitutions=_REGISTRY={planned['registry']},_TAG={s.image_tag},"
-                f"_GIT_COMMIT={git_commit()}",
+                f"_GIT_COMMIT={git_commit()},_GIT_DIRTY={git_dirty()}",
             ]
         )
 
@@ -255,13 +257,7 @@ class Gke(LivePlatform):
         lines and the events.
         """
         sh, s = self.shell(run, "03-finetune"), run.settings
-        token = self.hf_token()
-        if token:
-            secret = workloads.secret(run, workloads.HF_SECRET, {"HF_TOKEN": token})
-            sh.apply_secret("manifests/03-secret-hf-token.yaml", secret)
-        else:
-            print("HF_TOKEN is not set: gated models such as google/gemma-2-9b cannot be "
-                  "downloaded")  # fmt: skip
+        self._apply_hf_token(sh, run)
         job = s.finetune_job  # the fine-tune's checkpoints, in every attempt
         result_uri = workloads.finetune_result_uri(run, job)
         name, attempt, state = self._current_attempt(sh, run, job)
@@ -285,8 +281,70 @@ class Gke(LivePlatform):
             },
         )
 
+    def _apply_hf_token(self, sh: Shell, run: Run) -> None:
+        """The Secret with $HF_TOKEN the fine-tune's pods read (gated models need it)."""
+        if token := self.hf_token():
+            secret = workloads.secret(run, workloads.HF_SECRET, {"HF_TOKEN": token})
+            sh.apply_secret("manifests/03-secret-hf-token.yaml", secret)
+        else:
+            print("HF_TOKEN is not set: gated models such as google/gemma-2-9b cannot be "
+                  "downloaded")  # fmt: skip
+
     def hf_token(self) -> str:
         return os.environ.get("HF_TOKEN", "")
+
+    def sweep(self, run: Run, sweep: Sweep) -> dict[str, Any]:
+        """The sweep as a Katib Experiment (Katib installed first where the cluster lacks it):
+        `parallel` trials at a time, each the fine-tune's Job with the trial's settings; the
+        MLflow parent run is made first, followed until Katib ends the Experiment, then given
+        the best trial's metrics and the table of trials, as locally."""
+        sh = self.shell(run, "03-sweep")
+        self._ensure_katib(sh)
+        self._apply_hf_token(sh, run)
+        client = self.tracking_client(run)
+        parent = parent_run(run, client, sweep) if client else self.live_value("")
+        objects = workloads.sweep_experiment(
+            run, sweep, workloads.in_cluster_tracking_uri(run), parent
+        )
+        sh.apply("manifests/03-sweep-experiment.yaml", objects)
+        self._follow_experiment(sh, run, sweep.id)
+        if client is None:  # the plan: no MLflow to summarise in
+            return run.state.update(
+                "sweep", {"id": sweep.id, "parent_run_id": parent, "experiment": sweep.id}
+            )
+        return summarize(run, client, sweep, parent)
+
+    def _ensure_katib(self, sh: Shell) -> None:
+        """Katib's standalone install (its CRDs, controller, DB, webhook in namespace
+        `kubeflow`) unless the cluster has its Experiment CRD; waits until it is Available."""
+        crd = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        if sh.kube.exists(*crd, f"experiments.{workloads.KATIB_GROUP}"):
+            return
+        kustomization = ("github.com/kubeflow/katib.git/manifests/v1beta1/installs/"
+                         f"katib-standalone?ref={workloads.KATIB_VERSION}")  # fmt: skip
+        sh.run(["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
+                "-k", kustomization], attempts=5)  # fmt: skip
+        sh.run(["kubectl", "wait", "deployment", "--all", "-n=kubeflow",
+                "--for=condition=Available", "--timeout=10m"])  # fmt: skip
+
+    def _follow_experiment(self, sh: Shell, run: Run, name: str, poll_s: float = 30) -> None:
+        """Wait for the Katib Experiment to end, saying how many trials ran, succeeded and
+        failed as they change."""
+        sh.note(f"kubectl get experiment/{name} -n={run.settings.namespace} -w, until its "
+                "condition Succeeded or Failed (followed through the API)")  # fmt: skip
+        seen = None
+        while (found := sh.kube.get(workloads.KATIB_API, "Experiment", name,
+                                    run.settings.namespace)) is not None:  # fmt: skip
+            status = found.get("status", {})
+            counts = {k: status.get(f"trials{k}", 0) for k in ("Running", "Succeeded", "Failed")}
+            if counts != seen:
+                print(f"sweep {name}: " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()))
+                seen = counts
+            true = {c["type"] for c in status.get("conditions", []) if c.get("status") == "True"}
+            if ended := sorted(true & {"Succeeded", "Failed"}):
+                print(f"sweep {name}: {ended[0]}")
+                return
+            time.sleep(poll_s)
 
     def finetune_result(self, sh: Shell, result_uri: str) -> dict[str, Any]:
         return json.loads(sh.output(["gcloud", "storage", "cat", result_uri]))

@@ -103,19 +103,24 @@ class Kube:
 
     def exists(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """True if the object exists; False only on 404."""
+        return self.get(api_version, kind, name, namespace) is not None
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        """The object as a dict; None on 404."""
         from kubernetes.client.exceptions import ApiException
         from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
         try:
             resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
-            resource.get(name=name, namespace=namespace)
+            return resource.get(name=name, namespace=namespace).to_dict()
         except (NotFoundError, ResourceNotFoundError):
-            return False
+            return None
         except ApiException as e:
             if e.status == 404:
-                return False
+                return None
             raise _api_error(e, f"reading {kind}/{name}") from None
-        return True
 
     def jobs(self, namespace: str, selector: str) -> list[Any]:
         """The Jobs matching a label selector, oldest first."""

@@ -43,6 +43,11 @@ class EmptyCluster(Kube):
     def exists(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         return False
 
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        return None
+
     def jobs(self, namespace: str, selector: str) -> list[Any]:
         return []
 

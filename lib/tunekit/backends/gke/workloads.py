@@ -17,6 +17,7 @@ from tunekit.backends.gke import node_sizing
 from tunekit.backends.gke.kube import GKE_ACCELERATOR_LABEL
 from tunekit.models import builds_base, is_local_model
 from tunekit.run import Run
+from tunekit.sweep import Sweep
 from tunekit.tracking import (
     ARTIFACT_PREFIX,
     AUTH_DATABASE,
@@ -24,6 +25,7 @@ from tunekit.tracking import (
     TRACKING_DATABASE,
     extra_args,
 )
+from tunekit.train import OBJECTIVE
 
 K8S_VERSION = "1.34"  # the Kubernetes minor version the manifests are validated against
 PART_OF = {"app.kubernetes.io/part-of": "tunekit"}
@@ -39,6 +41,14 @@ POSTGRES_IMAGE = "postgres:17.6-bookworm"
 KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.15.2", "v1.17.2"
 HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
 UID = 10001  # the images' non-root user
+SWEEP_LABEL = "tunekit.dev/sweep"  # a sweep's trial Jobs carry its id
+KATIB_GROUP = "kubeflow.org"
+KATIB_API = f"{KATIB_GROUP}/v1beta1"
+KATIB_VERSION = "v0.19.0"  # katib-standalone, installed by the sweep where the cluster lacks it
+KATIB_INJECTION = "katib.kubeflow.org/metrics-collector-injection"
+# tunekit's samplers by Katib's names (katib-config.yaml of KATIB_VERSION: random and tpe are
+# its hyperopt suggestion, grid its Optuna one)
+KATIB_ALGORITHMS = {"grid": "grid", "random": "random", "tpe": "tpe"}
 FINETUNE_LABEL = "tunekit.dev/finetune"  # a fine-tune's Jobs (its attempts) carry its folder name
 
 
@@ -188,7 +198,13 @@ def namespace(run: Run) -> list[dict[str, Any]]:
             "kind": "Namespace",
             "metadata": {
                 "name": ns,
-                "labels": {**PART_OF, "pod-security.kubernetes.io/enforce": "baseline"},
+                "labels": {
+                    **PART_OF,
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    # Katib's webhook adds its metrics collector to a sweep's trial pods only
+                    # in namespaces with this label (katib manifests/v1beta1/components/webhook)
+                    KATIB_INJECTION: "enabled",
+                },
             },
         },
         *[
@@ -498,6 +514,84 @@ def finetune_job(
             },
         },
     ]
+
+
+# --- stage 03, a sweep: a Katib Experiment whose trials are the fine-tune's Job
+
+
+def sweep_experiment(
+    run: Run, sweep: Sweep, tracking_uri: str, parent_run_id: str
+) -> list[dict[str, Any]]:
+    """The ConfigMap with the sweep's base settings and the Katib Experiment `<sweep id>`.
+
+    Its trial template is `finetune_job`'s Job (one builder), unnamed as Katib wants it
+    (it names each trial), with the trial's values as `--param` over the config file and its
+    output in `/workspace/finetune/<the trial settings' job name>` (`--jobs-dir`), as a single
+    fine-tune of the same settings would write it. Katib's stdout collector reads the objective
+    from the lines `tunekit.train` prints last (`name=value`).
+    """
+    base = sweep.base.model_copy(update={"sweep_id": sweep.id})
+    configmap, job = finetune_job(run, sweep.id, tracking_uri, base.to_yaml())
+    job["metadata"] = {"labels": {SWEEP_LABEL: sweep.id, **PART_OF}}
+    pod = job["spec"]["template"]
+    pod["metadata"]["labels"] = {SWEEP_LABEL: sweep.id, **PART_OF}
+    container = pod["spec"]["containers"][0]
+    args = container["args"]
+    at = args.index("--output-dir")
+    container["args"] = [
+        *args[:at],
+        "--jobs-dir",
+        f"{MOUNT_PATHS[containers.WORKSPACE]}/finetune",
+        *args[at + 2 :],
+        *(f"--param={name}=${{trialParameters.{name}}}" for name in sweep.space),
+    ]
+    accuracy, loss = OBJECTIVE
+    experiment = {
+        "apiVersion": KATIB_API,
+        "kind": "Experiment",
+        "metadata": _meta(
+            run, sweep.id, "sweep", annotations={"tunekit.dev/mlflow-parent-run": parent_run_id}
+        ),
+        "spec": {
+            "objective": {
+                "type": "maximize",
+                "objectiveMetricName": accuracy,
+                "additionalMetricNames": [loss],
+            },
+            "algorithm": _algorithm(sweep),
+            "parallelTrialCount": sweep.parallel,
+            "maxTrialCount": sweep.trial_count,
+            "maxFailedTrialCount": sweep.trial_count,  # a failed trial does not stop the others
+            "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
+            "parameters": [
+                {
+                    "name": name,
+                    "parameterType": "categorical",
+                    "feasibleSpace": {"list": list(values)},
+                }
+                for name, values in sweep.space.items()
+            ],
+            "trialTemplate": {
+                "primaryContainerName": container["name"],
+                "trialParameters": [
+                    {"name": name, "reference": name, "description": f"setting {name}"}
+                    for name in sweep.space
+                ],
+                "trialSpec": job,
+            },
+        },
+    }
+    configmap["metadata"]["name"] = f"{sweep.id}-config"
+    return [configmap, experiment]
+
+
+def _algorithm(sweep: Sweep) -> dict[str, Any]:
+    """Katib's algorithm for the sampler; random and TPE seeded (hyperopt's `random_state`,
+    katib pkg/suggestion/v1beta1/hyperopt/base_service.py); the grid has every point anyway."""
+    algorithm: dict[str, Any] = {"algorithmName": KATIB_ALGORITHMS[sweep.sampler]}
+    if sweep.sampler != "grid":
+        algorithm["algorithmSettings"] = [{"name": "random_state", "value": str(sweep.seed)}]
+    return algorithm
 
 
 # --- stage 05: FastAPI Deployment + Service

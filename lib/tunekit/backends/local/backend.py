@@ -16,6 +16,8 @@ from tunekit.registry import champion_uri
 from tunekit.run import Run
 from tunekit.services import ensure_service, running_services, stop_all
 from tunekit.serving import champion_version
+from tunekit.sweep import Sweep, failure, optuna_sampler, parent_run, summarize
+from tunekit.train import OBJECTIVE
 
 
 class Local(LivePlatform):
@@ -111,6 +113,43 @@ class Local(LivePlatform):
                 print(f"tunekit: {', '.join(started)} had stopped: started again", flush=True)
             # read again: a restarted MLflow may listen on another port
             return finetune.run_local(run, tracking.tracking_uri(run))
+
+    def sweep(self, run: Run, sweep: Sweep) -> dict[str, Any]:
+        """The trials one after another (the machine has two cores), as Optuna's sampler asks
+        for them; each is `finetune` with the trial's settings. A failed trial is told to Optuna
+        as failed and the next one starts."""
+        import optuna
+
+        tracking.tracking_uri(run)  # stage 02 ran
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # the fine-tunes say enough
+        with run_lock.exclusive(run.dir, f"tunekit sweep {sweep.id}"):
+            self.open_ui(run)
+            client = self.tracking_client(run)
+            assert client is not None
+            parent = parent_run(run, client, sweep)
+            print(f"tunekit: sweep {sweep.id}: {sweep.trial_count} trials of {sweep.space} "
+                  f"({sweep.sampler}), parent run {parent}", flush=True)  # fmt: skip
+
+            def trial(asked: optuna.Trial) -> float:
+                values = {k: asked.suggest_categorical(k, v) for k, v in sweep.space.items()}
+                print(f"tunekit: trial {asked.number + 1}/{sweep.trial_count}: {values}",
+                      flush=True)  # fmt: skip
+                try:
+                    result = self.finetune(Run(run.dir, sweep.trial_settings(values)))
+                except RuntimeError as e:
+                    print(f"tunekit: trial {asked.number + 1} failed: {failure(e)}", flush=True)
+                    raise
+                return result[OBJECTIVE[0]]
+
+            study = optuna.create_study(
+                study_name=sweep.id, direction="maximize", sampler=optuna_sampler(sweep)
+            )
+            try:  # a failed trial is recorded as failed (`catch`), and the next one starts
+                study.optimize(trial, n_trials=sweep.trial_count, catch=(RuntimeError,))
+            except BaseException:
+                client.set_terminated(parent, "KILLED")
+                raise
+            return summarize(run, client, sweep, parent)
 
     def deploy_simple(self, run: Run) -> dict[str, Any]:
         """Start (or reuse) `tunekit.serve` under uvicorn on the champion; wait until ready."""

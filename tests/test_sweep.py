@@ -1,0 +1,413 @@
+"""`tunekit sweep`: the search space, the gke profile's Katib Experiment, and (end to end) a
+local sweep of real fine-tunes tracked as child runs of one MLflow parent run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import tunekit
+from tunekit.backends.gke import workloads
+from tunekit.settings import SettingsError, load_settings
+from tunekit.sweep import Sweep, parse_grid, searchable
+
+from .conftest import CLOUD_TOOLS, fake_tools, gke_series, rendered_one, tunekit_cli
+from .schemas import validate
+
+# --- the search space
+
+
+def test_a_grid_is_parsed_into_values_per_setting():
+    assert parse_grid(["lora_r=8,16", "learning_rate = 1e-3, 2e-3"]) == {
+        "lora_r": ("8", "16"),
+        "learning_rate": ("1e-3", "2e-3"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["lora_r"], "expected SETTING=V1,V2"),
+        (["lora_r="], "expected SETTING=V1,V2"),
+        (["no_such_setting=1,2"], "not a setting a sweep can vary"),
+        (["gpu_count=1,2"], "not a setting a sweep can vary"),  # a platform setting
+        (["experiment_name=a,b"], "not a setting a sweep can vary"),
+        (["lora_r=8", "lora_r=16"], "given twice"),
+        (["lora_r=8,8"], "repeated"),
+    ],
+)
+def test_a_bad_grid_is_refused_naming_the_problem(items, message):
+    with pytest.raises(SettingsError, match=message):
+        parse_grid(items)
+
+
+def test_a_value_no_trial_could_use_is_refused_before_anything_runs():
+    base = load_settings(profile="local")
+    with pytest.raises(
+        SettingsError, match=r"(?s)lora_r.*\(in the sweep's trial \{'lora_r': '0'\}\)"
+    ):
+        Sweep(base, {"lora_r": ("8", "0")})
+    with pytest.raises(SettingsError, match="--sampler"):
+        Sweep(base, sampler="annealing")  # type: ignore[arg-type]
+
+
+def test_a_sweep_is_named_by_its_base_settings_and_its_search():
+    base = load_settings(profile="local")
+    sweep = Sweep(base)
+    assert sweep.space == {"lora_r": ("8", "16"), "learning_rate": ("0.001", "0.002")}
+    assert sweep.trial_count == 4
+    gke = load_settings(profile="gke", project_id="p")  # the default space follows the base
+    assert Sweep(gke).space == {"lora_r": ("8", "16"), "learning_rate": ("0.0001", "0.0002")}
+    assert re.fullmatch(r"sw-[0-9a-f]{10}", sweep.id)
+    assert Sweep(load_settings(profile="local")).id == sweep.id  # the same sweep again
+    assert Sweep(base, {"lora_r": ("8", "32")}).id != sweep.id
+    assert Sweep(base, sampler="random", trials=4).id != sweep.id
+    assert Sweep(load_settings(profile="local", max_steps=10)).id != sweep.id
+    # a platform setting does not change what the trials train
+    assert Sweep(load_settings(profile="local", service_timeout_s=30)).id == sweep.id
+
+
+def test_each_trial_is_its_own_fine_tune_in_the_sweep():
+    sweep = Sweep(load_settings(profile="local"))
+    trials = [sweep.trial_settings(values) for values in sweep.grid()]
+    assert {(t.lora_r, t.learning_rate) for t in trials} == {
+        (8, 1e-3), (8, 2e-3), (16, 1e-3), (16, 2e-3)
+    }  # fmt: skip
+    assert {t.sweep_id for t in trials} == {sweep.id}
+    assert len({t.finetune_job for t in trials}) == 4
+    # a trial is not the single fine-tune of the same values: its run is the sweep's child
+    single = load_settings(profile="local", lora_r=8, learning_rate=1e-3)
+    assert single.finetune_job not in {t.finetune_job for t in trials}
+    assert "sweep_id" not in searchable() and "lora_r" in searchable()
+
+
+# --- the gke profile: a Katib Experiment (nothing of Katib runs here; its facts are cited)
+
+KATIB = "https://github.com/kubeflow/katib/tree/v0.19.0"
+
+
+@pytest.fixture(scope="module")
+def katib(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The gke series as a dry run, then a 2x2 sweep on it, with every cloud tool a stand-in
+    that records its call (there must be none)."""
+    tmp = tmp_path_factory.mktemp("katib")
+    path, calls = fake_tools(tmp, dict.fromkeys(CLOUD_TOOLS, "exit 1"))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PATH", path)
+        env.setenv("TUNEKIT_RUNS_DIR", str(tmp / "runs"))
+        run = tunekit.start_run(tmp / "run", profile="gke", dry_run=True, project_id="demo-project")
+        gke_series(run)
+        space = parse_grid(["lora_r=8,16", "learning_rate=1e-4,2e-4"])
+        sweep = Sweep(run.settings, space, parallel=2)
+        result = tunekit.sweep(run, sweep)
+    assert not calls.exists(), f"a dry run called a cloud tool: {calls.read_text()}"
+    return {
+        "run": run,
+        "sweep": sweep,
+        "result": result,
+        "experiment": rendered_one(run, "Experiment", sweep.id),
+        "config": rendered_one(run, "ConfigMap", f"{sweep.id}-config"),
+        "job": rendered_one(run, "Job"),
+        "commands": (run.dir / "gke" / "commands.sh").read_text(),
+    }
+
+
+def _trial(experiment: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """The trial's Job as Katib makes it: `${trialParameters.<name>}` replaced by the value,
+    named and put in the namespace (katib pkg/controller.v1beta1/experiment/manifest)."""
+    spec = experiment["spec"]["trialTemplate"]
+    text = json.dumps(spec["trialSpec"])
+    for parameter in spec["trialParameters"]:
+        text = text.replace(
+            f"${{trialParameters.{parameter['name']}}}", values[parameter["reference"]]
+        )
+    job = json.loads(text)
+    job["metadata"] |= {"name": f"{experiment['metadata']['name']}-abcd1234",
+                        "namespace": experiment["metadata"]["namespace"]}  # fmt: skip
+    return job
+
+
+def test_the_experiment_validates_against_katibs_schema(katib):
+    experiment = katib["experiment"]
+    validate(experiment, workloads.K8S_VERSION)
+    broken = copy.deepcopy(experiment)
+    broken["spec"]["trialTemplate"]["primaryContainer"] = "train"  # a misspelt field
+    with pytest.raises(ValueError, match="primaryContainer"):
+        validate(broken, workloads.K8S_VERSION)
+    # each trial's Job is a valid batch/v1 Job once Katib has filled in its values
+    validate(_trial(experiment, {"lora_r": "8", "learning_rate": "1e-4"}), workloads.K8S_VERSION)
+
+
+def test_the_experiment_passes_katibs_own_checks(katib):
+    """Katib's admission webhook, pkg/webhook/v1beta1/experiment/validator/validator.go."""
+    experiment, sweep = katib["experiment"], katib["sweep"]
+    spec, template = experiment["spec"], experiment["spec"]["trialTemplate"]
+    # the name: ^[a-z]([-a-z0-9]*[a-z0-9])?$, at most 40 characters (ValidateExperiment)
+    name = experiment["metadata"]["name"]
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 40
+    # the algorithm is one katib-config.yaml offers (manifests/.../katib-standalone)
+    assert spec["algorithm"]["algorithmName"] in {"random", "tpe", "grid"}
+    # categorical parameters take a list and no min/max/step (validateParameters)
+    for parameter in spec["parameters"]:
+        assert parameter["parameterType"] == "categorical"
+        assert set(parameter["feasibleSpace"]) == {"list"}
+    assert {p["name"]: tuple(p["feasibleSpace"]["list"]) for p in spec["parameters"]} == sweep.space
+    # validateTrialTemplate: metadata.name and namespace omitted; every trialParameter has a
+    # reference among spec.parameters and appears as ${trialParameters.<name>}; no placeholder
+    # is left without one
+    job = template["trialSpec"]
+    assert "name" not in job["metadata"] and "namespace" not in job["metadata"]
+    text = json.dumps(job)
+    names = [p["name"] for p in template["trialParameters"]]
+    assert {p["reference"] for p in template["trialParameters"]} == set(sweep.space)
+    for parameter in names:
+        assert f"${{trialParameters.{parameter}}}" in text
+    assert set(re.findall(r"\$\{trialParameters\.(.+?)\}", text)) == set(names)
+    # primaryContainerName names the Job's container; Katib's stdout collector wraps that
+    # container's `command` in `sh -c` (pkg/webhook/v1beta1/pod/utils.go wrapWorkerContainer),
+    # so it must have one (a bare image entrypoint is looked up in the registry)
+    containers = job["spec"]["template"]["spec"]["containers"]
+    primary = next(c for c in containers if c["name"] == template["primaryContainerName"])
+    assert primary["command"][:3] == ["python", "-m", "tunekit.train"]
+    # the metrics collector: stdout, with the default filter
+    assert spec["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
+    assert spec["maxTrialCount"] == 4 and spec["parallelTrialCount"] == 2
+    assert spec["maxFailedTrialCount"] >= spec["maxTrialCount"]  # a failure stops no other
+
+
+def test_the_trial_template_is_the_single_fine_tunes_job(katib):
+    """One builder: the trial's Job is `finetune_job`'s, but for its name and labels (Katib
+    names trials), the output folder and the trial's values."""
+    job, trial = katib["job"], katib["experiment"]["spec"]["trialTemplate"]["trialSpec"]
+    pod, trial_pod = job["spec"]["template"]["spec"], trial["spec"]["template"]["spec"]
+    assert {k: v for k, v in trial["spec"].items() if k != "template"} == {
+        k: v for k, v in job["spec"].items() if k != "template"
+    }
+    (container,), (trial_container,) = pod["containers"], trial_pod["containers"]
+    for field in ("image", "command", "env", "resources", "volumeMounts", "securityContext"):
+        assert trial_container[field] == container[field], field
+    for field in ("serviceAccountName", "nodeSelector", "tolerations", "securityContext"):
+        assert trial_pod.get(field) == pod.get(field), field
+    assert [v["name"] for v in trial_pod["volumes"]] == [v["name"] for v in pod["volumes"]]
+    args = trial_container["args"]
+    assert args[args.index("--jobs-dir") + 1] == "/workspace/finetune"
+    assert "--output-dir" not in args
+    assert [a for a in args if a.startswith("--param=")] == [
+        "--param=lora_r=${trialParameters.lora_r}",
+        "--param=learning_rate=${trialParameters.learning_rate}",
+    ]
+    # the trials read the sweep's base settings, in the sweep
+    config = yaml.safe_load(katib["config"]["data"]["config.yaml"])
+    assert config["sweep_id"] == katib["sweep"].id
+    assert trial_pod["volumes"][0]["configMap"]["name"] == f"{katib['sweep'].id}-config"
+
+
+def test_katib_is_installed_where_missing_and_sees_the_namespace(katib):
+    commands = katib["commands"]
+    # katib's README: kubectl apply -k ".../manifests/v1beta1/installs/katib-standalone?ref=..."
+    assert ("manifests/v1beta1/installs/katib-standalone?ref=" + workloads.KATIB_VERSION
+            in commands)  # fmt: skip
+    assert "kubectl wait deployment --all -n=kubeflow" in commands  # its kustomization's namespace
+    # the webhook injects the metrics collector only into labelled namespaces
+    # (manifests/v1beta1/components/webhook/webhooks.yaml, namespaceSelector)
+    namespace = rendered_one(katib["run"], "Namespace")
+    assert namespace["metadata"]["labels"][workloads.KATIB_INJECTION] == "enabled"
+    assert katib["result"]["id"] == katib["sweep"].id
+
+
+def test_the_trainer_prints_the_objective_as_katibs_default_filter_reads_it(capsys):
+    """The filter of Katib's stdout collector,
+    pkg/metricscollector/v1beta1/common/const.go DefaultFilter."""
+    from tunekit.train import OBJECTIVE
+
+    default_filter = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+    printed = [f"{name}={value}" for name, value in zip(OBJECTIVE, (0.915, 1.25e-05), strict=True)]
+    found = {m[0]: float(m[1]) for line in printed for m in re.findall(default_filter, line)}
+    assert found == {"tuned_execution_accuracy": 0.915, "eval_loss": 1.25e-05}
+    source = (Path(tunekit.__file__).parent / "train.py").read_text()
+    assert 'print(f"{name}={result[name]}"' in source
+
+
+# --- end to end on the local profile: real fine-tunes, a real MLflow server
+
+# Trials short enough for a test; a file dataset, so that a changed file can be shown refused
+SHORT = {"max_steps": 6, "save_steps": 3, "logging_steps": 3, "eval_size": 20,
+         "eval_max_new_tokens": 48, "tiny_pretrain_steps": 100}  # fmt: skip
+
+
+def _params(values: dict[str, Any]) -> list[str]:
+    return [arg for k, v in values.items() for arg in ("-p", f"{k}={v}")]
+
+
+@pytest.fixture(scope="module")
+def swept(platform: tunekit.Run, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`tunekit sweep` of a 2x2 grid on a run with stages 01-02, run twice (the second reuses
+    every trial), then stage 04."""
+    from tunekit.synthetic import generate
+
+    rows = tmp_path_factory.mktemp("data") / "rows.jsonl"
+    # the rows of `synthetic` with the suite's 600 rows: the tiny-gemma2 build is shared
+    rows.write_text("".join(json.dumps(r) + "\n" for r in generate(600, seed=42)))
+    base = {**SHORT, "dataset": rows}
+    grid = ["--grid", "lora_r=4,8", "--grid", "learning_rate=1e-3,3e-3"]
+    args = ["sweep", *grid, "--run-dir", str(platform.dir), *_params(base)]
+    first = tunekit_cli(*args, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = tunekit_cli(*args, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    run = tunekit.open_run(platform.dir)
+    state = run.state.section("sweep")
+    registered = tunekit.register_model(run)
+    return {"run": run, "rows": rows, "base": base, "state": state, "registry": registered,
+            "first": first.stdout, "again": again.stdout}  # fmt: skip
+
+
+@pytest.fixture
+def client(swept: dict[str, Any]) -> Any:
+    from tunekit.backends import backend_for
+
+    return backend_for(swept["run"]).tracking_client(swept["run"])
+
+
+def _children(client: Any, run: tunekit.Run, parent: str) -> list[Any]:
+    experiment = run.state.section("mlflow")["experiment_id"]
+    return client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent}'")
+
+
+@pytest.mark.e2e
+def test_a_grid_sweep_is_one_parent_run_with_a_finished_child_per_trial(swept, client):
+    state, run = swept["state"], swept["run"]
+    parent = client.get_run(state["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["tunekit.sweep_role"] == "parent"
+    assert json.loads(parent.data.tags["tunekit.sweep.space"]) == {
+        "lora_r": ["4", "8"], "learning_rate": ["1e-3", "3e-3"]
+    }  # fmt: skip
+    children = _children(client, run, parent.info.run_id)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    params = {(c.data.params["tunekit.lora_r"], c.data.params["tunekit.learning_rate"])
+              for c in children}  # fmt: skip
+    assert params == {("4", "0.001"), ("4", "0.003"), ("8", "0.001"), ("8", "0.003")}
+    assert {c.data.tags["tunekit.sweep_id"] for c in children} == {state["id"]}
+    # the parent's best is the best child, ranked as stage 04 ranks runs
+    best = max(children, key=lambda c: (c.data.metrics["tuned_execution_accuracy"],
+                                        -c.data.metrics["eval_loss"]))  # fmt: skip
+    assert parent.data.tags["tunekit.sweep.best_run_id"] == best.info.run_id == state["best_run_id"]
+    for metric in ("tuned_execution_accuracy", "eval_loss", "tuned_exact_match"):
+        assert parent.data.metrics[metric] == best.data.metrics[metric]
+    # and a table of every trial on the parent
+    path = client.download_artifacts(parent.info.run_id, "sweep/trials.json")
+    trials = json.loads(Path(path).read_text())
+    assert {t["run_id"] for t in trials} == {c.info.run_id for c in children}
+    assert trials[0]["run_id"] == best.info.run_id
+
+
+@pytest.mark.e2e
+def test_running_the_same_sweep_again_reuses_its_trials_and_its_parent(swept, client):
+    assert swept["first"].count("Starting fine-tune") == 4
+    assert "Starting fine-tune" not in swept["again"]
+    assert swept["state"]["parent_run_id"] in swept["first"]  # one parent, found again
+    experiment = swept["run"].state.section("mlflow")["experiment_id"]
+    parents = client.search_runs([experiment], "tags.`tunekit.sweep_role` = 'parent'")
+    assert len(parents) == 1
+
+
+@pytest.mark.e2e
+def test_stage_04_registers_the_sweeps_best_trial_as_champion(swept, client):
+    registry = swept["registry"]
+    assert registry["run_id"] == swept["state"]["best_run_id"]
+    version = client.get_model_version_by_alias(registry["registered_model_name"], "champion")
+    assert version.run_id == swept["state"]["best_run_id"]  # a child, never the parent
+
+
+@pytest.mark.e2e
+def test_a_failed_trial_is_recorded_failed_and_the_others_finish(swept, client):
+    run = tunekit.open_run(swept["run"].dir)
+    # PEFT refuses a target module the model does not have (NoMatchingPeftModuleError)
+    space = parse_grid(["lora_target_modules=no_such_proj,all-linear"])
+    result = tunekit.sweep(run, Sweep(run.settings, space))
+    children = {c.data.params["tunekit.lora_target_modules"]: c.info.status
+                for c in _children(client, run, result["parent_run_id"])}  # fmt: skip
+    assert children == {"no_such_proj": "FAILED", "all-linear": "FINISHED"}
+    assert result["failed"] == 1 and result["finished"] == 1
+    assert client.get_run(result["parent_run_id"]).info.status == "FINISHED"
+
+
+@pytest.mark.e2e
+def test_reproduce_gives_the_same_metrics_in_a_new_tagged_run(swept, client):
+    original = swept["state"]["best_run_id"]
+    done = tunekit_cli("reproduce", original, "--run-dir", str(swept["run"].dir), timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    state = tunekit.open_run(swept["run"].dir).state.section("reproduce")
+    copy_run, then = client.get_run(state["reproduction_run_id"]), client.get_run(original)
+    assert copy_run.info.run_id != original and copy_run.info.status == "FINISHED"
+    assert copy_run.data.tags["tunekit.reproduces"] == original
+    assert "mlflow.parentRunId" not in copy_run.data.tags  # not a trial of the sweep
+    for metric in ("tuned_execution_accuracy", "tuned_exact_match", "base_execution_accuracy"):
+        assert copy_run.data.metrics[metric] == then.data.metrics[metric], metric
+    # on the CPU with the same seed, the training itself is the same
+    assert copy_run.data.metrics["eval_loss"] == pytest.approx(
+        then.data.metrics["eval_loss"], abs=1e-6
+    )
+    assert (
+        copy_run.data.tags["tunekit.data.train_sha256"]
+        == then.data.tags["tunekit.data.train_sha256"]
+    )
+    # what reproduction needs is on record: the code, the packages, the data
+    for tag in ("tunekit.git_commit", "tunekit.git_dirty", "tunekit.package.torch",
+                "tunekit.package.transformers", "tunekit.package.trl", "tunekit.package.peft",
+                "tunekit.package.mlflow", "tunekit.data.eval_sha256"):  # fmt: skip
+        assert then.data.tags.get(tag), tag
+    # the registered model reproduces the same way: it is the same run, found by its alias
+    from tunekit.reproduce import resolve_run_id
+
+    name = swept["registry"]["registered_model_name"]
+    assert resolve_run_id(client, f"models:/{name}@champion") == original
+
+
+@pytest.mark.e2e
+def test_reproduce_refuses_changed_data_before_training(swept, client):
+    rows = swept["rows"]
+    lines = rows.read_text().splitlines()
+    changed = json.loads(lines[-1]) | {"question": "how many rows changed?"}
+    rows.write_text("\n".join([*lines[:-1], json.dumps(changed)]) + "\n")
+    run_dir = swept["run"].dir
+    before = sorted((run_dir / "finetune").iterdir())
+    done = tunekit_cli("reproduce", swept["state"]["best_run_id"], "--run-dir", str(run_dir))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert re.search(r"the (train|eval) rows differ from those run \w+ used: their digest was "
+                     r"[0-9a-f]{12}, now [0-9a-f]{12}", done.stdout)  # fmt: skip
+    assert sorted((run_dir / "finetune").iterdir()) == before  # nothing trained or started
+
+
+def test_reproduce_refuses_another_commit_unless_told(monkeypatch):
+    from tunekit.reproduce import Recorded, ReproduceRefused, check
+
+    original = Recorded("r1", {"dataset": "synthetic"}, {"tunekit.git_commit": "a" * 40}, {})
+    monkeypatch.setenv("TUNEKIT_GIT_COMMIT", "b" * 40)
+    with pytest.raises(
+        ReproduceRefused, match="made by commit aaaaaaaaaaaa, this kit is bbbbbbbbbbbb"
+    ):
+        check(original, None, allow_other_commit=False)
+    warnings = check(original, None, allow_other_commit=True)
+    assert any("another commit" in w for w in warnings)
+
+
+def test_the_local_mlflow_caches_checked_logins(tmp_path, monkeypatch):
+    """MLflow checks the password hash on every request unless its auth cache is on (3.17's
+    auth/config.py `auth_cache_ttl_seconds`, default 0): 0.5 s a request here, 35 s of each
+    fine-tune's end."""
+    from mlflow.server.auth.config import read_auth_config
+
+    from tunekit.tracking import AUTH_CACHE_TTL_S, auth_ini
+
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text(auth_ini("sqlite:///auth.db"))
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ini))
+    assert read_auth_config().auth_cache_ttl_seconds == AUTH_CACHE_TTL_S > 0
