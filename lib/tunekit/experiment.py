@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -381,8 +380,5 @@ def log_adapter(
 
 def pip_requirements() -> list[str]:
     """Pinned requirements of the logged model (inferring them imports half of PyPI)."""
-    pins = [f"mlflow=={mlflow.__version__}"]
-    for package in MODEL_PACKAGES:
-        with suppress(PackageNotFoundError):
-            pins.append(f"{package}=={version(package).split('+')[0]}")
-    return pins
+    versions = provenance.package_versions(MODEL_PACKAGES)
+    return [f"mlflow=={mlflow.__version__}", *(f"{p}=={v}" for p, v in versions.items())]

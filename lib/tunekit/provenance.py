@@ -40,11 +40,11 @@ def git_dirty() -> str:
     return UNKNOWN if status is None else str(bool(status)).lower()
 
 
-def package_versions() -> dict[str, str]:
-    """{package: version} of the training packages installed here (local builds' `+cpu`
-    suffix dropped: it names the wheel, not the code)."""
+def package_versions(packages: tuple[str, ...] = TRAINING_PACKAGES) -> dict[str, str]:
+    """{package: version} of `packages` installed here (local builds' `+cpu` suffix dropped:
+    it names the wheel, not the code)."""
     found = {}
-    for package in TRAINING_PACKAGES:
+    for package in packages:
         with suppress(PackageNotFoundError):
             found[package] = version(package).split("+")[0]
     return found
