@@ -31,7 +31,7 @@ kubectl apply --server-side --field-manager=tunekit -k 'github.com/kubeflow/kati
 kubectl wait deployment --all -n=kubeflow --for=condition=Available --timeout=10m
 # Secret hf-token applied server-side with its values (redacted copy: runs/example/gke/manifests/03-secret-hf-token.yaml)
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/03-sweep-experiment.yaml
-# kubectl get experiment/sw-78a3092519 -n=tunekit -w, until its condition Succeeded or Failed (followed through the API)
+# kubectl get experiment/sw-fd6626bbe2 -n=tunekit -w, until its condition Succeeded or Failed (followed through the API)
 
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/05-serve.yaml
 kubectl rollout status deployment/tunekit-serve -n=tunekit --timeout=20m

@@ -87,6 +87,68 @@ def test_each_trial_is_its_own_fine_tune_in_the_sweep():
     assert "sweep_id" not in searchable() and "lora_r" in searchable()
 
 
+def test_runs_are_ranked_by_score_then_eval_loss_unscored_last():
+    """One ranking (tunekit.objective) for stage 04's table and a sweep's trials."""
+    from tunekit.objective import best_first, rank_key
+
+    rows = [
+        {"id": "none", "tuned_execution_accuracy": None, "eval_loss": 0.1},
+        {"id": "nan", "tuned_execution_accuracy": float("nan"), "eval_loss": 0.1},
+        {"id": "low", "tuned_execution_accuracy": 0.5, "eval_loss": 0.2},
+        {"id": "tie-worse", "tuned_execution_accuracy": 0.9, "eval_loss": 0.8},
+        {"id": "best", "tuned_execution_accuracy": 0.9, "eval_loss": 0.3},
+        {"id": "no-loss", "tuned_execution_accuracy": 0.9},
+    ]
+    ranked = [r["id"] for r in best_first(rows)]
+    assert ranked[:4] == ["best", "tie-worse", "no-loss", "low"]
+    assert set(ranked[4:]) == {"none", "nan"}
+    # a failed trial never outranks a finished one, whatever it logged before failing
+    assert rank_key(rows[4], scored=False) > rank_key(rows[2])
+
+
+def test_a_sweep_summarized_again_reports_its_new_best(run, tmp_path):
+    """A re-run of a sweep whose best changed (a failed trial that finishes on retry) leaves
+    the new best's metrics on the parent run: MLflow keeps as latest the point with the highest
+    (step, timestamp, value), so a summary stamped as the last one was kept the larger loss."""
+    from mlflow import MlflowClient
+
+    from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
+    from tunekit.sweep import TABLE_FILE, parent_run, summarize
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # a real store, no server
+    experiment = client.create_experiment("sweeps", artifact_location=str(tmp_path / "art"))
+    run.state.update("mlflow", {"experiment_id": experiment})
+    sweep = Sweep(run.settings, {"lora_r": ("8", "16")})
+
+    def trial(parent: str, lora_r: str, status: str, **metrics: float) -> str:
+        tags = {SWEEP_TAG: sweep.id, SWEEP_ROLE_TAG: "trial", PARENT_TAG: parent}
+        trial_id = client.create_run(experiment, tags=tags).info.run_id
+        client.log_param(trial_id, "tunekit.lora_r", lora_r)
+        for name, value in metrics.items():
+            client.log_metric(trial_id, name, value)
+        client.set_terminated(trial_id, status)
+        return trial_id
+
+    parent = parent_run(run, client, sweep)
+    first = trial(parent, "8", "FINISHED", tuned_execution_accuracy=0.5, eval_loss=1.0)
+    trial(parent, "16", "FAILED", tuned_execution_accuracy=0.9, eval_loss=0.1)
+    summary = summarize(run, client, sweep, parent)
+    assert summary["best_run_id"] == first and summary["failed"] == 1
+    assert client.get_run(parent).data.metrics["eval_loss"] == 1.0
+
+    assert parent_run(run, client, sweep) == parent  # the same sweep again: its parent
+    retried = trial(parent, "16", "FINISHED", tuned_execution_accuracy=0.5, eval_loss=0.4)
+    summary = summarize(run, client, sweep, parent)
+    assert summary["best_run_id"] == retried
+    reported = client.get_run(parent)
+    assert reported.data.tags["tunekit.sweep.best_run_id"] == retried
+    assert reported.data.metrics["eval_loss"] == 0.4
+    assert reported.info.status == "FINISHED"
+    table = json.loads(Path(client.download_artifacts(parent, TABLE_FILE)).read_text())
+    assert [t["run_id"] for t in table][:2] == [retried, first]
+    assert table[-1]["status"] == "FAILED"
+
+
 # --- the gke profile: a Katib Experiment (nothing of Katib runs here; its facts are cited)
 
 KATIB = "https://github.com/kubeflow/katib/tree/v0.19.0"

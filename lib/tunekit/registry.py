@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from tunekit.experiment import SWEEP_ROLE_TAG
+from tunekit.objective import best_first
 from tunekit.run import Run
 from tunekit.settings import Settings
 from tunekit.tracking import client, model_version_url, tracking_uri
-from tunekit.train import OBJECTIVE
 
 CHAMPION = "champion"
-RANK_BY = OBJECTIVE  # higher first, then lower first: a sweep's objective
 METRICS = (
     "tuned_execution_accuracy",
     "tuned_exact_match",
@@ -58,10 +57,7 @@ def compare_runs(run: Run) -> Any:
         for r in found
         if r.data.tags.get(SWEEP_ROLE_TAG) != "parent"
     ]
-    table = pd.DataFrame(rows, columns=["run_id", "run_name", *METRICS, *PARAMS])
-    return table.sort_values(
-        list(RANK_BY), ascending=[False, True], na_position="last", ignore_index=True
-    )
+    return pd.DataFrame(best_first(rows), columns=["run_id", "run_name", *METRICS, *PARAMS])
 
 
 def register_best(run: Run, mlflow_client: Any) -> dict[str, Any]:

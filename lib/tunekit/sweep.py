@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
+from tunekit.objective import OBJECTIVE, SCORE, rank_key
 from tunekit.run import Run
 from tunekit.settings import GROUPS, TRAINING_GROUPS, Settings, SettingsError, load_settings
-from tunekit.train import OBJECTIVE
 
 Sampler = Literal["grid", "random", "tpe"]
 SAMPLERS: tuple[str, ...] = ("grid", "random", "tpe")
@@ -102,14 +103,13 @@ class Sweep:
 
     @property
     def id(self) -> str:
-        """`sw-<digest>` of the base training settings and the search."""
+        """`sw-<digest>` of the base fine-tune (its job name: the training settings) and the
+        search."""
         shaping = {
-            "base": json.loads(self.base.model_copy(update={"sweep_id": ""}).model_dump_json()),
+            "base": self.base.model_copy(update={"sweep_id": ""}).finetune_job,
             "space": self.space,
             "search": [self.sampler, self.trial_count, self.seed],
         }
-        training = {n for g in TRAINING_GROUPS for n in GROUPS[g].names()}
-        shaping["base"] = {k: v for k, v in shaping["base"].items() if k in training}
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
         return f"sw-{digest[:10]}"
 
@@ -173,7 +173,7 @@ def parent_run(run: Run, client: Any, sweep: Sweep) -> str:
 
 def trials_table(run: Run, client: Any, sweep: Sweep, parent_id: str) -> list[dict[str, Any]]:
     """Every trial run of the sweep: its run id, status, parameters and objective, best first
-    (the finished ones by OBJECTIVE, then the others)."""
+    (the finished ones by `objective.rank_key`, then the others)."""
     experiment_id = run.state.section("mlflow")["experiment_id"]
     found = client.search_runs(
         [experiment_id],
@@ -190,13 +190,7 @@ def trials_table(run: Run, client: Any, sweep: Sweep, parent_id: str) -> list[di
         }
         for r in found
     ]
-    accuracy, loss = OBJECTIVE
-
-    def rank(row: dict[str, Any]) -> tuple:
-        scored = row["status"] == "FINISHED" and row[accuracy] is not None
-        return (not scored, -(row[accuracy] or 0), row[loss] if row[loss] is not None else 1e9)
-
-    return sorted(rows, key=rank)
+    return sorted(rows, key=lambda row: rank_key(row, scored=row["status"] == "FINISHED"))
 
 
 def summarize(run: Run, client: Any, sweep: Sweep, parent_id: str) -> dict[str, Any]:
@@ -207,11 +201,15 @@ def summarize(run: Run, client: Any, sweep: Sweep, parent_id: str) -> dict[str, 
     from tunekit.registry import METRICS
 
     table = trials_table(run, client, sweep, parent_id)
-    finished = [t for t in table if t["status"] == "FINISHED" and t[OBJECTIVE[0]] is not None]
+    finished = [t for t in table if t["status"] == "FINISHED" and t[SCORE] is not None]
     best = finished[0] if finished else None
     if best:
         metrics = client.get_run(best["run_id"]).data.metrics
-        stamp = client.get_run(parent_id).info.start_time
+        # now, not a fixed time: MLflow's latest value of a metric is the one with the highest
+        # (step, timestamp, value) (mlflow/store/tracking/sqlalchemy_store.py
+        # `_update_latest_metrics_if_necessary`), so a re-run whose best changed logs a newer
+        # point than the last summary's, or a larger old value would stay
+        stamp = int(time.time() * 1000)
         client.log_batch(
             parent_id,
             metrics=[Metric(m, metrics[m], stamp, 0) for m in METRICS if m in metrics],
@@ -230,6 +228,6 @@ def summarize(run: Run, client: Any, sweep: Sweep, parent_id: str) -> dict[str, 
             "finished": len(finished),
             "failed": sum(t["status"] == "FAILED" for t in table),
             "best_run_id": best["run_id"] if best else None,
-            **({OBJECTIVE[0]: best[OBJECTIVE[0]]} if best else {}),
+            **({SCORE: best[SCORE]} if best else {}),
         },
     )

@@ -21,9 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunekit.objective import OBJECTIVE
+
 RESULT_FILE = "result.json"
-# What a sweep maximises, then minimises on a tie (stage 04 ranks runs the same way)
-OBJECTIVE = ("tuned_execution_accuracy", "eval_loss")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

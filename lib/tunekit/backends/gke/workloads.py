@@ -16,6 +16,7 @@ from tunekit.backends.containers import HF_TOKEN, MOUNT_PATHS, Container, Secret
 from tunekit.backends.gke import node_sizing
 from tunekit.backends.gke.kube import GKE_ACCELERATOR_LABEL
 from tunekit.models import builds_base, is_local_model
+from tunekit.objective import OBJECTIVE
 from tunekit.run import Run
 from tunekit.sweep import Sweep
 from tunekit.tracking import (
@@ -25,7 +26,6 @@ from tunekit.tracking import (
     TRACKING_DATABASE,
     extra_args,
 )
-from tunekit.train import OBJECTIVE
 
 K8S_VERSION = "1.34"  # the Kubernetes minor version the manifests are validated against
 PART_OF = {"app.kubernetes.io/part-of": "tunekit"}

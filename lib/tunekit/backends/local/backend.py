@@ -12,12 +12,12 @@ from google.cloud import storage
 from tunekit import credentials, run_lock, tracking
 from tunekit.backends.base import LivePlatform
 from tunekit.backends.local import finetune, postgres, processes
+from tunekit.objective import SCORE
 from tunekit.registry import champion_uri
 from tunekit.run import Run
 from tunekit.services import ensure_service, running_services, stop_all
 from tunekit.serving import champion_version
 from tunekit.sweep import Sweep, failure, optuna_sampler, parent_run, summarize
-from tunekit.train import OBJECTIVE
 
 
 class Local(LivePlatform):
@@ -139,7 +139,7 @@ class Local(LivePlatform):
                 except RuntimeError as e:
                     print(f"tunekit: trial {asked.number + 1} failed: {failure(e)}", flush=True)
                     raise
-                return result[OBJECTIVE[0]]
+                return result[SCORE]
 
             study = optuna.create_study(
                 study_name=sweep.id, direction="maximize", sampler=optuna_sampler(sweep)
