@@ -39,7 +39,6 @@ from transformers.trainer_callback import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 import tunekit
-from tunekit.data import load_splits
 from tunekit.models import load_base
 from tunekit.prompts import build_example
 from tunekit.settings import load_settings
@@ -175,12 +174,7 @@ def main() -> None:
             mlflow.set_tracking_uri(platform["tracking_uri"])
             mlflow.set_experiment("bench-finetune-throughput")
             settings = load_settings(profile="local", synthetic_rows=options.rows)
-            train_rows, _ = load_splits(settings)
-            base = {
-                "model_id": settings.model_id, "rows": train_rows,
-                "models_dir": work / "models", "seed": settings.seed,
-            }  # fmt: skip
-            console.print("Building tiny-gemma2 (once, shared by both recipes)...")
+            base = {"model_id": settings.model_id, "models_dir": work / "models"}
             load_base(**base)
             round_trip_ms = _sync_round_trip_ms()
             results = []

@@ -49,7 +49,7 @@ echo "== render: a gke dry run of stages 01-05 with the tiny model"
 HF_HUB_OFFLINE=1 "$PY" -m tunekit run --profile gke --run-dir "$RUN_DIR" --stages 01-05 \
   -p dry_run=true -p project_id=kind-e2e -p model_id=tiny-gemma2 -p dataset=synthetic \
   -p max_steps=30 -p save_steps=10 -p synthetic_rows=600 -p eval_size=20 \
-  -p tiny_pretrain_steps=50 -p gpu_spot=true
+  -p gpu_spot=true
 # For kind: the images loaded above, a volume for the bucket, no GCS for MLflow, one fake GPU
 # for the containers that ask for one (ci/kind_manifests.py; its rules are tested in make test).
 "$PY" ci/kind_manifests.py "$RUN_DIR" "$TAG"

@@ -100,14 +100,17 @@ run
 # %% [markdown]
 # ## Compare the fine-tunes
 #
-# Best first. `tuned_execution_accuracy` runs the model's SQL and the gold SQL on SQLite tables and
-# compares their results; `eval_loss` is the loss on the held-out rows.
+# Best first, by `score`: the mean of the tuned model's execution accuracy on the held-out rows
+# (`tuned_execution_accuracy`) and on questions about tables the training data never had
+# (`unseen_tuned_execution_accuracy`); ties go to the lower `eval_loss`. Execution accuracy runs
+# the model's SQL and the gold SQL on SQLite tables and compares their results. A run that
+# memorised its training schemas scores well on the first and fails the second.
 
 # %%
 tunekit.compare_runs(run)
 
 # %% [markdown]
-# The same runs as a picture: execution accuracy on the left, eval loss on the right.
+# The same runs as a picture: both execution accuracies on the left, eval loss on the right.
 # In JupyterLab, pick the runs to compare in the list (Ctrl/Shift-click); headless, every run is
 # drawn.
 
@@ -122,8 +125,9 @@ tunekit.plots.choose_runs(run)
 
 # %%
 registered = tunekit.register_model(run)
-accuracy = registered["tuned_execution_accuracy"]
-print(f"{registered['model_uri']} is version {registered['version']} ({accuracy:.1%})")
+print(f"{registered['model_uri']} is version {registered['version']}: score "
+      f"{registered['score']:.1%} (held-out {registered['tuned_execution_accuracy']:.1%}, "
+      f"unseen tables {registered['unseen_tuned_execution_accuracy']:.1%})")
 print(f"Registered from run {registered['run_id']}")
 print(f"Model page: {registered['ui_url']}")
 

@@ -78,7 +78,11 @@ if importlib.util.find_spec("tunekit") is None:  # Colab, Vertex AI Workbench
 #
 # - `run_dir`: the run to use; empty: the latest run under runs/
 # - `profile`: `local` or `gke`; empty: `$TUNEKIT_PROFILE`, else `local`
-# - `question`, `context`: what to ask, and the `CREATE TABLE` statements it is about
+# - `question`, `context`: what to ask, and the `CREATE TABLE` statements it is about (by default
+#   the GKE tutorial's own question)
+# - `expected`: the SQL that answers it, if you know it: the answer is then checked by running
+#   both on SQLite tables made from `context` (empty: the tutorial's answer to its question,
+#   nothing to check for another question)
 # - `settings`: any other setting, e.g. `{"experiment_name": "demo"}`
 #
 # Secrets such as `HF_TOKEN` are never parameters: they come from the environment.
@@ -86,8 +90,9 @@ if importlib.util.find_spec("tunekit") is None:  # Colab, Vertex AI Workbench
 # %% tags=["parameters"]
 run_dir = ""  # @param {type:"string"}
 profile = ""  # @param ["", "local", "gke"]
-question = "What is the total number of points when the opponent is utah jazz?"  # @param {type:"string"}
-context = "CREATE TABLE table_name_12 (points INTEGER, opponent VARCHAR)"  # @param {type:"string"}
+question = 'What is the total number of attendees with age over 30 at kubecon "eu"?'  # @param {type:"string"}
+context = "CREATE TABLE attendees (name VARCHAR, age INTEGER, kubecon VARCHAR)"  # @param {type:"string"}
+expected = ""  # @param {type:"string"}
 settings = {}  # @param {type:"raw"}
 
 # %% [markdown]
@@ -112,11 +117,17 @@ print(f"API docs: {server['docs']}")
 
 # %% [markdown]
 # ## Ask a question
+#
+# The GKE tutorial's own question, in its own prompt format (the kit trains on that format, so the
+# tutorial's `GET /predict?message=...` and its V2 `input.json` work as they are).
 
 # %%
-answer = tunekit.ask(run, question, context)
+answer = tunekit.ask(run, question, context, expected=expected)
 print(f"Q:   {answer['question']}")
 print(f"SQL: {answer['sql']}   (model version {answer['model_version']})")
+if answer["correct"] is not None:
+    print("correct: it returns what the expected SQL returns" if answer["correct"] else
+          f"wrong: the expected SQL is {answer['expected']}")
 
 # %% [markdown]
 # The same request from a terminal:

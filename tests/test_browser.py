@@ -198,7 +198,7 @@ def test_the_series_in_jupyterlab_and_the_result_in_the_mlflow_ui(lab, browser):
     assert widgets, "no progress bar (tqdm.auto) in 03"
     recipe = _text(books["03-finetune"])  # the configs it ran, and the prompt template
     assert "peft_config = LoraConfig(" in recipe and "args = SFTConfig(" in recipe
-    assert "-- {question}" in recipe
+    assert "Question: {question}" in recipe
     answer = _text(books["05-deploy-simple"])
     assert "SQL:" in answer and "(model version 1)" in answer
     assert "V2 endpoint:" in _text(books["06-deploy-kserve"])

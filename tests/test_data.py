@@ -130,7 +130,7 @@ def test_prompt_template_is_shared_and_the_completion_ends_with_eos() -> None:
     example = build_example(ROWS[1], eos_token="<eos>")
     assert example["prompt"] == build_prompt(ROWS[1]["question"], ROWS[1]["context"])
     assert ROWS[1]["question"] in example["prompt"] and ROWS[1]["context"] in example["prompt"]
-    assert example["completion"] == ROWS[1]["answer"] + "<eos>"
+    assert example["completion"] == " " + ROWS[1]["answer"] + "<eos>"  # after "Answer:"
 
 
 def test_synthetic_rows_are_seeded() -> None:

@@ -71,7 +71,7 @@ SETTINGS = [
         "-p",
         f"logging_steps={LOGGING_STEPS}",
     ),
-    *("-p", "synthetic_rows=600", "-p", f"eval_size={EVAL_SIZE}", "-p", "tiny_pretrain_steps=100"),
+    *("-p", "synthetic_rows=600", "-p", f"eval_size={EVAL_SIZE}"),
     *("-p", "experiment_name=outage"),
 ]
 EVERY_STEP = list(range(LOGGING_STEPS, MAX_STEPS + 1, LOGGING_STEPS))

@@ -52,6 +52,11 @@ def test_notebook_structure(path):
     lines = [line for line in params[0].source.splitlines() if line.strip()]
     assert len(lines) == len(assignments)
     assert all("  # @param " in line for line in lines), params[0].source
+    # papermill reads every one of them (`papermill --help-notebook`, its translators'
+    # `inspect`: a line with a second `=`, e.g. in an SQL default, is skipped with a warning)
+    import papermill
+
+    assert set(papermill.inspect_notebook(str(path))) == assigned
     # reads like a cloud tutorial
     headings = [
         line

@@ -55,6 +55,15 @@ def test_verify_artifact_store_keeps_checks_out_of_the_experiment(platform):
     }
 
 
+def test_the_experiment_opens_in_mlflows_model_training_view(platform):
+    """MLflow 3's UI picks the experiment's view by the tag mlflow.experimentKind (its
+    ExperimentKind enum in mlflow/server/js); untagged, it guesses, or shows the GenAI view."""
+    use_login(platform)
+    client = MlflowClient(platform.state.section("mlflow")["tracking_uri"])
+    main = client.get_experiment_by_name(platform.settings.experiment_name)
+    assert main.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_rerunning_stages_reuses_the_services(platform):
     pids = {n: r["pid"] for n, r in running_services(platform).items()}
     assert tunekit.create_cluster(platform)["reused"] is True

@@ -1,5 +1,5 @@
-"""Stages 04-06 end to end: a tiny fine-tune registered, served by `tunekit.serve` (FastAPI) and
-by MLServer (Open Inference V2), over HTTP.
+"""Stages 04-06 end to end: the default local fine-tune registered, served by `tunekit.serve`
+(FastAPI) and by MLServer (Open Inference V2), and by `mlflow models serve`, over HTTP.
 
 The servers are started the way stages 05 and 06 start them (the runner executes the notebooks),
 then probed with real requests: the contract, every kind of bad input, and bounded load runs.
@@ -20,9 +20,9 @@ import requests
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
 from tunekit.services import healthy, running_services
-from tunekit.serving import EXAMPLE, v2_request
+from tunekit.serving import TUTORIAL, judge, v2_request
 
-from .conftest import TINY_FINETUNE, tunekit_cli
+from .conftest import tunekit_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +32,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     run_dir = tmp_path_factory.mktemp("serve") / "run"
     # on PostgreSQL, as on the cluster (SQLite, the local default, runs in test_runner's series
     # and the browser test's)
-    done = tunekit_cli("run", "--stages", "01-06", "--run-dir", str(run_dir), *TINY_FINETUNE,
-                       "-p", "mlflow_backend=postgresql", timeout=900)  # fmt: skip
+    # the default local fine-tune (make demo's): its champion answers the tutorial's question
+    done = tunekit_cli("run", "--stages", "01-06", "--run-dir", str(run_dir),
+                       "-p", "mlflow_backend=postgresql", timeout=1200)  # fmt: skip
     try:
         assert done.returncode == 0, done.stdout + done.stderr
         state = recorded_run(run_dir).state
@@ -46,6 +47,85 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         }
     finally:
         tunekit_cli("down", "--run-dir", str(run_dir))
+
+
+TUTORIAL_ASKED = {"question": TUTORIAL["question"], "context": TUTORIAL["context"]}
+# The GKE tutorial's own request (ai-on-gke tutorials-and-examples/mlflow/finetune-gemma:
+# deploy-gemma2/kserve/input.json), byte for byte: its one input is named `args`
+TUTORIAL_MESSAGE = (
+    'Question: What is the total number of attendees with age over 30 at kubecon "eu"?\n'
+    "Context: CREATE TABLE attendees (name VARCHAR, age INTEGER, kubecon VARCHAR)\n\nAnswer:"
+)
+TUTORIAL_INPUT_JSON = {
+    "inputs": [{"name": "args", "shape": [1], "datatype": "BYTES", "data": [TUTORIAL_MESSAGE]}]
+}
+
+
+def correct(sql: str) -> bool:
+    return bool(judge(TUTORIAL["question"], TUTORIAL["context"], TUTORIAL["answer"], sql))
+
+
+def test_the_kit_trains_on_the_tutorials_prompt_format() -> None:
+    assert build_prompt(TUTORIAL["question"], TUTORIAL["context"]) == TUTORIAL_MESSAGE
+
+
+def test_stages_05_and_06_answered_the_tutorials_question(served: dict) -> None:
+    """Their notebooks ask it by default and print the answer checked by execution."""
+    assert served["output"].count("correct: it returns what the expected SQL returns") >= 2
+
+
+def test_the_tutorials_get_request_gets_its_sql(served: dict) -> None:
+    """deploy-gemma2/simple/main.py: `GET /predict?message=...`, the message being the prompt."""
+    got = requests.get(f"{served['url']}/predict", params={"message": TUTORIAL_MESSAGE}, timeout=60)
+    assert got.status_code == 200 and correct(got.json()["sql"]), got.text
+
+
+def test_the_tutorials_input_json_gets_its_sql_from_mlserver(served: dict) -> None:
+    v2 = infer(served, TUTORIAL_INPUT_JSON)
+    assert v2.status_code == 200, v2.text
+    assert correct(v2.json()["outputs"][0]["data"][0]), v2.text
+
+
+def test_mlflow_models_serve_of_the_champion_gets_the_tutorials_sql(served: dict, tmp_path) -> None:
+    """`mlflow models serve` of the registered champion: what the logged model's signature and
+    inference config (return_full_text=False) make of the tutorial's prompt."""
+    import subprocess
+    import sys
+
+    from tunekit.credentials import READER, child_environment
+    from tunekit.services import free_port
+    from tunekit.tracking import login, tracking_uri
+
+    run = recorded_run(served["run_dir"])
+    reader, port = login(run, READER), free_port()
+    env = child_environment({
+        "MLFLOW_TRACKING_URI": tracking_uri(run), "HF_HUB_OFFLINE": "1",
+        "MLFLOW_TRACKING_USERNAME": reader["username"],
+        "MLFLOW_TRACKING_PASSWORD": reader["password"],
+    })  # fmt: skip
+    uri = served["registry"]["model_uri"]
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(1)
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations",
+                               json={"inputs": [TUTORIAL_MESSAGE]}, timeout=120)  # fmt: skip
+        assert answer.status_code == 200, (tmp_path / "serve.log").read_text()[-3000:]
+        [sql] = answer.json()["predictions"]
+        assert correct(sql), sql
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def test_stage_04_registered_the_champion(served: dict) -> None:
@@ -79,20 +159,20 @@ def test_health_readiness_and_docs(served: dict) -> None:
 
 
 def test_post_question_and_context(served: dict) -> None:
-    answer = requests.post(f"{served['url']}/predict", json=EXAMPLE, timeout=60).json()
+    answer = requests.post(f"{served['url']}/predict", json=TUTORIAL_ASKED, timeout=60).json()
     assert answer["model_version"] == "1" and isinstance(answer["sql"], str)
     assert answer["model_uri"] == "models:/gemma2-text-to-sql@champion"
 
 
 def test_get_predict_is_the_tutorials_contract(served: dict) -> None:
-    message = build_prompt(EXAMPLE["question"], EXAMPLE["context"])
+    message = build_prompt(TUTORIAL_ASKED["question"], TUTORIAL_ASKED["context"])
     got = requests.get(f"{served['url']}/predict", params={"message": message}, timeout=60)
     posted = requests.post(f"{served['url']}/predict", json={"prompt": message}, timeout=60)
     assert got.status_code == 200 and got.json()["sql"] == posted.json()["sql"]  # both greedy
 
 
 def test_max_new_tokens_bounds_the_answer(served: dict) -> None:
-    body = {**EXAMPLE, "max_new_tokens": 2}
+    body = {**TUTORIAL_ASKED, "max_new_tokens": 2}
     short = requests.post(f"{served['url']}/predict", json=body, timeout=60).json()["sql"]
     assert len(short.split()) <= 2
 
@@ -107,11 +187,15 @@ def test_max_new_tokens_bounds_the_answer(served: dict) -> None:
         ("post", {"json": {"prompt": "p", "question": "q"}}, "not both"),
         ("post", {"json": {"prompt": "select 1 ; " * 360}}, "exceeds the model's 512 positions"),
         ("get", {"params": {"message": "select 1 ; " * 360}}, "exceeds the model's"),
-        ("post", {"json": {**EXAMPLE, "max_new_tokens": 0}}, "greater than or equal to 1"),
-        ("post", {"json": {**EXAMPLE, "max_new_tokens": 100000}}, "less than or equal to 256"),
-        ("post", {"json": {**EXAMPLE, "temperature": -1}}, "greater than or equal to 0"),
-        ("post", {"json": {**EXAMPLE, "temperature": "hot"}}, "valid number"),
-        ("post", {"json": {**EXAMPLE, "colour": "red"}}, "Extra inputs are not permitted"),
+        ("post", {"json": {**TUTORIAL_ASKED, "max_new_tokens": 0}}, "greater than or equal to 1"),
+        (
+            "post",
+            {"json": {**TUTORIAL_ASKED, "max_new_tokens": 100000}},
+            "less than or equal to 256",
+        ),
+        ("post", {"json": {**TUTORIAL_ASKED, "temperature": -1}}, "greater than or equal to 0"),
+        ("post", {"json": {**TUTORIAL_ASKED, "temperature": "hot"}}, "valid number"),
+        ("post", {"json": {**TUTORIAL_ASKED, "colour": "red"}}, "Extra inputs are not permitted"),
         ("post", {"json": ["not", "an", "object"]}, "valid dictionary"),
         (
             "post",
@@ -166,7 +250,7 @@ def test_mlserver_is_ready_and_answers_like_fastapi(served: dict) -> None:
         "question": "Which venue has a week of 3?",
         "context": "CREATE TABLE game (venue VARCHAR, week INTEGER)",
     }
-    for example in (EXAMPLE, other):
+    for example in (TUTORIAL_ASKED, other):
         v2 = infer(served, v2_request(build_prompt(example["question"], example["context"])))
         assert v2.status_code == 200, v2.text
         [output] = v2.json()["outputs"]

@@ -23,10 +23,9 @@ import uvicorn
 
 from tunekit.batching import Job, Limits
 from tunekit.inference import LockedTokenizer, encode_batch
-from tunekit.models import TinyRecipe, build_tiny_gemma2
+from tunekit.models import TINY_DIR
 from tunekit.prompts import build_prompt
 from tunekit.serve import create_app, parse_args
-from tunekit.synthetic import generate as synthetic_rows
 
 PROMPT = build_prompt("How many games had a week of 3?", "CREATE TABLE game (venue TEXT, week INT)")
 
@@ -35,12 +34,8 @@ PROMPT = build_prompt("How many games had a week of 3?", "CREATE TABLE game (ven
 def components(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = build_tiny_gemma2(
-        synthetic_rows(200, seed=0), tmp_path_factory.mktemp("models"), seed=0,
-        recipe=TinyRecipe(pretrain_steps=0),
-    )  # fmt: skip
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(TINY_DIR)
+    tokenizer = AutoTokenizer.from_pretrained(TINY_DIR)
     with torch.no_grad():
         model.lm_head.weight[tokenizer.eos_token_id] = 0  # never the argmax: no early end
     return model, tokenizer

@@ -113,7 +113,7 @@ def test_the_fine_tune_job_is_named_by_the_training_settings_only():
                       {"service_timeout_s": 30}, {"mlflow_backend": "postgresql"}):  # fmt: skip
         assert load_settings(profile="local", **unchanged).finetune_job == base, unchanged
     for changed in ({"lora_r": 8}, {"learning_rate": 1e-3}, {"seed": 1}, {"eval_size": 50},
-                    {"experiment_name": "other"}, {"tiny_pretrain_steps": 10}):  # fmt: skip
+                    {"experiment_name": "other"}, {"load_in_4bit": True}):  # fmt: skip
         assert load_settings(profile="local", **changed).finetune_job != base, changed
 
 

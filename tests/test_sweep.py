@@ -88,22 +88,30 @@ def test_each_trial_is_its_own_fine_tune_in_the_sweep():
 
 
 def test_runs_are_ranked_by_score_then_eval_loss_unscored_last():
-    """One ranking (tunekit.objective) for stage 04's table and a sweep's trials."""
-    from tunekit.objective import best_first, rank_key
+    """One ranking (tunekit.objective) for stage 04's table and a sweep's trials: the mean of
+    the held-out and the unseen-schema execution accuracy, then the lower eval loss."""
+    from tunekit.objective import best_first, rank_key, score
+
+    def row(name: str, held_out: float | None, unseen: float | None, **more: float) -> dict:
+        return {"id": name, "tuned_execution_accuracy": held_out,
+                "unseen_tuned_execution_accuracy": unseen, **more}  # fmt: skip
 
     rows = [
-        {"id": "none", "tuned_execution_accuracy": None, "eval_loss": 0.1},
-        {"id": "nan", "tuned_execution_accuracy": float("nan"), "eval_loss": 0.1},
-        {"id": "low", "tuned_execution_accuracy": 0.5, "eval_loss": 0.2},
-        {"id": "tie-worse", "tuned_execution_accuracy": 0.9, "eval_loss": 0.8},
-        {"id": "best", "tuned_execution_accuracy": 0.9, "eval_loss": 0.3},
-        {"id": "no-loss", "tuned_execution_accuracy": 0.9},
+        row("none", None, 0.9, eval_loss=0.1),
+        row("nan", float("nan"), 0.9, eval_loss=0.1),
+        row("no-unseen", 0.99, None, eval_loss=0.1),  # evaluated before the unseen set
+        row("memorised", 0.95, 0.05, eval_loss=0.1),  # held-out alone would put it first
+        row("low", 0.55, 0.55, eval_loss=0.2),
+        row("tie-worse", 0.9, 0.7, eval_loss=0.8),
+        row("best", 0.7, 0.9, eval_loss=0.3),
+        row("no-loss", 0.8, 0.8),
     ]
+    assert score(rows[6]) == pytest.approx(0.8)
     ranked = [r["id"] for r in best_first(rows)]
-    assert ranked[:4] == ["best", "tie-worse", "no-loss", "low"]
-    assert set(ranked[4:]) == {"none", "nan"}
+    assert ranked[:5] == ["best", "tie-worse", "no-loss", "low", "memorised"]  # 0.8 ... 0.5
+    assert set(ranked[5:]) == {"none", "nan", "no-unseen"}
     # a failed trial never outranks a finished one, whatever it logged before failing
-    assert rank_key(rows[4], scored=False) > rank_key(rows[2])
+    assert rank_key(rows[6], scored=False) > rank_key(rows[4])
 
 
 def test_a_sweep_summarized_again_reports_its_new_best(run, tmp_path):
@@ -129,15 +137,19 @@ def test_a_sweep_summarized_again_reports_its_new_best(run, tmp_path):
         client.set_terminated(trial_id, status)
         return trial_id
 
+    def accuracy(value: float) -> dict[str, float]:
+        return {"tuned_execution_accuracy": value, "unseen_tuned_execution_accuracy": value,
+                "score": value}  # fmt: skip
+
     parent = parent_run(run, client, sweep)
-    first = trial(parent, "8", "FINISHED", tuned_execution_accuracy=0.5, eval_loss=1.0)
-    trial(parent, "16", "FAILED", tuned_execution_accuracy=0.9, eval_loss=0.1)
+    first = trial(parent, "8", "FINISHED", **accuracy(0.5), eval_loss=1.0)
+    trial(parent, "16", "FAILED", **accuracy(0.9), eval_loss=0.1)
     summary = summarize(run, client, sweep, parent)
     assert summary["best_run_id"] == first and summary["failed"] == 1
     assert client.get_run(parent).data.metrics["eval_loss"] == 1.0
 
     assert parent_run(run, client, sweep) == parent  # the same sweep again: its parent
-    retried = trial(parent, "16", "FINISHED", tuned_execution_accuracy=0.5, eval_loss=0.4)
+    retried = trial(parent, "16", "FINISHED", **accuracy(0.5), eval_loss=0.4)
     summary = summarize(run, client, sweep, parent)
     assert summary["best_run_id"] == retried
     reported = client.get_run(parent)
@@ -286,12 +298,12 @@ def test_katib_is_installed_where_missing_and_sees_the_namespace(katib):
 def test_the_trainer_prints_the_objective_as_katibs_default_filter_reads_it(capsys):
     """The filter of Katib's stdout collector,
     pkg/metricscollector/v1beta1/common/const.go DefaultFilter."""
-    from tunekit.train import OBJECTIVE
+    from tunekit.objective import OBJECTIVE
 
     default_filter = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
     printed = [f"{name}={value}" for name, value in zip(OBJECTIVE, (0.915, 1.25e-05), strict=True)]
     found = {m[0]: float(m[1]) for line in printed for m in re.findall(default_filter, line)}
-    assert found == {"tuned_execution_accuracy": 0.915, "eval_loss": 1.25e-05}
+    assert found == {"score": 0.915, "eval_loss": 1.25e-05}
     source = (Path(tunekit.__file__).parent / "train.py").read_text()
     assert 'print(f"{name}={result[name]}"' in source
 
@@ -300,7 +312,7 @@ def test_the_trainer_prints_the_objective_as_katibs_default_filter_reads_it(caps
 
 # Trials short enough for a test; a file dataset, so that a changed file can be shown refused
 SHORT = {"max_steps": 6, "save_steps": 3, "logging_steps": 3, "eval_size": 20,
-         "eval_max_new_tokens": 48, "tiny_pretrain_steps": 100}  # fmt: skip
+         "eval_max_new_tokens": 48}  # fmt: skip
 
 
 def _params(values: dict[str, Any]) -> list[str]:
@@ -358,10 +370,11 @@ def test_a_grid_sweep_is_one_parent_run_with_a_finished_child_per_trial(swept, c
     assert params == {("4", "0.001"), ("4", "0.003"), ("8", "0.001"), ("8", "0.003")}
     assert {c.data.tags["tunekit.sweep_id"] for c in children} == {state["id"]}
     # the parent's best is the best child, ranked as stage 04 ranks runs
-    best = max(children, key=lambda c: (c.data.metrics["tuned_execution_accuracy"],
+    best = max(children, key=lambda c: (c.data.metrics["score"],
                                         -c.data.metrics["eval_loss"]))  # fmt: skip
     assert parent.data.tags["tunekit.sweep.best_run_id"] == best.info.run_id == state["best_run_id"]
-    for metric in ("tuned_execution_accuracy", "eval_loss", "tuned_exact_match"):
+    for metric in ("score", "tuned_execution_accuracy", "unseen_tuned_execution_accuracy",
+                   "eval_loss", "tuned_exact_match"):  # fmt: skip
         assert parent.data.metrics[metric] == best.data.metrics[metric]
     # and a table of every trial on the parent
     path = client.download_artifacts(parent.info.run_id, "sweep/trials.json")
@@ -411,7 +424,8 @@ def test_reproduce_gives_the_same_metrics_in_a_new_tagged_run(swept, client):
     assert copy_run.info.run_id != original and copy_run.info.status == "FINISHED"
     assert copy_run.data.tags["tunekit.reproduces"] == original
     assert "mlflow.parentRunId" not in copy_run.data.tags  # not a trial of the sweep
-    for metric in ("tuned_execution_accuracy", "tuned_exact_match", "base_execution_accuracy"):
+    for metric in ("tuned_execution_accuracy", "tuned_exact_match", "base_execution_accuracy",
+                   "unseen_tuned_execution_accuracy", "unseen_tuned_exact_match"):  # fmt: skip
         assert copy_run.data.metrics[metric] == then.data.metrics[metric], metric
     # on the CPU with the same seed, the training itself is the same
     assert copy_run.data.metrics["eval_loss"] == pytest.approx(

@@ -177,6 +177,7 @@ def sweep(
     """Fine-tune once per trial of a search, each trial a child run of one MLflow parent run;
     stage 04 then registers the best. Finished trials of the same sweep are reused."""
     import tunekit
+    from tunekit.objective import score
     from tunekit.sweep import Sweep, parse_grid
 
     try:
@@ -190,11 +191,13 @@ def sweep(
         raise _fail(str(e)) from None
     names = list(plan.space)
     table = Table(
-        "run", "status", *names, "tuned exec. acc.", "eval loss", title=f"sweep {plan.id}"
-    )
+        "run", "status", *names, "score", "held-out exec. acc.", "unseen exec. acc.",
+        "eval loss", title=f"sweep {plan.id}",
+    )  # fmt: skip
     for t in result.get("trials", []):
         table.add_row(t["run_id"], t["status"], *(str(t[n]) for n in names),
-                      _num(t["tuned_execution_accuracy"]), _num(t["eval_loss"]))  # fmt: skip
+                      _num(score(t)), _num(t["tuned_execution_accuracy"]),
+                      _num(t["unseen_tuned_execution_accuracy"]), _num(t["eval_loss"]))  # fmt: skip
     console.print(table)
     console.print(
         f"Best: {result.get('best_run_id')} (parent run {result['parent_run_id']}); stage 04 "

@@ -34,7 +34,8 @@ from tunekit.settings import Settings
 RUN_ID_FILE = "mlflow_run_id"
 METRICS_FILE = "metrics.jsonl"  # the buffer of the run's metric points
 EVALUATION_FILE = "evaluation.json"  # the evaluation by generation, kept for a re-run
-TABLE_FILE = "evaluation/predictions.json"
+TABLE_FILE = "evaluation/predictions.json"  # the held-out rows
+UNSEEN_TABLE_FILE = "evaluation/unseen_predictions.json"  # the unseen-schema set
 MODEL_NAME = "model"
 MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors")
 SWEEP_TAG = "tunekit.sweep_id"  # a sweep's parent run and its trials carry the sweep's id
@@ -71,7 +72,9 @@ class FinetuneRun:
 
         def log() -> None:
             MlflowClient().log_batch(self.run_id, metrics=points)
-            log_table_once(self.run_id, evaluation["table"])
+            log_table_once(self.run_id, evaluation["table"], TABLE_FILE)
+            if "unseen_table" in evaluation:
+                log_table_once(self.run_id, evaluation["unseen_table"], UNSEEN_TABLE_FILE)
 
         through_outage("logging the evaluation", log, self.outage_s)
 
@@ -137,7 +140,7 @@ def _start_run(settings: Settings, output_dir: Path, resume: bool) -> FinetuneRu
     """The run started (tags and params logged), or the recorded one resumed."""
     outage_s = settings.mlflow_outage_s
     through_outage(
-        "opening the experiment", lambda: mlflow.set_experiment(settings.experiment_name), outage_s
+        "opening the experiment", lambda: _open_experiment(settings.experiment_name), outage_s
     )
     mlflow.config.enable_async_logging(True)
     mlflow.set_system_metrics_sampling_interval(5)
@@ -155,6 +158,16 @@ def _start_run(settings: Settings, output_dir: Path, resume: bool) -> FinetuneRu
         tracked.buffer.clear()  # points an earlier run left in this folder are not this one's
         through_outage("logging the tags and params", lambda: _log_settings(settings), outage_s)
     return tracked
+
+
+def _open_experiment(name: str) -> None:
+    """The experiment as the active one, of the model-training kind (`tracking.EXPERIMENT_KIND`:
+    a fine-tune into an experiment stage 02 did not make gets the same view)."""
+    from tunekit.tracking import EXPERIMENT_KIND
+
+    experiment = mlflow.set_experiment(name)
+    if experiment.tags.get("mlflow.experimentKind") is None:
+        mlflow.set_experiment_tags(EXPERIMENT_KIND)
 
 
 def sweep_parent(settings: Settings) -> str:
@@ -275,9 +288,12 @@ def dataset_source(settings: Settings) -> Any:
     return HuggingFaceDatasetSource(path=settings.dataset, split="train")
 
 
-def evaluate_models(rows: list[dict], predictions: dict[str, list[str]], seed: int) -> dict:
-    """Exact match and execution accuracy per model (`metrics`), a per-row `table` (its
-    columns as lists), and when (`timestamp`, ms: the time of its metric points)."""
+def evaluate_models(
+    rows: list[dict], predictions: dict[str, list[str]], seed: int, prefix: str = ""
+) -> dict:
+    """Exact match and execution accuracy per model (`metrics`, named `<prefix><model>_...`),
+    a per-row `table` (its columns as lists), and when (`timestamp`, ms: the time of its
+    metric points)."""
     from tunekit.evaluate import evaluate
 
     table: dict[str, list] = {
@@ -289,9 +305,10 @@ def evaluate_models(rows: list[dict], predictions: dict[str, list[str]], seed: i
     metrics = {}
     for model, predicted in predictions.items():
         result = evaluate(rows, predicted, seed)
-        metrics[f"{model}_exact_match"] = result["exact_match"]
-        metrics[f"{model}_execution_accuracy"] = result["execution_accuracy"]
-        metrics[f"{model}_gold_errors"] = result["gold_errors"]  # rows left out: not judgeable
+        metrics[f"{prefix}{model}_exact_match"] = result["exact_match"]
+        metrics[f"{prefix}{model}_execution_accuracy"] = result["execution_accuracy"]
+        # rows left out: not judgeable
+        metrics[f"{prefix}{model}_gold_errors"] = result["gold_errors"]
         table[f"{model}_prediction"] = list(predicted)
         table[f"{model}_exact"] = [s["exact"] for s in result["scores"]]
         table[f"{model}_correct"] = [s["execution"] for s in result["scores"]]
@@ -314,15 +331,15 @@ def saved_evaluation(output_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def log_table_once(run_id: str, table: dict[str, list]) -> None:
-    """The per-row table as the run's TABLE_FILE, unless the run has it (MLflow's log_table
+def log_table_once(run_id: str, table: dict[str, list], artifact_file: str) -> None:
+    """A per-row table as the run's `artifact_file`, unless the run has it (MLflow's log_table
     appends to an existing table: mlflow/tracking/client.py)."""
     import pandas as pd
 
     client = MlflowClient()
-    folder = TABLE_FILE.rsplit("/", 1)[0]
-    if TABLE_FILE not in {a.path for a in client.list_artifacts(run_id, folder)}:
-        client.log_table(run_id, pd.DataFrame(table), artifact_file=TABLE_FILE)
+    folder = artifact_file.rsplit("/", 1)[0]
+    if artifact_file not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        client.log_table(run_id, pd.DataFrame(table), artifact_file=artifact_file)
 
 
 def log_adapter_once(

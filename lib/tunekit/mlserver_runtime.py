@@ -34,7 +34,7 @@ from mlserver.utils import get_model_uri
 from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.codecs import TensorDictCodec
 
-PROMPT = "prompt"  # the one input's name once checked (the tutorial's input.json calls it so)
+PROMPT = "prompt"  # the one input's name once checked (the tutorial's input.json calls it `args`)
 
 
 @dataclass(frozen=True)

@@ -1,180 +1,62 @@
-"""Base models: a Hub id or local directory, or `tiny-gemma2` built here for CPU-only machines.
+"""Base models: a Hub id or local directory, or `tiny-gemma2` for CPU-only machines.
 
-`tiny-gemma2` is a `Gemma2ForCausalLM` with a tiny config and a byte-level BPE tokenizer trained on
-the training text. A randomly initialised network is a poor stand-in for a pretrained base: it
-cannot copy a word from its input, which every text-to-SQL answer needs. So the builder gives it a
-short pretraining on a copy task (each training question or context, then the same text again),
-the skill a real base model brings. It never sees an SQL answer: the base scores ~0 on the task.
+`tiny-gemma2` is a `Gemma2ForCausalLM` of 0.6M parameters (3 layers, hidden 128, tied embeddings
+as Gemma-2's own) with a 1000-token byte-level BPE tokenizer, shipped with the kit in
+`tiny_gemma2/`. It was pretrained once to copy text (`tools/pretrain_tiny_gemma2.py`): the
+skill a real base model brings to text-to-SQL, where every answer copies names and values from
+the question and the tables. It never saw an SQL answer: the base scores ~0 on the task.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import random
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 TINY = "tiny-gemma2"
+# tiny-gemma2 ships with the kit, pretrained to copy text (tools/pretrain_tiny_gemma2.py)
+TINY_DIR = Path(__file__).parent / "tiny_gemma2"
+TINY_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+              "tokenizer_config.json")  # fmt: skip
 
 
-def builds_base(model_id: str) -> bool:
-    """True for the base model the fine-tune builds itself (tiny-gemma2), into its workspace."""
+def places_base(model_id: str) -> bool:
+    """True for the base model the fine-tune places itself (tiny-gemma2), into its workspace:
+    the logged adapter names its base by path, and the servers find it there."""
     return model_id == TINY
 
 
 def is_local_model(model_id: str) -> bool:
     """True when nothing of the base model comes from the Hub: tiny-gemma2 or a directory."""
-    return builds_base(model_id) or Path(model_id).expanduser().is_dir()
+    return places_base(model_id) or Path(model_id).expanduser().is_dir()
 
 
-@dataclass(frozen=True)
-class TinyRecipe:
-    """How `tiny-gemma2` is built; part of its cache key."""
-
-    vocab_size: int = 1000
-    hidden_size: int = 128
-    intermediate_size: int = 256
-    num_hidden_layers: int = 3
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    max_position_embeddings: int = 512
-    pretrain_steps: int = 1000
-    pretrain_batch_size: int = 16
-    pretrain_learning_rate: float = 1e-3
-
-
-def build_tiny_gemma2(
-    rows: list[dict[str, str]], models_dir: Path, seed: int, recipe: TinyRecipe = TinyRecipe()
-) -> Path:
-    """Build (or reuse) tiny-gemma2 for these training rows; returns its directory."""
-    digest = hashlib.sha256(
-        json.dumps([asdict(recipe), seed, rows], sort_keys=True).encode()
-    ).hexdigest()[:12]
-    path = Path(models_dir) / f"{TINY}-{digest}"
+def place_tiny_gemma2(models_dir: Path) -> Path:
+    """The packaged tiny-gemma2 copied into `models_dir` (once: the copy is named by a digest
+    of its files, so a kit with another pretrained base places a new one); its directory."""
+    digest = hashlib.sha256()
+    for name in TINY_FILES:
+        digest.update((TINY_DIR / name).read_bytes())
+    path = Path(models_dir) / f"{TINY}-{digest.hexdigest()[:12]}"
     if (path / "config.json").is_file():
         return path
-    print(
-        f"tunekit: building {TINY} at {path} (tokenizer, then {recipe.pretrain_steps} steps "
-        "of copy pretraining; once per training data)",
-        flush=True,
-    )
-    import torch
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    torch.manual_seed(seed)
-    tokenizer = _train_tokenizer(
-        [t for r in rows for t in (r["question"], r["context"], r["answer"])], recipe
-    )
-    config = Gemma2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=recipe.hidden_size,
-        intermediate_size=recipe.intermediate_size,
-        num_hidden_layers=recipe.num_hidden_layers,
-        num_attention_heads=recipe.num_attention_heads,
-        num_key_value_heads=recipe.num_key_value_heads,
-        head_dim=recipe.hidden_size // recipe.num_attention_heads,
-        query_pre_attn_scalar=recipe.hidden_size // recipe.num_attention_heads,
-        max_position_embeddings=recipe.max_position_embeddings,
-        sliding_window=recipe.max_position_embeddings,
-        tie_word_embeddings=False,  # the LoRA fine-tune trains the output head on its own
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = Gemma2ForCausalLM(config)
-    if recipe.pretrain_steps:
-        _pretrain_to_copy(model, tokenizer, rows, recipe, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    for name in TINY_FILES:
+        shutil.copyfile(TINY_DIR / name, tmp / name)
     try:
         tmp.rename(path)  # complete or absent, never half-written
     except OSError:
         if not (path / "config.json").is_file():
             raise
-        shutil.rmtree(tmp, ignore_errors=True)  # another process built it first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)  # another process placed it first
     return path
 
 
-def _train_tokenizer(texts: list[str], recipe: TinyRecipe) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=recipe.vocab_size,
-            special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
-    bos = tokenizer.token_to_id("<bos>")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    )
-
-
-def _pretrain_to_copy(
-    model: Any, tokenizer: Any, rows: list[dict[str, str]], recipe: TinyRecipe, seed: int
-) -> None:
-    """Language-model pretraining on 'text, newline, the same text': no SQL answer in sight."""
-    from datasets import Dataset
-    from trl import SFTTrainer
-
-    rng = random.Random(seed)
-    texts = [rng.choice((r["question"], r["context"])) for r in rows]
-    dataset = Dataset.from_list([{"text": f"{t}\n{t}"} for t in texts])
-    with tempfile.TemporaryDirectory(prefix="tunekit-tiny-") as scratch:
-        args = _pretrain_args(scratch, recipe, seed)
-        SFTTrainer(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer
-        ).train()
-
-
-def _pretrain_args(output_dir: str, recipe: TinyRecipe, seed: int) -> Any:
-    from trl import SFTConfig
-
-    return SFTConfig(
-        output_dir=output_dir,
-        max_steps=recipe.pretrain_steps,
-        per_device_train_batch_size=recipe.pretrain_batch_size,
-        learning_rate=recipe.pretrain_learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,
-        train_sampling_strategy="group_by_length",
-        save_strategy="no",
-        report_to="none",
-        logging_strategy="no",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=seed,
-    )
-
-
 def load_base(
-    model_id: str,
-    *,
-    rows: list[dict[str, str]],
-    models_dir: Path,
-    seed: int,
-    load_in_4bit: bool = False,
-    tiny_pretrain_steps: int = TinyRecipe.pretrain_steps,
+    model_id: str, *, models_dir: Path, load_in_4bit: bool = False
 ) -> tuple[Any, Any, str]:
     """The base model, its tokenizer, and what to call it (a Hub id or a local path)."""
     import torch
@@ -182,8 +64,7 @@ def load_base(
 
     reference = model_id
     if model_id == TINY:
-        recipe = TinyRecipe(pretrain_steps=tiny_pretrain_steps)
-        reference = str(build_tiny_gemma2(rows, models_dir, seed, recipe))
+        reference = str(place_tiny_gemma2(models_dir))
     cuda = torch.cuda.is_available()
     kwargs: dict[str, Any] = {
         "dtype": torch.bfloat16 if cuda else torch.float32,

@@ -1,9 +1,12 @@
 """What "the best fine-tune" means, in one place: stage 04 registers it, a sweep's parent run
 reports it, Katib and Optuna maximise it, the trainer prints it.
 
-A fine-tune's score is the tuned model's execution accuracy on the held-out rows; of two equal
-scores the lower eval loss wins. A run with no score (failed, unfinished, not evaluated) ranks
-after every scored one.
+A fine-tune's `score` is the mean of its tuned model's execution accuracy on the held-out rows
+(the data it was trained on: in distribution) and on the unseen-schema set (`tunekit.unseen`:
+tables, columns and values the training data never had). A model must both fit its data and
+carry the skill to new tables: one that memorised the training schemas scores at most half.
+Of two equal scores the lower eval loss wins. A run with no score (failed, unfinished, not
+evaluated, or evaluated before the unseen set existed) ranks after every scored one.
 """
 
 from __future__ import annotations
@@ -11,20 +14,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SCORE = "tuned_execution_accuracy"  # higher is better
+SCORE = "score"  # higher is better
 TIE_BREAK = "eval_loss"  # lower is better
 OBJECTIVE = (SCORE, TIE_BREAK)
+# The score's parts, weighed equally
+COMPONENTS = ("tuned_execution_accuracy", "unseen_tuned_execution_accuracy")
+
+
+def score(metrics: Mapping[str, Any]) -> float | None:
+    """The score of a run's metrics (the mean of COMPONENTS), None without all of them."""
+    parts = [_number(metrics.get(name)) for name in COMPONENTS]
+    if any(part is None for part in parts):
+        return None
+    return sum(p for p in parts if p is not None) / len(parts)
 
 
 def rank_key(metrics: Mapping[str, Any], scored: bool = True) -> tuple[bool, float, float]:
     """Sort key, best first: scored runs by score (descending), then eval loss (ascending)."""
-    score, loss = _number(metrics.get(SCORE)), _number(metrics.get(TIE_BREAK))
-    rank = -score if scored and score is not None else None
+    value, loss = score(metrics), _number(metrics.get(TIE_BREAK))
+    rank = -value if scored and value is not None else None
     return (rank is None, rank or 0.0, float("inf") if loss is None else loss)
 
 
 def best_first(rows: Iterable[Mapping[str, Any]]) -> list[Any]:
-    """`rows` (mappings holding SCORE and TIE_BREAK, e.g. a run's metrics) best first."""
+    """`rows` (mappings holding the COMPONENTS and TIE_BREAK, e.g. a run's metrics) best
+    first."""
     return sorted(rows, key=rank_key)
 
 

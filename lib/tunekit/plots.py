@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunekit import progress
+from tunekit.objective import score
 from tunekit.run import Run
 from tunekit.tracking import client, tracking_uri, ui_url
 
@@ -30,21 +31,27 @@ def training_curves(run: Run) -> Any:
 
 
 def base_vs_tuned(run: Run) -> Any:
-    """Exact match and execution accuracy of the base and the tuned model on held-out rows."""
+    """Exact match and execution accuracy of the base and the tuned model, on the held-out
+    rows and on the unseen-schema set (`tunekit.unseen`), side by side."""
     if (mlflow_client := client(run)) is None:
         return None
     import matplotlib.pyplot as plt
 
+    from tunekit.unseen import PREFIX
+
     metrics = mlflow_client.get_run(_finetune_run_id(run)).data.metrics
     kinds = ("exact_match", "execution_accuracy")
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for offset, model in ((-0.2, "base"), (0.2, "tuned")):
-        values = [metrics.get(f"{model}_{k}", 0.0) for k in kinds]
-        bars = ax.bar([i + offset for i in range(len(kinds))], values, width=0.4, label=model)
-        ax.bar_label(bars, fmt="{:.0%}")
-    ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds])
-    ax.set(ylim=(0, 1.1), title="held-out evaluation")
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    for ax, prefix, title in ((axes[0], "", "held-out rows"), (axes[1], PREFIX, "unseen tables")):
+        for offset, model in ((-0.2, "base"), (0.2, "tuned")):
+            values = [metrics.get(f"{prefix}{model}_{k}", 0.0) for k in kinds]
+            bars = ax.bar([i + offset for i in range(len(kinds))], values, width=0.4, label=model)
+            ax.bar_label(bars, fmt="{:.0%}")
+        ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds])
+        ax.set(ylim=(0, 1.1), title=title)
+    axes[0].legend()
+    fig.suptitle(f"score {metrics.get('score', float('nan')):.0%} (mean of the two execution "
+                 "accuracies of the tuned model)", fontsize=9)  # fmt: skip
     return _done(fig)
 
 
@@ -66,10 +73,18 @@ def _runs_figure(table: Any) -> Any:
     labels = [
         f"{name}\n{run_id[:8]}" for name, run_id in zip(table.run_name, table.run_id, strict=True)
     ]
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
-    bars = acc_ax.bar(labels, table.tuned_execution_accuracy, color="tab:green")
-    acc_ax.bar_label(bars, fmt="{:.0%}")
-    acc_ax.set(title="tuned execution accuracy (held out)", ylim=(0, 1.1))
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 3.4))
+    where, width = range(len(labels)), 0.4
+    for shift, column, name, color in (
+        (-width / 2, "tuned_execution_accuracy", "held-out rows", "tab:green"),
+        (width / 2, "unseen_tuned_execution_accuracy", "unseen tables", "tab:blue"),
+    ):
+        values = table[column].fillna(0)
+        bars = acc_ax.bar([x + shift for x in where], values, width, label=name, color=color)
+        acc_ax.bar_label(bars, fmt="{:.0%}", fontsize=7)
+    acc_ax.set_xticks(list(where), labels)
+    acc_ax.set(title="tuned execution accuracy (score: their mean)", ylim=(0, 1.15))
+    acc_ax.legend(fontsize=7, loc="upper right")
     loss_ax.bar(labels, table.eval_loss, color="tab:orange")
     loss_ax.set(title="eval loss")
     for ax in (acc_ax, loss_ax):
@@ -98,14 +113,14 @@ def sweep_trials(run: Run) -> Any:
     for ax, name in zip(axes[0], names, strict=True):
         for trial in trials:
             value = trial.data.params.get(f"tunekit.{name}")
-            accuracy = trial.data.metrics.get("tuned_execution_accuracy")
+            accuracy = score(trial.data.metrics)
             if trial.info.status != "FINISHED" or accuracy is None:
                 ax.scatter([value], [0], marker="x", color="tab:red")
                 continue
             best = trial.info.run_id == sweep.get("best_run_id")
             ax.scatter([value], [accuracy], color="tab:green", s=80 if best else 30,
                        edgecolors="black" if best else "none")  # fmt: skip
-        ax.set(title=name, ylim=(-0.05, 1.05), ylabel="tuned execution accuracy")
+        ax.set(title=name, ylim=(-0.05, 1.05), ylabel="score")
     fig.suptitle(f"sweep {sweep['id']}: {len(trials)} trials")
     return _done(fig)
 
@@ -146,9 +161,7 @@ def choose_runs(run: Run) -> Any:
     import ipywidgets as widgets
     from IPython.display import display
 
-    options = [
-        (f"{r.run_name}  {r.tuned_execution_accuracy:.0%}", r.run_id) for r in table.itertuples()
-    ]
+    options = [(f"{r.run_name}  {r.score:.0%}", r.run_id) for r in table.itertuples()]
     picker = widgets.SelectMultiple(
         options=options,
         value=[run_id for _, run_id in options[:5]],

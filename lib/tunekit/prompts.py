@@ -6,15 +6,19 @@ generates) is the SQL itself, followed by the tokenizer's EOS token.
 
 from __future__ import annotations
 
-# The model input: the tables, then the question as an SQL comment; the SQL follows it.
-TEMPLATE = "{context}\n-- {question}\n"
+# The model input, as the GKE tutorial trains and asks it (its finetune.py and input.json):
+# the question, the tables, and the SQL after "Answer:".
+TEMPLATE = "Question: {question}\nContext: {context}\n\nAnswer:"
 
 
 def build_prompt(question: str, context: str) -> str:
     """The model input for a question about the tables that `context` creates.
 
-    >>> build_prompt("How many heads are older than 56?", "CREATE TABLE head (age INTEGER)")
-    'CREATE TABLE head (age INTEGER)\\n-- How many heads are older than 56?\\n'
+    >>> print(build_prompt("How many heads are older than 56?", "CREATE TABLE head (age INTEGER)"))
+    Question: How many heads are older than 56?
+    Context: CREATE TABLE head (age INTEGER)
+    <BLANKLINE>
+    Answer:
     """
     return TEMPLATE.format(context=context.strip(), question=question.strip())
 
@@ -23,5 +27,5 @@ def build_example(row: dict[str, str], eos_token: str) -> dict[str, str]:
     """A prompt-completion training example; the completion ends with `eos_token`."""
     return {
         "prompt": build_prompt(row["question"], row["context"]),
-        "completion": row["answer"].strip() + eos_token,
+        "completion": " " + row["answer"].strip() + eos_token,
     }

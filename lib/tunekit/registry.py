@@ -1,7 +1,8 @@
 """Stage 04: compare the experiment's fine-tunes and register the best in the Model Registry.
 
-The best run is the one with the highest execution accuracy of its tuned model on the held-out
-rows (ties: the lower eval loss). Its logged adapter model becomes a version of
+The best run is the one with the highest `score` (`tunekit.objective`: the mean of its tuned
+model's execution accuracy on the held-out rows and on the unseen-schema set; ties: the lower
+eval loss). Its logged adapter model becomes a version of
 `registered_model_name` with the alias `champion`, tagged with the run's evaluation. Registering
 the same run again finds its version instead of creating another.
 """
@@ -11,19 +12,24 @@ from __future__ import annotations
 from typing import Any
 
 from tunekit.experiment import SWEEP_ROLE_TAG
-from tunekit.objective import best_first
+from tunekit.objective import SCORE, best_first
 from tunekit.run import Run
 from tunekit.settings import Settings
 from tunekit.tracking import client, model_version_url, tracking_uri
 
 CHAMPION = "champion"
 METRICS = (
+    SCORE,
     "tuned_execution_accuracy",
+    "unseen_tuned_execution_accuracy",
     "tuned_exact_match",
+    "unseen_tuned_exact_match",
     "base_execution_accuracy",
+    "unseen_base_execution_accuracy",
     "eval_loss",
     "train_loss",
 )
+RECORDED = (SCORE, "tuned_execution_accuracy", "unseen_tuned_execution_accuracy")  # in state
 PARAMS = ("max_steps", "learning_rate", "lora_r", "per_device_train_batch_size", "seed")
 
 
@@ -99,7 +105,7 @@ def register_best(run: Run, mlflow_client: Any) -> dict[str, Any]:
             "run_id": best["run_id"],
             "pinned": bool(pin_run_id),
             "created": created,
-            "tuned_execution_accuracy": best["tuned_execution_accuracy"],
+            **{m: best[m] for m in RECORDED},
             "ui_url": model_version_url(tracking_uri(run), name, version.version),
         },
     )

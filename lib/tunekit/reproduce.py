@@ -16,7 +16,12 @@ from tunekit.experiment import REPRODUCES_TAG
 from tunekit.run import Run
 from tunekit.settings import GROUPS, TRAINING_GROUPS, Settings, SettingsError, load_settings
 
-COMPARED = ("tuned_execution_accuracy", "tuned_exact_match")  # what must match, within tolerance
+COMPARED = (
+    "tuned_execution_accuracy",
+    "tuned_exact_match",
+    "unseen_tuned_execution_accuracy",
+    "unseen_tuned_exact_match",
+)  # what must match, within tolerance
 NOT_REPRODUCED = ("experiment_name", "sweep_id", "reproduces")  # the new run's own
 
 

@@ -9,10 +9,12 @@ from typing import Any
 from tunekit.prompts import build_prompt
 from tunekit.run import Run
 
-# The tutorial's style of question, with its CREATE TABLE context.
-EXAMPLE = {
-    "question": "What is the total number of points when the opponent is utah jazz?",
-    "context": "CREATE TABLE table_name_12 (points INTEGER, opponent VARCHAR)",
+# The GKE tutorial's own question and context (its kserve/input.json), and the SQL that
+# answers it: what stages 05 and 06 ask by default
+TUTORIAL = {
+    "question": 'What is the total number of attendees with age over 30 at kubecon "eu"?',
+    "context": "CREATE TABLE attendees (name VARCHAR, age INTEGER, kubecon VARCHAR)",
+    "answer": 'SELECT COUNT(*) FROM attendees WHERE age > 30 AND kubecon = "eu"',
 }
 
 
@@ -25,14 +27,19 @@ def champion_version(run: Run) -> str:
 
 
 def v2_request(prompt: str) -> dict[str, Any]:
-    """An Open Inference (V2) request for one prompt, shaped like the tutorial's input.json."""
-    return {"inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": [prompt]}]}
+    """An Open Inference (V2) request for one prompt, shaped like the tutorial's input.json
+    (which names its one input `args`)."""
+    return {"inputs": [{"name": "args", "shape": [1], "datatype": "BYTES", "data": [prompt]}]}
 
 
-def ask(run: Run, question: str = EXAMPLE["question"], context: str = EXAMPLE["context"],
-        server: str = "fastapi") -> dict[str, Any]:  # fmt: skip
+def ask(run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"],
+        server: str = "fastapi", expected: str = "") -> dict[str, Any]:  # fmt: skip
     """Ask a running server (`fastapi` of 05, `mlserver` of 06) one question: its SQL, the
-    version that answered, and the `curl` command that asks the same."""
+    version that answered, the `curl` command that asks the same and, given the `expected`
+    SQL (empty: the tutorial's answer to the tutorial's question), whether the answer is
+    `correct` (it returns the same rows: `tunekit.evaluate`)."""
+    if not expected and (question, context) == (TUTORIAL["question"], TUTORIAL["context"]):
+        expected = TUTORIAL["answer"]
     recorded = run.state.section("serving").get(server, {})
     if not recorded.get("url"):
         raise RuntimeError(f"no {server} server recorded for this run: run its stage first")
@@ -54,11 +61,23 @@ def ask(run: Run, question: str = EXAMPLE["question"], context: str = EXAMPLE["c
     sql = answer["outputs"][0]["data"][0].strip() if server == "mlserver" else answer["sql"]
     version = answer.get("model_version") or recorded["model_version"]
     return {"sql": sql, "model_version": version, "question": question, "curl": curl,
-            "response": answer}  # fmt: skip
+            "response": answer, "expected": expected,
+            "correct": judge(question, context, expected, sql)}  # fmt: skip
+
+
+def judge(question: str, context: str, expected: str, sql: str) -> bool | None:
+    """Whether `sql` answers like `expected` on SQLite tables made from `context` (None when
+    nothing is expected)."""
+    if not expected:
+        return None
+    from tunekit.evaluate import score
+
+    row = {"question": question, "context": context, "answer": expected}
+    return score(row, sql).execution
 
 
 def compare_servers(
-    run: Run, question: str = EXAMPLE["question"], context: str = EXAMPLE["context"]
+    run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"]
 ) -> Any:
     """The same question to each server the run deployed (05's FastAPI, 06's MLServer): a
     table of server, version and SQL. Both serve the champion greedily, so the SQL matches."""

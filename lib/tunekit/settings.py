@@ -138,9 +138,6 @@ class ModelSettings(SettingsGroup):
 
     model_id: str = Field("google/gemma-2-9b", description="Hub id, local directory or tiny-gemma2")
     load_in_4bit: bool = Field(False, description="QLoRA: 4-bit base weights (small GPUs)")
-    tiny_pretrain_steps: int = Field(
-        1000, ge=0, description="tiny-gemma2 only: steps of copy-task pretraining when built"
-    )
 
 
 class LoraSettings(SettingsGroup):

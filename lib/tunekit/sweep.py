@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
-from tunekit.objective import OBJECTIVE, SCORE, rank_key
+from tunekit.objective import COMPONENTS, OBJECTIVE, SCORE, rank_key
 from tunekit.run import Run
 from tunekit.settings import GROUPS, TRAINING_GROUPS, Settings, SettingsError, load_settings
 
@@ -186,7 +186,7 @@ def trials_table(run: Run, client: Any, sweep: Sweep, parent_id: str) -> list[di
             "run_id": r.info.run_id,
             "status": r.info.status,
             **{k: r.data.params.get(f"tunekit.{k}") for k in sweep.space},
-            **{m: r.data.metrics.get(m) for m in OBJECTIVE},
+            **{m: r.data.metrics.get(m) for m in (*OBJECTIVE, *COMPONENTS)},
         }
         for r in found
     ]

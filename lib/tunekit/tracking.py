@@ -121,13 +121,25 @@ def client(run: Run) -> Any:
     return backend_for(run).tracking_client(run)
 
 
+# The MLflow 3 UI shows an experiment of this kind in its model-training view (runs, charts,
+# models), not its GenAI view (traces, evaluations): the UI's ExperimentKind enum
+# (mlflow/server/js, `CUSTOM_MODEL_DEVELOPMENT = "custom_model_development"`)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(uri: str, name: str) -> str:
-    """The id of experiment `name`, created if missing (the caller is logged in)."""
+    """The id of experiment `name`, created if missing, of the model-training kind (the caller
+    is logged in)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment is None:
+        return client.create_experiment(name, tags=EXPERIMENT_KIND)
+    for key, value in EXPERIMENT_KIND.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def ensure_reader(uri: str, admin: dict[str, str], reader: dict[str, str]) -> None:

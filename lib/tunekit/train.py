@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="a setting over the config file's (a sweep's trial parameters)",
     )
-    parser.add_argument("--models-dir", type=Path, help="where tiny-gemma2 is built and reused")
+    parser.add_argument(
+        "--models-dir", type=Path, help="where tiny-gemma2 is placed (for the servers too)"
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -101,15 +103,12 @@ def main(argv: list[str] | None = None) -> dict:
     # Load and split the dataset
     train_rows, eval_rows = load_splits(settings)
 
-    # Load the base model and tokenizer (tiny-gemma2 is built on first use)
+    # Load the base model and tokenizer (tiny-gemma2 is placed in the models folder first)
     say(f"loading {settings.model_id} ({len(train_rows)} training rows, {len(eval_rows)} held out)")
     model, tokenizer, base = load_base(
         settings.model_id,
-        rows=train_rows,
         models_dir=args.models_dir or output_dir / "models",
-        seed=settings.seed,
         load_in_4bit=settings.load_in_4bit,
-        tiny_pretrain_steps=settings.tiny_pretrain_steps,
     )
     examples = _dataset([build_example(r, tokenizer.eos_token) for r in train_rows])
     held_out = _dataset([build_example(r, tokenizer.eos_token) for r in eval_rows])
@@ -178,23 +177,40 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def evaluate(trainer: Any, tokenizer: Any, rows: list[dict], settings: Any) -> dict[str, Any]:
-    """The held-out loss, and the tuned and the base model's answers scored
-    (`experiment.evaluate_models`)."""
-    from tunekit import experiment
+    """The held-out loss; the tuned and the base model's answers to the held-out rows and to
+    the unseen-schema set, scored (`experiment.evaluate_models`); the run's `score`."""
+    from tunekit import experiment, objective
     from tunekit.inference import generate_sql
+    from tunekit.unseen import PREFIX, unseen_rows
 
     eval_loss = trainer.evaluate()["eval_loss"]
-    say(f"evaluating the base and the tuned model on {len(rows)} held-out rows")
+    unseen = unseen_rows()
+    say(
+        f"evaluating the base and the tuned model on {len(rows)} held-out rows and "
+        f"{len(unseen)} questions about unseen tables"
+    )
     generation = {
         "max_new_tokens": settings.eval_max_new_tokens,
         "batch_size": settings.eval_batch_size,
     }
     tuned_model = trainer.model  # a PeftModel
-    tuned = generate_sql(tuned_model, tokenizer, rows, **generation)
-    with tuned_model.disable_adapter():
-        base = generate_sql(tuned_model, tokenizer, rows, **generation)
-    scored = experiment.evaluate_models(rows, {"tuned": tuned, "base": base}, settings.seed)
-    return {"eval_loss": eval_loss, **scored}
+    answers = {}
+    for name, asked in (("held_out", rows), ("unseen", unseen)):
+        tuned = generate_sql(tuned_model, tokenizer, asked, **generation)
+        with tuned_model.disable_adapter():
+            base = generate_sql(tuned_model, tokenizer, asked, **generation)
+        answers[name] = {"tuned": tuned, "base": base}
+    held_out = experiment.evaluate_models(rows, answers["held_out"], settings.seed)
+    on_unseen = experiment.evaluate_models(unseen, answers["unseen"], settings.seed, PREFIX)
+    metrics = {**held_out["metrics"], **on_unseen["metrics"]}
+    metrics[objective.SCORE] = objective.score(metrics)
+    return {
+        "eval_loss": eval_loss,
+        "metrics": metrics,
+        "table": held_out["table"],
+        "unseen_table": on_unseen["table"],
+        "timestamp": held_out["timestamp"],
+    }
 
 
 def say(message: str) -> None:

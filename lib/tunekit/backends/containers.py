@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from tunekit import credentials
-from tunekit.models import builds_base, is_local_model
+from tunekit.models import is_local_model, places_base
 from tunekit.run import Run
 
 CONFIG, WORKSPACE, MODELS = "config", "workspace", "models"  # the volumes containers mount
@@ -181,7 +181,7 @@ def server_env(run: Run, tracking_uri: str, version: str) -> dict[str, Value]:
 
 def serve(run: Run, model_uri: str, version: str, tracking_uri: str) -> Container:
     """`python -m tunekit.serve` (FastAPI) on `model_uri`, logged in as the reader. A base
-    model the fine-tune built (tiny-gemma2) lies in the workspace, which it mounts read-only."""
+    model the fine-tune placed (tiny-gemma2) lies in the workspace, which it mounts read-only."""
     return Container(
         name="serve",
         image=SERVE,
@@ -189,7 +189,7 @@ def serve(run: Run, model_uri: str, version: str, tracking_uri: str) -> Containe
         args=("--model-uri", model_uri, "--host", LISTEN, "--port", PORT),
         env=server_env(run, tracking_uri, version),
         secret_env={**HF_TOKEN, **READER_LOGIN},
-        mounts={WORKSPACE: True} if builds_base(run.settings.model_id) else {},
+        mounts={WORKSPACE: True} if places_base(run.settings.model_id) else {},
         port=SERVE_PORT,
         ready_path="/readyz",
     )

@@ -120,7 +120,9 @@ class Plan(Gke):
                 "run_id": s.pin_run_id or DRY,
                 "pinned": bool(s.pin_run_id),
                 "created": False,
+                "score": float("nan"),
                 "tuned_execution_accuracy": float("nan"),
+                "unseen_tuned_execution_accuracy": float("nan"),
                 "ui_url": f"{run.state.section('mlflow').get('ui_url', '')} (dry run)",
             },
         )

@@ -15,7 +15,7 @@ from tunekit.backends import containers
 from tunekit.backends.containers import HF_TOKEN, MOUNT_PATHS, Container, SecretRef
 from tunekit.backends.gke import node_sizing
 from tunekit.backends.gke.kube import GKE_ACCELERATOR_LABEL
-from tunekit.models import builds_base, is_local_model
+from tunekit.models import is_local_model, places_base
 from tunekit.objective import OBJECTIVE
 from tunekit.run import Run
 from tunekit.sweep import Sweep
@@ -545,7 +545,7 @@ def sweep_experiment(
         *args[at + 2 :],
         *(f"--param={name}=${{trialParameters.{name}}}" for name in sweep.space),
     ]
-    accuracy, loss = OBJECTIVE
+    score, tie_break = OBJECTIVE
     experiment = {
         "apiVersion": KATIB_API,
         "kind": "Experiment",
@@ -555,8 +555,8 @@ def sweep_experiment(
         "spec": {
             "objective": {
                 "type": "maximize",
-                "objectiveMetricName": accuracy,
-                "additionalMetricNames": [loss],
+                "objectiveMetricName": score,
+                "additionalMetricNames": [tie_break],
             },
             "algorithm": _algorithm(sweep),
             "parallelTrialCount": sweep.parallel,
@@ -602,7 +602,7 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
     and a ClusterIP Service on port 80.
 
     A new version replaces the pod rather than starting a second one beside it (`Recreate`: a
-    rolling update would need another GPU node). A base model the fine-tune built itself
+    rolling update would need another GPU node). A base model the fine-tune placed itself
     (tiny-gemma2) lives in the run's bucket folder, at the path the logged model records, so
     the pod mounts that folder read-only at the same place.
     """
@@ -611,13 +611,13 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
     scratch_volumes, scratch_mounts = _scratch(
         ("cache", "/home/tunekit/.cache", ""), ("tmp", "/tmp", "")
     )
-    built_base = builds_base(run.settings.model_id)
-    if built_base:
+    placed_base = places_base(run.settings.model_id)
+    if placed_base:
         scratch_volumes.append(_workspace_volume(run, read_only=True))
     container = _container(
         run,
         containers.serve(run, model_uri, version, tracking_uri),
-        resources=_gpu_resources(run, mounts_bucket=built_base),
+        resources=_gpu_resources(run, mounts_bucket=placed_base),
         startupProbe={**health, "failureThreshold": 90},  # loading the model: up to 15 min
         livenessProbe=health,
         readinessProbe={"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
@@ -636,7 +636,7 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
                 "template": {
                     "metadata": {
                         "labels": {**labels, **PART_OF},
-                        **({"annotations": {"gke-gcsfuse/volumes": "true"}} if built_base else {}),
+                        **({"annotations": {"gke-gcsfuse/volumes": "true"}} if placed_base else {}),
                     },
                     "spec": {
                         "serviceAccountName": SERVE_SA,

@@ -39,8 +39,8 @@ def job_dir(run: Run) -> Path:
 
 
 def models_cache() -> Path:
-    """Where base models built here (tiny-gemma2) are kept for every run: $TUNEKIT_MODELS_DIR,
-    else ~/.cache/tunekit/models. A build is keyed by its recipe and data, so runs share it."""
+    """Where base models placed here (tiny-gemma2) are kept for every run: $TUNEKIT_MODELS_DIR,
+    else ~/.cache/tunekit/models. A copy is named by a digest of its files: runs share it."""
     found = os.environ.get(MODELS_DIR_ENV)
     return Path(found).expanduser() if found else Path.home() / ".cache" / "tunekit" / "models"
 
