@@ -227,7 +227,7 @@ resource "google_container_node_pool" "gpu" {
   initial_node_count = 0
   autoscaling {
     total_min_node_count = 0
-    total_max_node_count = var.gpu_max_nodes
+    total_max_node_count = max(var.gpu_max_nodes, var.num_nodes + 2)
   }
   management {
     auto_repair  = true

@@ -1,6 +1,6 @@
 # Variables tunekit sets from its settings (stage 01 writes them to
 # runs/<run-id>/gke/terraform.tfvars.json): project_id, region, cluster_name, bucket,
-# namespace, gpu_type, gpu_count, gpu_machine_type, gpu_spot. The others keep their defaults
+# namespace, gpu_type, gpu_count, gpu_machine_type, gpu_spot, num_nodes. The others keep their defaults
 # unless you set them in a .tfvars file of your own (see example.tfvars).
 
 variable "project_id" {
@@ -74,9 +74,20 @@ variable "gpu_spot" {
 }
 
 variable "gpu_max_nodes" {
-  description = "Upper bound of the GPU pool's autoscaling (it scales to zero when idle)."
+  description = "Upper bound of the GPU pool's autoscaling (it scales to zero when idle); raised to num_nodes + 2 where that is more (the fine-tune's nodes and the two servers')."
   type        = number
   default     = 3
+}
+
+variable "num_nodes" {
+  description = "GPU nodes one fine-tune spans (tunekit's num_nodes; more than one runs a Kubeflow TrainJob): the pool scales to at least this many, each with gpu_count GPUs."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.num_nodes >= 1 && var.num_nodes == floor(var.num_nodes)
+    error_message = "num_nodes must be a whole number of nodes, at least 1."
+  }
 }
 
 variable "gpu_node_locations" {

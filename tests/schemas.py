@@ -6,7 +6,10 @@ model classes are generated from the same OpenAPI spec as KServe's CRDs (`openap
 `attribute_map` of each class), with the Kubernetes types it embeds taken from the Kubernetes
 schemas above. Unknown fields are errors there too. Katib kinds: the JSON schema of the
 pydantic models of `kubeflow-katib-api` (generated from Katib's OpenAPI spec), made strict the
-same way.
+same way. Kubeflow Trainer kinds: the pydantic models of `kubeflow-trainer-api` (generated from
+the Trainer's OpenAPI spec, one release per Trainer release): an object must load into them
+(types are strict there) and come back out unchanged (their `from_dict` drops what they do not
+know, so a field they lack is an error here).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import kubernetes_validate
 
 KSERVE_GROUP = "serving.kserve.io"
 KATIB_GROUP = "kubeflow.org"
+TRAINER_GROUP = "trainer.kubeflow.org"
 _PRIMITIVES = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
@@ -38,6 +42,8 @@ def validate(obj: dict[str, Any], k8s_version: str) -> None:
     """Raise a ValueError naming the object and the field when `obj` does not validate."""
     name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
     group, _, version = obj.get("apiVersion", "").rpartition("/")
+    if group == TRAINER_GROUP:
+        return _validate_trainer(obj, name, version)
     if group in (KSERVE_GROUP, KATIB_GROUP):
         schema = (
             kserve_schema(obj["kind"], version, k8s_version)
@@ -146,3 +152,36 @@ def katib_schema(kind: str, version: str) -> dict[str, Any]:
 
     strict(schema)
     return schema
+
+
+def _validate_trainer(obj: dict[str, Any], name: str, version: str) -> None:
+    """`obj` loads into the Trainer's model of its kind and comes back out as it went in."""
+    from kubeflow_trainer_api import models
+    from pydantic import ValidationError
+
+    model = getattr(models, f"Trainer{version.capitalize()}{obj['kind']}")
+    try:
+        again = model.from_dict(obj).to_dict()
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ValueError(f"{name}: {e.title}.{'.'.join(map(str, first['loc']))}: "
+                         f"{first['msg']}") from None  # fmt: skip
+    if (path := _difference(obj, again)) is not None:
+        raise ValueError(f"{name}: {path}: not in the Trainer's API (dropped or changed)")
+
+
+def _difference(given: Any, kept: Any, path: str = "") -> str | None:
+    """The first path where `kept` differs from `given`, or None."""
+    if isinstance(given, dict) and isinstance(kept, dict):
+        for key in given:
+            if key not in kept:
+                return f"{path}.{key}".lstrip(".")
+            if (found := _difference(given[key], kept[key], f"{path}.{key}")) is not None:
+                return found
+        return None
+    if isinstance(given, list) and isinstance(kept, list) and len(given) == len(kept):
+        for i, (a, b) in enumerate(zip(given, kept, strict=True)):
+            if (found := _difference(a, b, f"{path}.{i}")) is not None:
+                return found
+        return None
+    return None if given == kept else path.lstrip(".")

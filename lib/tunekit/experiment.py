@@ -242,10 +242,17 @@ def run_tags(settings: Settings) -> dict[str, str]:
 
 
 def run_params(settings: Settings) -> dict[str, Any]:
-    """Every setting, flattened, as `tunekit.<name>` (settings hold no secrets)."""
+    """Every setting, flattened, as `tunekit.<name>` (settings hold no secrets); the number of
+    training processes and the examples per optimizer step over all of them."""
+    from tunekit.distributed import effective_batch_size
+
     return {
-        f"tunekit.{name}": ",".join(value) if isinstance(value, list) else value
-        for name, value in settings.model_dump().items()
+        **{
+            f"tunekit.{name}": ",".join(value) if isinstance(value, list) else value
+            for name, value in settings.model_dump().items()
+        },
+        "world_size": settings.world_size,
+        "effective_batch_size": effective_batch_size(settings),
     }
 
 

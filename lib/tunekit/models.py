@@ -56,9 +56,19 @@ def place_tiny_gemma2(models_dir: Path) -> Path:
 
 
 def load_base(
-    model_id: str, *, models_dir: Path, load_in_4bit: bool = False
+    model_id: str,
+    *,
+    models_dir: Path,
+    load_in_4bit: bool = False,
+    device: int | None = None,
+    sharded: bool = False,
 ) -> tuple[Any, Any, str]:
-    """The base model, its tokenizer, and what to call it (a Hub id or a local path)."""
+    """The base model, its tokenizer, and what to call it (a Hub id or a local path).
+
+    `device`: the GPU of this training process (QLoRA under DDP: each process places the
+    4-bit base on its own GPU). `sharded`: FSDP will shard it, so 4-bit weights are stored as
+    bf16 tensors FSDP can flatten (PEFT's QLoRA-with-FSDP recipe, `bnb_4bit_quant_storage`).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -79,7 +89,10 @@ def load_base(
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
+            **({"bnb_4bit_quant_storage": torch.bfloat16} if sharded else {}),
         )
+        if device is not None and not sharded:
+            kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(reference, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(reference)
     if load_in_4bit:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunekit.distributed import trainer_arguments
 from tunekit.settings import Settings
 
 
@@ -38,6 +39,7 @@ def sft_arguments(settings: Settings, output_dir: Path | str, cuda: bool | _Code
         "report_to": ["mlflow"],  # transformers 5 reports nowhere unless asked
         "disable_tqdm": True,  # ProgressCallback prints plain lines that stream well
         "dataloader_num_workers": 0,
+        **trainer_arguments(settings, cuda),  # more than one process: DDP or FSDP
     }
 
 

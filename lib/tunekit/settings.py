@@ -172,6 +172,9 @@ class TrainingSettings(SettingsGroup):
         "eval_batch_size",
         "sweep_id",
         "reproduces",
+        "nproc_per_node",
+        "num_nodes",
+        "distributed_strategy",
     )
 
     experiment_name: str = Field("gemma2-text-to-sql", description="MLflow experiment")
@@ -194,6 +197,26 @@ class TrainingSettings(SettingsGroup):
     reproduces: str = Field(
         "", description="the MLflow run this fine-tune reproduces (`tunekit reproduce` sets it)"
     )
+    nproc_per_node: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="training processes per machine (torchrun); 0: one per GPU (gke: "
+        "gpu_count), one locally",
+    )
+    num_nodes: int = Field(
+        1, ge=1, le=64, description="gke: machines the fine-tune spans (a Kubeflow TrainJob)"
+    )
+    distributed_strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="more than one process: ddp (a copy of the model in each) or fsdp "
+        "(the base sharded across them, for bases that do not fit one GPU)",
+    )
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: `nproc_per_node` on each of `num_nodes` machines."""
+        return self.nproc_per_node * self.num_nodes
 
     def as_config(self) -> dict[str, Any]:
         """SFTConfig's arguments of this group."""
@@ -219,6 +242,14 @@ GROUPS: dict[str, type[SettingsGroup]] = {
 }
 # What a fine-tune's result depends on: its job name is a digest of these groups
 TRAINING_GROUPS = ("data", "model", "lora", "training")
+# Training settings added later, at the value that leaves a job's name as it was before them
+_NEW_SINCE_FIRST_RELEASE = {
+    "sweep_id": "",
+    "reproduces": "",
+    "nproc_per_node": 1,
+    "num_nodes": 1,
+    "distributed_strategy": "ddp",
+}
 
 
 class Settings(  # bases in reverse: pydantic orders the fields platform first
@@ -272,8 +303,8 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
         training). Settings of the platform or the registry do not change it; a sweep's trial
         and a reproduction are fine-tunes of their own (`sweep_id`, `reproduces`)."""
         shaping = {g: self.group(g).model_dump() for g in TRAINING_GROUPS}
-        for name in ("sweep_id", "reproduces"):  # unset, they leave earlier jobs' names as were
-            if not shaping["training"][name]:
+        for name, unset in _NEW_SINCE_FIRST_RELEASE.items():
+            if shaping["training"][name] == unset:  # earlier jobs' names stay as they were
                 del shaping["training"][name]
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
         return f"ft-{digest}"
@@ -395,6 +426,7 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
         rows = self.dataset_limit or (self.synthetic_rows if self.dataset == "synthetic" else 0)
         if rows and self.eval_size >= rows:  # other datasets are checked when they are read
             raise ValueError(f"eval_size: must be smaller than the number of rows ({rows})")
+        self._check_processes()
         if not self.bucket:
             self.bucket = f"{self.project_id}-tunekit" if self.profile == "gke" else "tunekit"
         if not self.image_tag:
@@ -402,6 +434,26 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
 
             self.image_tag = __version__
         return self
+
+    def _check_processes(self) -> None:
+        """Resolve `nproc_per_node` 0 (one process per GPU on gke, one locally) and check the
+        processes fit where they run."""
+        if self.profile == "local":
+            if self.num_nodes != 1:
+                raise ValueError("num_nodes: the local profile trains on this one machine (1)")
+            self.nproc_per_node = self.nproc_per_node or 1
+        else:
+            self.nproc_per_node = self.nproc_per_node or self.gpu_count
+            if self.nproc_per_node > self.gpu_count:
+                raise ValueError(
+                    f"nproc_per_node: at most one process per GPU ({self.gpu_count} per node, "
+                    "gpu_count)"
+                )
+        if self.distributed_strategy == "fsdp" and self.world_size == 1:
+            raise ValueError(
+                "distributed_strategy: fsdp shards the base across processes; with one "
+                "process use ddp (or set nproc_per_node/num_nodes)"
+            )
 
     def _check_gpu_machine(self) -> None:
         """The GPU pool's machine exists, carries `gpu_type` and has `gpu_count` GPUs: the

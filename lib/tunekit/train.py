@@ -4,6 +4,9 @@ The only training code path: the local profile runs it as a subprocess, the GKE 
 the container's command. Settings come from a config file (a dump of tunekit's settings) and the
 environment (`TUNEKIT_<NAME>`, `MLFLOW_TRACKING_URI`, and secrets such as `HF_TOKEN`).
 
+With more than one process (`nproc_per_node`, `num_nodes`), torchrun launches it, and the main
+process alone writes the MLflow run and evaluates (`tunekit.distributed`).
+
 Usage:
     python -m tunekit.train --config runs/<run-id>/finetune/<job>/config.yaml
     python -m tunekit.train --config runs/<run-id>/finetune/<job>/config.yaml --resume
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import datasets
+    import torch
     import transformers
     import yaml
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
-    from tunekit import experiment
+    from tunekit import distributed, experiment
     from tunekit.data import load_splits
     from tunekit.models import load_base
     from tunekit.prompts import build_example
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     datasets.disable_progress_bars()  # ProgressCallback's lines are the progress
     transformers.utils.logging.disable_progress_bar()
+    cuda = torch.cuda.is_available()
 
     # Read the settings
     values = yaml.safe_load(args.config.read_text()) if args.config else {}
@@ -99,23 +106,42 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         output_dir = (args.output_dir or args.config.parent).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
+    processes = distributed.state(cuda)  # one, or torchrun's: the main one tracks and evaluates
+    if processes.num_processes != settings.world_size:
+        raise SystemExit(
+            f"tunekit: the settings ask for {settings.world_size} training process(es) "
+            f"(nproc_per_node x num_nodes), {processes.num_processes} started: launch "
+            f"{' '.join(distributed.LAUNCHER)} with the settings' nproc_per_node"
+        )
+    main_process = processes.is_main_process
 
     # Load and split the dataset
     train_rows, eval_rows = load_splits(settings)
 
     # Load the base model and tokenizer (tiny-gemma2 is placed in the models folder first)
-    say(f"loading {settings.model_id} ({len(train_rows)} training rows, {len(eval_rows)} held out)")
-    model, tokenizer, base = load_base(
-        settings.model_id,
-        models_dir=args.models_dir or output_dir / "models",
-        load_in_4bit=settings.load_in_4bit,
-    )
+    if main_process:
+        say(f"loading {settings.model_id} ({len(train_rows)} training rows, "
+            f"{len(eval_rows)} held out)")  # fmt: skip
+    models_dir = args.models_dir or output_dir / "models"
+    with processes.main_process_first():  # one download or copy; the others read it
+        model, tokenizer, base = load_base(
+            settings.model_id,
+            models_dir=models_dir,
+            load_in_4bit=settings.load_in_4bit,
+            device=processes.local_process_index if cuda else None,
+            sharded=settings.distributed_strategy == "fsdp",
+        )
     examples = _dataset([build_example(r, tokenizer.eos_token) for r in train_rows])
     held_out = _dataset([build_example(r, tokenizer.eos_token) for r in eval_rows])
 
     checkpoint = last_complete_checkpoint(output_dir / "checkpoints")
-    with experiment.finetune_run(settings, output_dir, resume=args.resume) as tracked:
-        if not (args.resume and checkpoint):
+    tracking = (
+        experiment.finetune_run(settings, output_dir, resume=args.resume)
+        if main_process
+        else nullcontext(None)  # the other processes train and log nothing
+    )
+    with tracking as tracked:
+        if tracked and not (args.resume and checkpoint):
             tracked.log_inputs(settings, train_rows, eval_rows)
 
         # Train the LoRA adapter
@@ -126,11 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
             eval_dataset=held_out,
             processing_class=tokenizer,
             peft_config=lora_config(settings),
-            callbacks=[
-                ThroughputCallback(),
-                ProgressCallback(),
-                MetricBufferCallback(tracked.buffer),
-            ],
+            callbacks=[ThroughputCallback(), ProgressCallback()]
+            + ([MetricBufferCallback(tracked.buffer)] if tracked else []),
         )
         trainer.remove_callback(PrinterCallback)  # its raw dicts would repeat ProgressCallback
         resume_from = checkpoint if args.resume else None
@@ -138,24 +161,36 @@ def main(argv: list[str] | None = None) -> dict:
             # killed after its last checkpoint: the Trainer, resumed there, would take one step
             # past max_steps (transformers/trainer.py `_run_epoch` checks after a step)
             say(f"{resume_from} is the last step: loading its adapter, nothing left to train")
-            tuned: Any = trainer.model  # a PeftModel (SFTTrainer applied peft_config)
-            tuned.load_adapter(resume_from, adapter_name="default")
+            peft_model: Any = trainer.model  # SFTTrainer applied peft_config
+            peft_model.load_adapter(resume_from, adapter_name="default")
             trainer.state = state
         else:
             say(f"resuming from {resume_from}" if resume_from else "training")
             trainer.train(resume_from_checkpoint=resume_from)
 
         # Evaluate the tuned and the base model on the held-out rows (once: a re-run after an
-        # MLflow outage logs what the first attempt kept)
-        evaluation = experiment.saved_evaluation(output_dir) or experiment.save_evaluation(
-            output_dir, evaluate(trainer, tokenizer, eval_rows, settings)
+        # MLflow outage logs what the first attempt kept); the main process alone generates
+        evaluation = experiment.saved_evaluation(output_dir)
+        # every process: the loss on its share of the rows; the adapter gathered under FSDP
+        eval_loss = trainer.evaluate()["eval_loss"] if evaluation is None else 0.0
+        tuned = distributed.gathered_model(
+            trainer,
+            settings,
+            output_dir,
+            lambda: load_base(settings.model_id, models_dir=models_dir,
+                              device=processes.local_process_index if cuda else None)[0],
+        )  # fmt: skip
+        if tracked is None:
+            return {}  # the main process evaluates, logs the adapter and ends the run
+        evaluation = evaluation or experiment.save_evaluation(
+            output_dir, evaluate(tuned, tokenizer, eval_rows, settings, eval_loss)
         )
 
         # Log the evaluation and the adapter as an MLflow model (waiting out an MLflow outage
         # of up to mlflow_outage_s); the run ends once MLflow has every metric point
         say("logging the evaluation and the adapter to MLflow")
         tracked.log_evaluation(evaluation)
-        model_uri = tracked.log_adapter(trainer.model, tokenizer, base, settings, eval_rows[0])
+        model_uri = tracked.log_adapter(tuned, tokenizer, base, settings, eval_rows[0])
 
     result = {
         "mlflow_run_id": tracked.run_id,
@@ -176,14 +211,15 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def evaluate(trainer: Any, tokenizer: Any, rows: list[dict], settings: Any) -> dict[str, Any]:
-    """The held-out loss; the tuned and the base model's answers to the held-out rows and to
-    the unseen-schema set, scored (`experiment.evaluate_models`); the run's `score`."""
+def evaluate(
+    tuned_model: Any, tokenizer: Any, rows: list[dict], settings: Any, eval_loss: float
+) -> dict[str, Any]:
+    """The tuned (a PeftModel) and the base model's answers to the held-out rows and to the
+    unseen-schema set, scored (`experiment.evaluate_models`); the run's `score`."""
     from tunekit import experiment, objective
     from tunekit.inference import generate_sql
     from tunekit.unseen import PREFIX, unseen_rows
 
-    eval_loss = trainer.evaluate()["eval_loss"]
     unseen = unseen_rows()
     say(
         f"evaluating the base and the tuned model on {len(rows)} held-out rows and "
@@ -193,7 +229,6 @@ def evaluate(trainer: Any, tokenizer: Any, rows: list[dict], settings: Any) -> d
         "max_new_tokens": settings.eval_max_new_tokens,
         "batch_size": settings.eval_batch_size,
     }
-    tuned_model = trainer.model  # a PeftModel
     answers = {}
     for name, asked in (("held_out", rows), ("unseen", unseen)):
         tuned = generate_sql(tuned_model, tokenizer, asked, **generation)
@@ -214,8 +249,10 @@ def evaluate(trainer: Any, tokenizer: Any, rows: list[dict], settings: Any) -> d
 
 
 def say(message: str) -> None:
-    """A status line; the local job shows these live next to the progress lines."""
-    print(f"tunekit: {message}", flush=True)
+    """A status line (the main process's; under torchrun the others keep quiet); the local
+    job shows these live next to the progress lines."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"tunekit: {message}", flush=True)
 
 
 def finished_state(checkpoint: str) -> Any:

@@ -38,7 +38,7 @@ class ThroughputCallback(TrainerCallback):
         self._last: tuple[float, float] | None = None
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
-        if logs is None or "num_tokens" not in logs:
+        if logs is None or "num_tokens" not in logs or not state.is_world_process_zero:
             return
         now, tokens = time.monotonic(), float(logs["num_tokens"])
         if self._last and now > self._last[0]:
@@ -52,7 +52,7 @@ class ProgressCallback(TrainerCallback):
     """One line per log: step, loss, learning rate, tokens/s. Plain text streams anywhere."""
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
-        if not logs or "loss" not in logs:
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
             return
         rate = logs.get("tokens_per_second")
         print(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from tunekit import credentials
+from tunekit import credentials, distributed
 from tunekit.models import is_local_model, places_base
 from tunekit.run import Run
 
@@ -113,7 +113,9 @@ class Container:
         missing = set(self.mounts) - set(dirs)
         if missing:
             raise ValueError(f"container {self.name}: no local directory for {sorted(missing)}")
-        local = {**{"python": sys.executable}, **(executables or {})}
+        python = Path(sys.executable)
+        local = {"python": str(python), "torchrun": str(python.with_name("torchrun")),
+                 **(executables or {})}  # fmt: skip
 
         def here(value: Value) -> str:
             return self.resolve(value, dirs, "{port}", "127.0.0.1")
@@ -140,8 +142,10 @@ READER_LOGIN = mlflow_login(credentials.READER)  # servers only read the registr
 
 def finetune(run: Run, job: str, tracking_uri: str) -> Container:
     """`python -m tunekit.train` with the job's settings file into `<workspace>/finetune/<job>`,
-    resuming from its last checkpoint."""
+    resuming from its last checkpoint; launched by `torchrun` when the settings ask for more
+    than one process (`tunekit.distributed`: each platform gives torchrun its rendezvous)."""
     s = run.settings
+    command = distributed.LAUNCHER if distributed.launched(s) else ("python", "-m", "tunekit.train")
     local_data = s.dataset == "synthetic" or Path(s.dataset).expanduser().is_file()
     env: dict[str, Value] = {
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -154,7 +158,7 @@ def finetune(run: Run, job: str, tracking_uri: str) -> Container:
     return Container(
         name="train",
         image=FINETUNE,
-        command=("python", "-m", "tunekit.train"),
+        command=command,
         args=(
             "--config",
             InMount(CONFIG, "config.yaml"),

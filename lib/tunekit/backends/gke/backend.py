@@ -17,10 +17,16 @@ from typing import Any
 
 from google.cloud import storage
 
-from tunekit import credentials, project_files, tracking
+from tunekit import credentials, distributed, project_files, tracking
 from tunekit.backends.base import LivePlatform
 from tunekit.backends.gke import mlflow_chart, workloads
-from tunekit.backends.gke.kube import FIELD_MANAGER, GKE_ACCELERATOR_LABEL, JobFailed, job_outcome
+from tunekit.backends.gke.kube import (
+    COMPLETION_INDEX_LABEL,
+    FIELD_MANAGER,
+    GKE_ACCELERATOR_LABEL,
+    JobFailed,
+    job_outcome,
+)
 from tunekit.backends.gke.shell import Shell
 from tunekit.progress import TrainingProgress
 from tunekit.registry import champion_uri
@@ -47,6 +53,7 @@ def terraform_variables(run: Run) -> dict[str, Any]:
         "gpu_count": s.gpu_count,
         "gpu_machine_type": s.gpu_machine_type,
         "gpu_spot": s.gpu_spot,
+        "num_nodes": s.num_nodes,
     }
 
 
@@ -257,6 +264,8 @@ class Gke(LivePlatform):
         lines and the events.
         """
         sh, s = self.shell(run, "03-finetune"), run.settings
+        if distributed.launched(s):
+            self._ensure_trainer(sh)
         self._apply_hf_token(sh, run)
         job = s.finetune_job  # the fine-tune's checkpoints, in every attempt
         result_uri = workloads.finetune_result_uri(run, job)
@@ -314,6 +323,24 @@ class Gke(LivePlatform):
             )
         return summarize(run, client, sweep, parent)
 
+    def _ensure_trainer(self, sh: Shell) -> None:
+        """Kubeflow Trainer (its CRDs, controller and webhook, and the JobSet it builds on, in
+        namespace kubeflow-system), then its training runtimes, unless the cluster has the
+        TrainJob CRD; the order and the wait are upstream's (kubeflow/trainer v2.3.0
+        docs/operator-guides/installation.md, hack/e2e-setup-cluster.sh)."""
+        crd = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        if sh.kube.exists(*crd, f"trainjobs.{workloads.TRAINER_GROUP}"):
+            return
+        for overlay in ("manager", "runtimes"):
+            kustomization = ("github.com/kubeflow/trainer.git/manifests/overlays/"
+                             f"{overlay}?ref={workloads.TRAINER_VERSION}")  # fmt: skip
+            sh.run(["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
+                    "-k", kustomization], attempts=5)  # fmt: skip
+            if overlay == "manager":  # its webhook admits the runtimes
+                sh.run(["kubectl", "wait", "deployment", "--all",
+                        f"-n={workloads.TRAINER_NAMESPACE}", "--for=condition=Available",
+                        "--timeout=10m"])  # fmt: skip
+
     def _ensure_katib(self, sh: Shell) -> None:
         """Katib's standalone install (its CRDs, controller, DB, webhook in namespace
         `kubeflow`) unless the cluster has its Experiment CRD; waits until it is Available."""
@@ -353,7 +380,7 @@ class Gke(LivePlatform):
         """The Job to use for fine-tune `job`: (name, attempt, "complete" | "active" | None),
         None meaning a new attempt is to be applied."""
         previous = sh.kube.jobs(run.settings.namespace, f"{workloads.FINETUNE_LABEL}={job}")
-        attempts = {int(j.metadata.name.rsplit("-", 1)[1]): j for j in previous}
+        attempts = {attempt_of(j): j for j in previous}  # a TrainJob's: its JobSet's Job
         if not attempts:
             return f"{job}-1", 1, None
         last = max(attempts)
@@ -371,8 +398,13 @@ class Gke(LivePlatform):
     def _follow(self, sh: Shell, run: Run, name: str) -> None:
         """Stream the Job's training logs (progress lines shown, all in logs/) until it ends."""
         s = run.settings
-        sh.note(f"kubectl logs -f job/{name} -c train -n={s.namespace}, then the Job's "
-                "condition Complete or Failed (followed through the API)")  # fmt: skip
+        if distributed.launched(s):
+            sh.note(f"kubectl logs -f -l={COMPLETION_INDEX_LABEL}=0,jobset.sigs.k8s.io/"
+                    f"jobset-name={name} -c node -n={s.namespace}, then the condition Complete "
+                    f"or Failed of Job {name}-node-0 (followed through the API)")  # fmt: skip
+        else:
+            sh.note(f"kubectl logs -f job/{name} -c train -n={s.namespace}, then the Job's "
+                    "condition Complete or Failed (followed through the API)")  # fmt: skip
         log = run.logs_dir / f"finetune-{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
 
@@ -388,8 +420,16 @@ class Gke(LivePlatform):
                 progress.feed(text)
 
             try:
-                sh.kube.follow_job(s.namespace, name, "train", on_line=line, on_status=status,
-                                   schedule_timeout_s=s.schedule_timeout_s)  # fmt: skip
+                if distributed.launched(s):  # the main process's lines: node 0's pod
+                    job = sh.kube.trainjob_job(s.namespace, name, s.schedule_timeout_s)
+                    sh.kube.follow_job(s.namespace, job, workloads.TRAINER_CONTAINER,
+                                       on_line=line, on_status=status,
+                                       schedule_timeout_s=s.schedule_timeout_s,
+                                       pod_selector=f"{COMPLETION_INDEX_LABEL}=0")  # fmt: skip
+                else:
+                    sh.kube.follow_job(s.namespace, name, "train", on_line=line,
+                                       on_status=status,
+                                       schedule_timeout_s=s.schedule_timeout_s)  # fmt: skip
             except JobFailed as e:
                 run.state.update("finetune", {"status": "failed", "job": name})
                 raise RuntimeError(
@@ -530,3 +570,9 @@ class Gke(LivePlatform):
                 "commands": str(sh.script),
             },
         )
+
+
+def attempt_of(job: Any) -> int:
+    """A fine-tune Job's attempt: its label, else (Jobs of earlier kits) its name's end."""
+    labels = job.metadata.labels or {}
+    return int(labels.get(workloads.ATTEMPT_LABEL) or job.metadata.name.rsplit("-", 1)[1])

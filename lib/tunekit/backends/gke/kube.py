@@ -16,7 +16,9 @@ from typing import Any
 
 FIELD_MANAGER = "tunekit"
 JOB_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods by the Job controller (1.27+)
+COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's pods (1.28+)
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"  # GKE labels GPU nodes with it
+TRAINER_API = "trainer.kubeflow.org/v1alpha1"  # Kubeflow Trainer's TrainJob
 
 
 class KubeError(RuntimeError):
@@ -141,8 +143,10 @@ class Kube:
         on_status: Callable[[str], None] = lambda status: None,
         schedule_timeout_s: float = 1800,
         poll_s: float = 10,
+        pod_selector: str = "",
     ) -> JobOutcome:
-        """Stream the logs of `container` in each pod of Job `name` as it runs, until the Job is
+        """Stream the logs of `container` in each pod of Job `name` (those of `pod_selector`
+        too, e.g. an Indexed Job's first) as it runs, until the Job is
         Complete or Failed. `on_status` hears "pending" (no node yet, or starting) and
         "running". Raises JobFailed when it fails (its reason, the last log lines, the events)
         or when its pod has found no node for `schedule_timeout_s` (e.g. no GPU quota, too
@@ -157,7 +161,7 @@ class Kube:
             outcome = job_outcome(job)
             if outcome:
                 break
-            pod = self._newest_pod(namespace, name)
+            pod = self._newest_pod(namespace, name, pod_selector)
             phase = (pod and pod.status and pod.status.phase) or "Pending"
             if pod and phase != "Pending" and pod.metadata.name not in streamed:
                 streamed.add(pod.metadata.name)
@@ -191,7 +195,7 @@ class Kube:
             ):
                 break
         if outcome.status == "failed":
-            pod = self._newest_pod(namespace, name)
+            pod = self._newest_pod(namespace, name, pod_selector)
             logs = self.log_tail(namespace, pod.metadata.name, container) if pod else ""
             names = [name, *([pod.metadata.name] if pod else [])]
             raise JobFailed(
@@ -200,9 +204,38 @@ class Kube:
             )
         return outcome
 
-    def _newest_pod(self, namespace: str, job: str) -> Any:
-        pods = self.core.list_namespaced_pod(namespace, label_selector=f"{JOB_LABEL}={job}").items
+    def _newest_pod(self, namespace: str, job: str, selector: str = "") -> Any:
+        labels = ",".join(filter(None, [f"{JOB_LABEL}={job}", selector]))
+        pods = self.core.list_namespaced_pod(namespace, label_selector=labels).items
         return max(pods, key=lambda p: p.metadata.creation_timestamp or 0, default=None)
+
+    def trainjob_job(
+        self, namespace: str, name: str, timeout_s: float = 1800, poll_s: float = 10
+    ) -> str:
+        """The name of the Job that TrainJob `name`'s JobSet runs its nodes in (JobSet names it
+        `<jobset>-<replicated job>-<index>`: `<name>-node-0`), once it exists. Raises JobFailed
+        when the TrainJob fails first, or when no Job comes within `timeout_s`: the Trainer
+        then reports why only as events (pkg/controller/trainjob_controller.go,
+        `TrainJobResourcesCreationFailed`), which the message holds."""
+        job = f"{name}-node-0"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            jobs = self.batch.list_namespaced_job(namespace, field_selector=f"metadata.name={job}")
+            if jobs.items:
+                return job
+            found = self.get(TRAINER_API, "TrainJob", name, namespace) or {}
+            for condition in found.get("status", {}).get("conditions", []):
+                if condition.get("type") == "Failed" and condition.get("status") == "True":
+                    raise JobFailed(
+                        f"TrainJob {name} failed ({condition.get('reason')}: "
+                        f"{condition.get('message')})\n{self.events(namespace, [name])}"
+                    )
+            if time.monotonic() > deadline:
+                raise JobFailed(
+                    f"TrainJob {name}: no Job {job} after {timeout_s:.0f} s\n"
+                    f"{self.events(namespace, [name])}"
+                )
+            time.sleep(poll_s)
 
     def _stream_logs(
         self, namespace: str, pod: str, container: str, on_line: Callable[[str], None]

@@ -63,8 +63,14 @@ class EmptyCluster(Kube):
         on_status: Callable[[str], None] = lambda status: None,
         schedule_timeout_s: float = 1800,
         poll_s: float = 10,
+        pod_selector: str = "",
     ) -> JobOutcome:
         return JobOutcome(DRY)
+
+    def trainjob_job(
+        self, namespace: str, name: str, timeout_s: float = 1800, poll_s: float = 10
+    ) -> str:
+        return f"{name}-node-0"
 
 
 class Plan(Gke):

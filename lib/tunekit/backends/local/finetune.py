@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from tunekit import distributed
 from tunekit.backends import containers
 from tunekit.credentials import LocalSecrets, child_environment
 from tunekit.progress import TrainingProgress
@@ -122,9 +123,13 @@ def _train(run: Run, job: Path, tracking_uri: str) -> dict[str, Any]:
     resume = (job / "checkpoints").is_dir()
     # The container of the gke profile's Job, run here: its config volume is the job dir, its
     # workspace the run dir (the models cache too, where one is set)
+    # (more than one process: torchrun on this machine alone, `--standalone`)
     process = containers.finetune(run, job.name, tracking_uri).process(
         {containers.CONFIG: str(job), containers.WORKSPACE: str(run.dir)},
         LocalSecrets(run.dir).value,
+        overrides=distributed.standalone_env(run.settings)
+        if distributed.launched(run.settings)
+        else None,
     )
     log = run.logs_dir / f"finetune-{job.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
