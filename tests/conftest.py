@@ -78,6 +78,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tunekit.Run]:
     assert not running_services(the_run)
 
 
+def at_a_terminal() -> None:
+    """Popen's `preexec_fn` for a command the test stops with Ctrl-C: SIGINT as at a terminal
+    (a suite started in the background, e.g. `make test &`, passes its children SIGINT ignored,
+    and Ctrl-C would then never reach them)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def tunekit_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:

@@ -209,6 +209,15 @@ def test_strategies_become_the_trainers_arguments(tmp_path: Path) -> None:
 
     accepted = set(TrainingArguments.__dataclass_fields__)
     assert {"fsdp", "fsdp_config", "ddp_backend", "ddp_find_unused_parameters"} <= accepted
+    # LoRA-aware wrapping is the Trainer's own under FSDP: transformers/distributed/fsdp.py
+    # `update_fsdp_plugin_peft` sets PEFT's `fsdp_auto_wrap_policy` (and a QLoRA base's
+    # storage dtype), which the kit relies on rather than wrapping itself
+    import inspect
+
+    from transformers.distributed import fsdp as transformers_fsdp
+
+    source = inspect.getsource(transformers_fsdp.update_fsdp_plugin_peft)
+    assert "fsdp_auto_wrap_policy(model)" in source and "bnb_4bit_quant_storage" in source
 
 
 def test_a_process_count_the_launcher_did_not_start_is_refused(tmp_path: Path) -> None:
@@ -387,3 +396,40 @@ def test_a_sweep_of_distributed_trials_is_refused(tmp_path: Path) -> None:
     sweep = Sweep(settings, {"lora_r": ("8", "16")})
     with pytest.raises(ValueError, match="single-process Jobs"):
         workloads.sweep_experiment(Run(tmp_path, settings), sweep, "http://mlflow", "parent")
+
+
+# --- local: FSDP (two CPU processes, gloo): the adapter gathered, evaluated once
+
+
+@pytest.fixture(scope="module")
+def fsdp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    run_dir = tmp_path_factory.mktemp("fsdp") / "run"
+    done = tunekit_cli(
+        "run", "--stages", "01-03", "--run-dir", str(run_dir), "-p", "nproc_per_node=2",
+        "-p", "distributed_strategy=fsdp", "-p", "max_steps=10", "-p", "save_steps=5",
+        "-p", "logging_steps=5", "-p", "synthetic_rows=400", "-p", "eval_size=20",
+        timeout=600,
+    )  # fmt: skip
+    try:
+        yield {"done": done, "finetune": recorded_run(run_dir).state.section("finetune")}
+    finally:
+        tunekit_cli("down", "--run-dir", str(run_dir))
+
+
+@pytest.mark.e2e
+def test_fsdp_gathers_the_whole_adapter_and_evaluates_it_once(fsdp: dict) -> None:
+    from safetensors.torch import load_file
+
+    assert fsdp["done"].returncode == 0, fsdp["done"].stdout + fsdp["done"].stderr
+    state = fsdp["finetune"]
+    assert state["status"] == "finished" and state["steps"] == 10
+    log = Path(state["log"]).read_text()
+    assert log.count("tunekit: evaluating the base and the tuned model") == 1
+    # every process took part in saving it whole (FULL_STATE_DICT): full shapes, trained B
+    weights = load_file(Path(state["job_dir"]) / "adapter" / "adapter_model.safetensors")
+    assert len(weights) == 2 * 7 * 3  # A and B of 7 linear layers in each of 3 decoder layers
+    assert weights["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].shape == (
+        128,
+        16,
+    )
+    assert max(float(w.abs().max()) for k, w in weights.items() if "lora_B" in k) > 0

@@ -128,6 +128,9 @@ def test_the_finetune_job_is_what_a_gpu_cluster_needs(dry_run):
     assert job["spec"]["activeDeadlineSeconds"] == 24 * 3600  # job_deadline_h
     config = rendered_one(dry_run, "ConfigMap", "-config")["data"]["config.yaml"]
     assert yaml.safe_load(config)["model_id"] == "google/gemma-2-9b"
+    # one GPU on one node: a plain Job, no Kubeflow Trainer (tests/test_distributed.py: more)
+    assert not [o for o in rendered(dry_run) if o["kind"] == "TrainJob"]
+    assert "kubeflow/trainer" not in (dry_run.dir / "gke" / "commands.sh").read_text()
 
 
 def test_servers_probe_health_and_serve_the_champion(dry_run):

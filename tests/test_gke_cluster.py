@@ -28,7 +28,7 @@ from tunekit.backends.gke.shell import Shell
 from tunekit.credentials import child_environment
 from tunekit.tracking import use_login
 
-from .conftest import REPO, fake_tools
+from .conftest import REPO, at_a_terminal, fake_tools
 from .kube_fake import FakeKubeAPI
 from .test_registry import finetune as logged_finetune
 
@@ -268,7 +268,8 @@ def test_ui_reopens_only_the_port_forward(cluster, tmp_path, monkeypatch):
     run.state.update("mlflow", {"experiment_id": "7", "tracking_uri": "http://127.0.0.1:1"})
     proc = subprocess.Popen([sys.executable, "-m", "tunekit", "ui", "--run-dir", str(run.dir)],
                             cwd=REPO, env=child_environment({}), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=at_a_terminal)  # fmt: skip
     try:
         line = proc.stdout.readline()
         assert line.startswith("MLflow UI: http://127.0.0.1:") and "/#/experiments/7" in line, (

@@ -17,7 +17,7 @@ from tunekit.backends import backend_for
 from tunekit.services import healthy, running_services, stop_service
 from tunekit.tracking import use_login
 
-from .conftest import REPO
+from .conftest import REPO, at_a_terminal
 
 
 def test_bucket_exists_on_the_emulator(platform):
@@ -108,6 +108,7 @@ def test_ui_reopens_an_earlier_run_and_stops_on_ctrl_c(run):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=at_a_terminal,
     )
     try:
         line = proc.stdout.readline()

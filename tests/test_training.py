@@ -32,7 +32,9 @@ def test_configs_follow_the_settings(tmp_path: Path) -> None:
     )  # fmt: skip
     lora = lora_config(settings)
     assert (lora.r, lora.lora_alpha, set(lora.target_modules)) == (8, 24, {"q_proj", "v_proj"})
-    assert set(lora.modules_to_save) == {"lm_head", "embed_tokens"}
+    assert lora.modules_to_save is None  # the local recipe trains LoRA only
+    full = lora_config(load_settings(lora_modules_to_save="lm_head"))
+    assert full.modules_to_save == ["lm_head"]
     args = sft_config(settings, tmp_path)
     assert (args.max_steps, args.save_steps, args.learning_rate) == (77, 11, 0.003)
     assert args.completion_only_loss is True
@@ -47,6 +49,8 @@ def test_params_are_every_setting_flattened_and_never_a_secret(
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_0123")
     settings = load_settings(profile="local")
     params = run_params(settings)
-    assert set(params) == {f"tunekit.{name}" for name in type(settings).model_fields}
-    assert params["tunekit.lora_modules_to_save"] == "lm_head,embed_tokens"
+    settings_params = {f"tunekit.{name}" for name in type(settings).model_fields}
+    assert set(params) == settings_params | {"world_size", "effective_batch_size"}
+    assert params["tunekit.lora_target_modules"] == "all-linear"
+    assert (params["world_size"], params["effective_batch_size"]) == (1, 8)
     assert "hf_secret_value_0123" not in json.dumps(params) + json.dumps(run_tags(settings))

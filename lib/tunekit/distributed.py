@@ -19,7 +19,6 @@ processes each step sees more examples at the same rate (logged as `effective_ba
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,6 @@ from typing import Any
 from tunekit.settings import Settings
 
 LAUNCHER = ("torchrun", "-m", "tunekit.train")
-# Set by torchrun in each process it starts (torch/distributed/elastic/agent/server/api.py)
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
 def launched(settings: Settings) -> bool:
@@ -51,11 +48,6 @@ def state(cuda: bool) -> Any:
     return PartialState(cpu=not cuda)
 
 
-def world_size() -> int:
-    """Processes in this training (1 outside torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def effective_batch_size(settings: Settings) -> int:
     """Examples per optimizer step, over all processes."""
     return (
@@ -73,7 +65,10 @@ def trainer_arguments(settings: Settings, cuda: Any) -> dict[str, Any]:
     - fsdp: FSDP2 (`fully_shard`), each decoder layer its own unit (the model's
       `_no_split_modules`), the full adapter gathered when saved (one HF-compatible file), the
       weights loaded once on the main process and broadcast; activation checkpointing inside
-      FSDP on a GPU (transformers' `fsdp_config` keys).
+      FSDP on a GPU (transformers' `fsdp_config` keys). The LoRA layers get units of their own
+      and a QLoRA base FSDP's storage dtype from the Trainer itself
+      (transformers/distributed/fsdp.py `update_fsdp_plugin_peft`, PEFT's
+      `fsdp_auto_wrap_policy`).
     """
     if settings.world_size == 1:
         return {}

@@ -57,7 +57,8 @@ def ask(run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL[
     answer = backend_for(run).ask(run, endpoint, body)
     if answer is None:
         return {"sql": "(not asked: nothing is deployed)", "question": question, "curl": curl,
-                "model_version": recorded["model_version"], "response": None}  # fmt: skip
+                "model_version": recorded["model_version"], "response": None,
+                "expected": expected, "correct": None}  # fmt: skip
     sql = answer["outputs"][0]["data"][0].strip() if server == "mlserver" else answer["sql"]
     version = answer.get("model_version") or recorded["model_version"]
     return {"sql": sql, "model_version": version, "question": question, "curl": curl,
