@@ -37,6 +37,7 @@ KINDS = {
     ("serving.kserve.io", "v1beta1", "InferenceService"): ("inferenceservices", True),
     ("serving.kserve.io", "v1alpha1", "ServingRuntime"): ("servingruntimes", True),
     ("serving.kserve.io", "v1alpha1", "ClusterServingRuntime"): ("clusterservingruntimes", False),
+    ("trainer.kubeflow.org", "v1alpha1", "TrainJob"): ("trainjobs", True),
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"):
         ("customresourcedefinitions", False),
 }  # fmt: skip

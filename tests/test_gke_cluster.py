@@ -204,6 +204,61 @@ def test_a_failed_job_ends_the_stage_with_its_logs_and_a_rerun_starts_a_new_atte
     assert again["reused"] and len([b for *_, b in cluster.applied() if b["kind"] == "Job"]) == 2
 
 
+class TrainerController:
+    """Plays Kubeflow Trainer and JobSet for the fake API: an applied TrainJob gets its
+    JobSet's Job `<name>-node-0` (JobSet's `<jobset>-<replicated job>-<index>`), labelled as
+    the runtime patch's job template says, with one pod per node (an Indexed Job's pods carry
+    their completion index); node 0's pod prints the training, the others nothing; the Job
+    completes once its log is read."""
+
+    def __init__(self, api: FakeKubeAPI):
+        self.api, self.jobs = api, []
+        api.on_apply = self.applied
+        api.after_logs = self.finished
+
+    def applied(self, obj: dict[str, Any]) -> None:
+        if obj["kind"] != "TrainJob":
+            return
+        name = obj["metadata"]["name"]
+        [node] = obj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+            "replicatedJobs"
+        ]
+        job = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": f"{name}-node-0", "namespace": NS,
+                            "labels": node["template"]["metadata"]["labels"]}}  # fmt: skip
+        self.jobs.append(job)
+        self.api.put(job)
+        for index in range(obj["spec"]["trainer"]["numNodes"]):
+            pod = f"{name}-node-0-{index}-x1y2z"
+            labels = {"batch.kubernetes.io/job-name": f"{name}-node-0",
+                      "batch.kubernetes.io/job-completion-index": str(index)}  # fmt: skip
+            meta = {"name": pod, "namespace": NS, "labels": labels}
+            self.api.put({"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                          "status": {"phase": "Running"}})  # fmt: skip
+            self.api.logs[pod] = TRAINING_LOG if index == 0 else ""
+
+    def finished(self, pod: str) -> None:
+        done = {"type": "Complete", "status": "True", "reason": "Completed", "message": "fake"}
+        self.api.put({**self.jobs[-1], "status": {"conditions": [done]}})
+
+
+def test_a_trainjob_is_followed_through_its_first_nodes_pod(cluster, tmp_path, capsys):
+    """Two nodes of four GPUs: stage 03 applies a TrainJob, finds the Job its JobSet runs the
+    nodes in, streams node 0's pod (the main process prints there) until the Job completes,
+    and a re-run finds the finished attempt by its labels."""
+    TrainerController(cluster)
+    run = _run(tmp_path, gpu_count=4, gpu_machine_type="g2-standard-48", num_nodes=2)
+    done = tunekit.finetune(run)
+    applied = [body for _, _, _, body in cluster.applied()]
+    assert [b["kind"] for b in applied if b["kind"] in ("Job", "TrainJob")] == ["TrainJob"]
+    assert (done["status"], done["attempt"], done["mlflow_run_id"]) == ("finished", 1, "abc123")
+    assert done["job"] == run.settings.finetune_job + "-1"
+    assert "step 20/500" in capsys.readouterr().out
+    again = tunekit.finetune(run)  # the finished attempt, found by its Job's labels
+    assert again["reused"] and again["attempt"] == 1
+    assert len([b for *_, b in cluster.applied() if b["kind"] == "TrainJob"]) == 1
+
+
 def test_a_pod_that_finds_no_node_fails_the_stage_and_never_looks_running(
     cluster, tmp_path, capsys
 ):
