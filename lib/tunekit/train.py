@@ -119,9 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_rows, eval_rows = load_splits(settings)
 
     # Load the base model and tokenizer (tiny-gemma2 is placed in the models folder first)
-    if main_process:
-        say(f"loading {settings.model_id} ({len(train_rows)} training rows, "
-            f"{len(eval_rows)} held out)")  # fmt: skip
+    say(f"loading {settings.model_id} ({len(train_rows)} training rows, {len(eval_rows)} held out)")
     models_dir = args.models_dir or output_dir / "models"
     with processes.main_process_first():  # one download or copy; the others read it
         model, tokenizer, base = load_base(
