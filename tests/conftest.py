@@ -78,6 +78,27 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tunekit.Run]:
     assert not running_services(the_run)
 
 
+def wait_for_checkpoint(run_dir: Path, step: int, deadline_s: float) -> tuple[dict, int]:
+    """Once the run's fine-tune has completed checkpoint `step` or a later one: its state
+    section (the trainer's pid, its job dir) and the checkpoint's step."""
+    import time
+
+    from tunekit.train import last_complete_checkpoint
+
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        state_file = run_dir / "state.json"
+        section = (
+            json.loads(state_file.read_text()).get("finetune", {}) if state_file.exists() else {}
+        )
+        if section.get("pid") and section.get("job_dir"):
+            done = last_complete_checkpoint(Path(section["job_dir"]) / "checkpoints")
+            if done and int(done.rsplit("-", 1)[1]) >= step:
+                return section, int(done.rsplit("-", 1)[1])
+        time.sleep(0.1)
+    raise AssertionError(f"no checkpoint-{step} within {deadline_s} s")
+
+
 def at_a_terminal() -> None:
     """Popen's `preexec_fn` for a command the test stops with Ctrl-C: SIGINT as at a terminal
     (a suite started in the background, e.g. `make test &`, passes its children SIGINT ignored,

@@ -15,7 +15,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,8 @@ from tunekit.recipe import sft_arguments
 from tunekit.run import recorded_run
 from tunekit.settings import SettingsError, load_settings
 from tunekit.tracking import use_login
-from tunekit.train import last_complete_checkpoint
 
-from .conftest import CLOUD_TOOLS, REPO, fake_tools, rendered, tunekit_cli
+from .conftest import CLOUD_TOOLS, REPO, fake_tools, rendered, tunekit_cli, wait_for_checkpoint
 from .schemas import validate
 
 MAX_STEPS, SAVE_STEPS, KILL_AFTER = 40, 10, 20
@@ -82,22 +80,12 @@ def ddp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def _kill_a_worker_after_checkpoint(run_dir: Path, step: int, deadline_s: float) -> dict:
     """SIGKILL torchrun's worker of rank 1 once checkpoint `step` is complete."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        state_file = run_dir / "state.json"
-        section = (
-            json.loads(state_file.read_text()).get("finetune", {}) if state_file.exists() else {}
-        )
-        if section.get("pid") and section.get("job_dir"):
-            done = last_complete_checkpoint(Path(section["job_dir"]) / "checkpoints")
-            if done and int(done.rsplit("-", 1)[1]) >= step:
-                launcher = psutil.Process(section["pid"])
-                workers = {w.environ().get("RANK"): w for w in launcher.children()}
-                assert set(workers) == {"0", "1"}, workers  # torchrun started two processes
-                workers["1"].send_signal(signal.SIGKILL)
-                return {"step": int(done.rsplit("-", 1)[1]), "launcher": launcher.cmdline()}
-        time.sleep(0.1)
-    raise AssertionError(f"no checkpoint-{step} within {deadline_s} s")
+    section, done = wait_for_checkpoint(run_dir, step, deadline_s)
+    launcher = psutil.Process(section["pid"])
+    workers = {w.environ().get("RANK"): w for w in launcher.children()}
+    assert set(workers) == {"0", "1"}, workers  # torchrun started two processes
+    workers["1"].send_signal(signal.SIGKILL)
+    return {"step": done, "launcher": launcher.cmdline()}
 
 
 @pytest.fixture

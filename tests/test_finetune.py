@@ -35,7 +35,7 @@ from tunekit.tracking import use_login
 from tunekit.train import RESULT_FILE, last_complete_checkpoint
 from tunekit.unseen import unseen_rows
 
-from .conftest import REPO, assert_secrets_stay_in_their_file, tunekit_cli
+from .conftest import REPO, assert_secrets_stay_in_their_file, tunekit_cli, wait_for_checkpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -92,19 +92,9 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 def _kill_trainer_after_checkpoint(run_dir: Path, step: int, deadline_s: float) -> int:
     """SIGKILL the training process once checkpoint `step` is complete; the step it was at."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        state_file = run_dir / "state.json"
-        section = (
-            json.loads(state_file.read_text()).get("finetune", {}) if state_file.exists() else {}
-        )
-        if section.get("pid") and section.get("job_dir"):
-            done = last_complete_checkpoint(Path(section["job_dir"]) / "checkpoints")
-            if done and int(done.rsplit("-", 1)[1]) >= step:
-                os.kill(section["pid"], signal.SIGKILL)
-                return int(done.rsplit("-", 1)[1])
-        time.sleep(0.1)
-    raise AssertionError(f"no checkpoint-{step} within {deadline_s} s")
+    section, done = wait_for_checkpoint(run_dir, step, deadline_s)
+    os.kill(section["pid"], signal.SIGKILL)
+    return done
 
 
 def test_killed_training_fails_the_stage_with_a_way_forward(resumed: dict) -> None:

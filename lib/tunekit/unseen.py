@@ -1,5 +1,5 @@
 """The evaluation set of unseen schemas: text-to-SQL rows whose tables, columns and values the
-synthetic generator never produces (tests/test_synthetic.py checks every word of them).
+synthetic generator never produces (tests/test_unseen.py checks every word of them).
 
 Held-out rows come from the same generator as the training rows; a model that scores well on
 them may still have memorised the generator's names. Every fine-tune is also scored on these

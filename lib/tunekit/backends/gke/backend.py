@@ -38,6 +38,7 @@ from tunekit.tracking import artifacts_destination
 
 # The credentials stage 02 keeps in Secrets: PostgreSQL's user, MLflow's admin and reader.
 MLFLOW_SECRETS = (credentials.DATABASE, credentials.ADMIN, credentials.READER)
+CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")  # what an add-on installs first
 
 
 def terraform_variables(run: Run) -> dict[str, Any]:
@@ -328,31 +329,22 @@ class Gke(LivePlatform):
         namespace kubeflow-system), then its training runtimes, unless the cluster has the
         TrainJob CRD; the order and the wait are upstream's (kubeflow/trainer v2.3.0
         docs/operator-guides/installation.md, hack/e2e-setup-cluster.sh)."""
-        crd = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-        if sh.kube.exists(*crd, f"trainjobs.{workloads.TRAINER_GROUP}"):
+        if sh.kube.exists(*CRD, f"trainjobs.{workloads.TRAINER_GROUP}"):
             return
         for overlay in ("manager", "runtimes"):
-            kustomization = ("github.com/kubeflow/trainer.git/manifests/overlays/"
-                             f"{overlay}?ref={workloads.TRAINER_VERSION}")  # fmt: skip
-            sh.run(["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
-                    "-k", kustomization], attempts=5)  # fmt: skip
+            _apply_kustomization(sh, "github.com/kubeflow/trainer.git/manifests/overlays/"
+                                 f"{overlay}?ref={workloads.TRAINER_VERSION}")  # fmt: skip
             if overlay == "manager":  # its webhook admits the runtimes
-                sh.run(["kubectl", "wait", "deployment", "--all",
-                        f"-n={workloads.TRAINER_NAMESPACE}", "--for=condition=Available",
-                        "--timeout=10m"])  # fmt: skip
+                _wait_available(sh, workloads.TRAINER_NAMESPACE)
 
     def _ensure_katib(self, sh: Shell) -> None:
         """Katib's standalone install (its CRDs, controller, DB, webhook in namespace
         `kubeflow`) unless the cluster has its Experiment CRD; waits until it is Available."""
-        crd = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-        if sh.kube.exists(*crd, f"experiments.{workloads.KATIB_GROUP}"):
+        if sh.kube.exists(*CRD, f"experiments.{workloads.KATIB_GROUP}"):
             return
-        kustomization = ("github.com/kubeflow/katib.git/manifests/v1beta1/installs/"
-                         f"katib-standalone?ref={workloads.KATIB_VERSION}")  # fmt: skip
-        sh.run(["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
-                "-k", kustomization], attempts=5)  # fmt: skip
-        sh.run(["kubectl", "wait", "deployment", "--all", "-n=kubeflow",
-                "--for=condition=Available", "--timeout=10m"])  # fmt: skip
+        _apply_kustomization(sh, "github.com/kubeflow/katib.git/manifests/v1beta1/installs/"
+                             f"katib-standalone?ref={workloads.KATIB_VERSION}")  # fmt: skip
+        _wait_available(sh, "kubeflow")
 
     def _follow_experiment(self, sh: Shell, run: Run, name: str, poll_s: float = 30) -> None:
         """Wait for the Katib Experiment to end, saying how many trials ran, succeeded and
@@ -503,24 +495,21 @@ class Gke(LivePlatform):
         its Hugging Face runtime and the RawDeployment default are each checked, so an install
         that stopped half-way is completed by a re-run."""
         releases = "https://github.com/{}/releases/download/{}/{}"
-        crd = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-        if not sh.kube.exists(*crd, "certificates.cert-manager.io"):
+        if not sh.kube.exists(*CRD, "certificates.cert-manager.io"):
             cert_manager = releases.format(
                 "cert-manager/cert-manager", workloads.CERT_MANAGER_VERSION, "cert-manager.yaml"
             )
             sh.run(["kubectl", "apply", "-f", cert_manager])
-            sh.run(["kubectl", "wait", "deployment", "--all", "-n=cert-manager",
-                    "--for=condition=Available", "--timeout=5m"])  # fmt: skip
+            _wait_available(sh, "cert-manager", timeout="5m")
         kserve = releases.format("kserve/kserve", workloads.KSERVE_VERSION, "{}")
         # --server-side: the InferenceService CRD is too large for client-side apply's annotation
         apply = ["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
                  "--force-conflicts", "-f"]  # fmt: skip
         # cert-manager's and KServe's webhooks answer a little after their Deployments are
         # Available (the CA bundle is injected asynchronously): the applies that call them retry
-        if not sh.kube.exists(*crd, "inferenceservices.serving.kserve.io"):
+        if not sh.kube.exists(*CRD, "inferenceservices.serving.kserve.io"):
             sh.run([*apply, kserve.format("kserve.yaml")], attempts=5)
-            sh.run(["kubectl", "wait", "deployment/kserve-controller-manager", "-n=kserve",
-                    "--for=condition=Available", "--timeout=10m"])  # fmt: skip
+            _wait_available(sh, "kserve", deployment="kserve-controller-manager")
         runtime = ("serving.kserve.io/v1alpha1", "ClusterServingRuntime", workloads.HF_RUNTIME)
         if not sh.kube.exists(*runtime):
             sh.run([*apply, kserve.format("kserve-cluster-resources.yaml")], attempts=5)
@@ -576,3 +565,17 @@ def attempt_of(job: Any) -> int:
     """A fine-tune Job's attempt: its label, else (Jobs of earlier kits) its name's end."""
     labels = job.metadata.labels or {}
     return int(labels.get(workloads.ATTEMPT_LABEL) or job.metadata.name.rsplit("-", 1)[1])
+
+
+def _apply_kustomization(sh: Shell, kustomization: str) -> None:
+    """`kubectl apply --server-side -k` of an add-on's remote kustomization, retried (its
+    webhooks answer a little after their Deployments are Available)."""
+    sh.run(["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
+            "-k", kustomization], attempts=5)  # fmt: skip
+
+
+def _wait_available(sh: Shell, namespace: str, deployment: str = "", timeout: str = "10m") -> None:
+    """Wait for `deployment` (all of the namespace's when empty) to be Available."""
+    which = [f"deployment/{deployment}"] if deployment else ["deployment", "--all"]
+    sh.run(["kubectl", "wait", *which, f"-n={namespace}", "--for=condition=Available",
+            f"--timeout={timeout}"])  # fmt: skip

@@ -220,8 +220,7 @@ class Kube:
         job = f"{name}-node-0"
         deadline = time.monotonic() + timeout_s
         while True:
-            jobs = self.batch.list_namespaced_job(namespace, field_selector=f"metadata.name={job}")
-            if jobs.items:
+            if self.exists("batch/v1", "Job", job, namespace):
                 return job
             found = self.get(TRAINER_API, "TrainJob", name, namespace) or {}
             for condition in found.get("status", {}).get("conditions", []):
