@@ -96,6 +96,8 @@ def random_range(rng: random.Random) -> tuple[int, int]:
 _COLUMNS = vocab.column_names()
 _TEXT_COLUMNS = tuple(name for name, numeric in _COLUMNS if not numeric)
 _NUMERIC_COLUMNS = tuple(name for name, numeric in _COLUMNS if numeric)
+_SECOND_WORDS = (*vocab.WORDS, *vocab.MADE_UP[:2000])  # a snake_case name's second word
+_JOIN_TARGETS = (*_TEXT_COLUMNS, *_NUMERIC_COLUMNS)[::7]  # what a join's question asks for
 
 
 def random_name(rng: random.Random) -> str:
@@ -105,7 +107,7 @@ def random_name(rng: random.Random) -> str:
         return rng.choice(vocab.MADE_UP)
     if roll < MADE_UP_SHARE + WORD_SHARE * 0.6:
         return rng.choice(vocab.WORDS)
-    return f"{rng.choice(vocab.WORDS)}_{rng.choice((*vocab.WORDS, *vocab.MADE_UP[:2000]))}"
+    return f"{rng.choice(vocab.WORDS)}_{rng.choice(_SECOND_WORDS)}"
 
 
 def random_schema(rng: random.Random, width: int = 7) -> Schema:
@@ -312,8 +314,7 @@ def _join(rng: random.Random) -> tuple[str, str, str]:
     key, owner, things = f"{one}_id", one.replace("_", " "), many.replace("_", " ")
     label = Column(rng.choice(_TEXT_COLUMNS), False, random_values(rng))
     amount = Column(rng.choice(_NUMERIC_COLUMNS), True, random_range(rng))
-    target = rng.choice([c for c in (*_TEXT_COLUMNS, *_NUMERIC_COLUMNS)[::7]
-                         if c not in (label.name, amount.name)])  # fmt: skip
+    target = rng.choice([c for c in _JOIN_TARGETS if c not in (label.name, amount.name)])
     target_type = "INTEGER" if target in _NUMERIC_COLUMNS else "VARCHAR"
     context = (
         f"CREATE TABLE {one} ({key} INTEGER, {label.name} VARCHAR, {amount.name} INTEGER); "
