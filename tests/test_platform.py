@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from mlflow import MlflowClient
 
 import tunekit
 from tunekit.backends import backend_for
+from tunekit.backends.local import processes
 from tunekit.services import healthy, running_services, stop_service
 from tunekit.tracking import use_login
 
@@ -81,6 +83,26 @@ def test_emulator_data_survives_a_restart(platform):
     assert blob.download_as_text() == "kept"
     # MLflow was started against the old emulator; it is restarted only if that changed
     assert tunekit.start_mlflow(platform)["tracking_uri"].startswith("http://127.0.0.1:")
+
+
+def test_mlflow_creates_a_new_store_and_migrates_one_that_exists(platform, run):
+    """No `mlflow db upgrade` before the first start (a second Python process, 4 s on two
+    cores): the server creates a new SQLite store at its head revision itself (mlflow/cli
+    `server` initialises the backend stores before it forks its workers). A store that exists
+    is migrated first, as the chart's init container does on GKE."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    endpoint = "http://127.0.0.1:1"  # not contacted: the spec is only built
+    assert processes.mlflow_server_spec(run, endpoint).prepare is None
+    store = platform.dir / "mlflow" / "mlflow.db"
+    with sqlite3.connect(store) as db:
+        (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    head = ScriptDirectory.from_config(_get_alembic_config(f"sqlite:///{store}")).get_current_head()
+    assert revision == head
+    existing = processes.mlflow_server_spec(platform, endpoint)
+    assert existing.prepare is not None
+    existing.prepare()  # at the head already: nothing to do, and no error
 
 
 def test_mlflow_without_stage_01_says_so(run):

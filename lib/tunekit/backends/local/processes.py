@@ -81,12 +81,15 @@ def mlflow_server_spec(
     }
     command = [sys.executable, "-m", "mlflow", "server",
                *server_arguments(run, "127.0.0.1", "{port}", backend_uri)]  # fmt: skip
+    # A new SQLite store is created by the server itself (mlflow/cli `server` initialises the
+    # backend stores before it forks its workers): `mlflow db upgrade` only for one that exists
+    new_store = not database and not (folder / "mlflow.db").exists()
     return ServiceSpec(
         name="mlflow",
         command=command,
         health_path="/health",
         env=env,
-        prepare=lambda: upgrade_database(backend_uri, env),
+        prepare=None if new_store else lambda: upgrade_database(backend_uri, env),
     )
 
 
