@@ -30,7 +30,7 @@
 #
 # | profile | what this stage does |
 # |---|---|
-# | `local` (default) | runs `python -m tunekit.train` as a subprocess: `tiny-gemma2` (a small Gemma-2 shipped with the kit, pretrained to copy text) on synthetic rows, about four minutes on two cores |
+# | `local` (default) | runs `python -m tunekit.train` as a subprocess: `tiny-gemma2` (a small Gemma-2 shipped with the kit, pretrained to copy text and to read SQL) on synthetic rows, about three and a half minutes on two cores |
 # | `gke` | runs the same module as a Kubernetes Job on a GPU node: `google/gemma-2-9b` on `b-mc2/sql-create-context` |
 #
 # Re-running the stage with the same settings reuses the finished fine-tune; if it stopped half-way
@@ -96,7 +96,7 @@ if importlib.util.find_spec("tunekit") is None:  # Colab, Vertex AI Workbench
 # - `profile`: `local` or `gke`; empty: `$TUNEKIT_PROFILE`, else `local`
 # - `model_id`: "tiny-gemma2", a Hub id like "google/gemma-2-9b" or a local directory
 # - `dataset`: "synthetic", a Hub id, or a .json/.jsonl/.parquet file
-# - `max_steps`: optimizer steps (local profile: 3000)
+# - `max_steps`: optimizer steps (local profile: 2400)
 # - `learning_rate`: peak learning rate (local profile: 2e-3)
 # - `lora_r`: LoRA rank (16)
 # - `settings`: any other setting, e.g. `{"experiment_name": "demo"}`

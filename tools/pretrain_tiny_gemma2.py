@@ -1,19 +1,27 @@
 """Pretrain `tiny-gemma2`, the small Gemma-2 the local profile fine-tunes, into
 `lib/tunekit/tiny_gemma2/` (committed; run this only to change it):
 
-    .venv/bin/python tools/pretrain_tiny_gemma2.py            # about 15 minutes on two cores
+    .venv/bin/python tools/pretrain_tiny_gemma2.py            # about 25 minutes on two cores
+    .venv/bin/python tools/pretrain_tiny_gemma2.py --stable DIR  # the decay phase only (5 min)
 
 A pretrained base model brings one skill every text-to-SQL answer needs: copying a name or a
 value from its input. A randomly initialised network learns that only after induction heads
 form (Olsson et al., 2022, "In-context Learning and Induction Heads"), which takes far more
 steps than a fine-tune on two cores has. So the kit ships a base that has it, pretrained once
-on three kinds of copies, none of them an SQL answer (the base scores ~0 on the task):
+on copies:
 
 - random token sequences hidden in random tokens, then copied after a newline: the only way
   to predict the copy is to find the sequence by its content, for every token of the vocabulary;
 - a question or a CREATE TABLE statement of the synthetic generator, then the same text again;
 - such a text, then some of its words in another order: a word is found by its first piece
   and copied to its end.
+
+The schedule is warm-up, stable, decay: `steps` at a constant learning rate (the copy skill
+appears after about 2800 of them), then `decay_steps` with the rate decaying to zero on a mix
+that adds SQL queries alone, as a code-reading base model knows SQL. No example pairs a
+question or a context with its query, so the base never learns the task (it scores ~0 on it);
+the fine-tune teaches which query a question asks for and to copy the names into it, and needs
+fewer steps than on a base that has not read SQL (README, "The local recipe").
 
 The tokenizer is a byte-level BPE trained on the generator's questions, contexts and answers
 (another seed than the fine-tune's data), with words never merged with the space, underscore
@@ -26,6 +34,7 @@ import argparse
 import json
 import random
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,11 +56,13 @@ class PretrainConfig:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 512
-    steps: int = 5000
+    steps: int = 5000  # at a constant learning rate (after warm-up): copying is learned
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_steps: int = 200
-    mix: tuple[float, float, float] = (0.5, 0.25, 0.25)  # random, text again, words of the text
+    mix: tuple[float, ...] = (0.5, 0.25, 0.25, 0.0)  # random, text again, words, SQL alone
+    decay_steps: int = 1500  # then the learning rate decays to 0 on a mix with SQL text
+    decay_mix: tuple[float, ...] = (0.35, 0.2, 0.2, 0.25)
     rows: int = 30_000  # generator rows the copies come from
     data_seed: int = 1000  # not the fine-tune's (42): the base has not seen its rows
     seed: int = 0
@@ -96,9 +107,16 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
 class Copies:
     """Pretraining examples: `input_ids` and `labels` (-100 where nothing is to be learned)."""
 
-    def __init__(self, tokenizer: Any, texts: list[str], config: PretrainConfig):
-        self.tokenizer, self.texts, self.config = tokenizer, texts, config
-        self.rng = random.Random(config.seed)
+    def __init__(
+        self,
+        tokenizer: Any,
+        texts: list[str],
+        queries: list[str],
+        mix: tuple[float, ...],
+        seed: int,
+    ):
+        self.tokenizer, self.texts, self.queries, self.mix = tokenizer, texts, queries, mix
+        self.rng = random.Random(seed)
         self.newline = self.encode("\n")
         self.first = len(tokenizer.all_special_ids)  # the first ordinary token
 
@@ -106,7 +124,7 @@ class Copies:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def example(self) -> dict[str, list[int]]:
-        kind = self.rng.choices((self.hidden, self.again, self.words), weights=self.config.mix)[0]
+        kind = self.rng.choices((self.hidden, self.again, self.words, self.sql), self.mix)[0]
         prompt, copy, learn_prompt = kind()
         ids = [self.tokenizer.bos_token_id, *prompt, *self.newline, *copy]
         start = 1 if learn_prompt else len(ids) - len(copy)
@@ -136,65 +154,33 @@ class Copies:
         chosen = self.rng.sample(words, min(len(words), self.rng.randint(2, 6)))
         return self.encode(text), self.encode(" ".join(chosen)), False
 
+    def sql(self) -> tuple[list[int], list[int], bool]:
+        """An SQL query alone, as a language model reads code: the base knows SQL's grammar
+        (as Gemma does) but has never seen a question answered by a query."""
+        return self.encode(self.rng.choice(self.queries)), [], True
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=TINY_DIR)
-    parser.add_argument("--steps", type=int, default=PretrainConfig.steps)
-    args = parser.parse_args()
-    config = PretrainConfig(steps=args.steps)
 
-    import torch
+def texts_of(row: dict[str, str]) -> tuple[str, str]:
+    """The texts of a generator row the copies are made of: its question and its context."""
+    return row["question"], row["context"]
+
+
+def pretrain(
+    model: Any, tokenizer: Any, copies: Copies, steps: int, scratch: Path, **schedule: Any
+):
+    """`steps` of `copies` in batches of the config's size, under `schedule` (TrainingArguments)."""
     from datasets import Dataset
-    from transformers import (
-        DataCollatorForSeq2Seq,
-        Gemma2Config,
-        Gemma2ForCausalLM,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from tunekit.synthetic import generate
-
-    started = time.monotonic()
-    torch.manual_seed(config.seed)
-    rows = generate(config.rows, seed=config.data_seed)
-    tokenizer = train_tokenizer(
-        [t for r in rows[: config.rows // 2] for t in (r["question"], r["context"], r["answer"])],
-        config.vocab_size,
-    )
-    head_dim = config.hidden_size // config.num_attention_heads
-    model = Gemma2ForCausalLM(
-        Gemma2Config(
-            vocab_size=len(tokenizer),
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            num_hidden_layers=config.num_hidden_layers,
-            num_attention_heads=config.num_attention_heads,
-            num_key_value_heads=config.num_key_value_heads,
-            head_dim=head_dim,
-            query_pre_attn_scalar=head_dim,
-            max_position_embeddings=config.max_position_embeddings,
-            sliding_window=config.max_position_embeddings,
-            tie_word_embeddings=True,  # as Gemma-2's: a copied token is scored by its embedding
-            attn_implementation="eager",  # Gemma-2 soft-caps attention logits: no SDPA
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
-    copies = Copies(tokenizer, [t for r in rows for t in (r["question"], r["context"])], config)
-    dataset = Dataset.from_list([copies.example() for _ in range(config.steps * config.batch_size)])
-    scratch = Path(args.output).parent / f".{Path(args.output).name}-training"
-    trainer = Trainer(
+    config = PretrainConfig()
+    dataset = Dataset.from_list([copies.example() for _ in range(steps * config.batch_size)])
+    Trainer(
         model=model,
         args=TrainingArguments(
             output_dir=str(scratch),
-            max_steps=config.steps,
+            max_steps=steps,
             per_device_train_batch_size=config.batch_size,
             learning_rate=config.learning_rate,
-            lr_scheduler_type="constant_with_warmup",
-            warmup_steps=config.warmup_steps,
             weight_decay=0.0,
             logging_steps=100,
             save_strategy="no",
@@ -202,14 +188,88 @@ def main() -> None:
             use_cpu=True,
             seed=config.seed,
             disable_tqdm=True,
+            **schedule,
         ),
         train_dataset=dataset,
         data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
+    ).train()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=TINY_DIR)
+    parser.add_argument(
+        "--stable",
+        type=Path,
+        help="a base this tool wrote after its constant-rate phase (pretraining.json without "
+        "decay_steps): only the decay phase is run on it",
     )
-    trainer.train()
+    args = parser.parse_args()
+    config = PretrainConfig()
+
+    import torch
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    from tunekit.synthetic import generate
+
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    rows = generate(config.rows, seed=config.data_seed)
+    texts = [t for r in rows for t in texts_of(r)]
+    queries = [r["answer"] for r in rows]
+    scratch = Path(args.output).parent / f".{Path(args.output).name}-training"
+    if args.stable:
+        stable = json.loads((args.stable / "pretraining.json").read_text())
+        expected = {k: v for k, v in asdict(config).items() if k in stable and k != "mix"}
+        if {k: stable[k] for k in expected} != expected or "decay_steps" in stable:
+            raise SystemExit(f"{args.stable}: not this config's constant-rate phase")
+        tokenizer = AutoTokenizer.from_pretrained(args.stable)
+        model = Gemma2ForCausalLM.from_pretrained(args.stable, attn_implementation="eager")
+        minutes = stable["minutes"]
+    else:
+        tokenizer = train_tokenizer(
+            [t for r in rows[: config.rows // 2] for t in (*texts_of(r), r["answer"])],
+            config.vocab_size,
+        )
+        head_dim = config.hidden_size // config.num_attention_heads
+        model = Gemma2ForCausalLM(
+            Gemma2Config(
+                vocab_size=len(tokenizer),
+                hidden_size=config.hidden_size,
+                intermediate_size=config.intermediate_size,
+                num_hidden_layers=config.num_hidden_layers,
+                num_attention_heads=config.num_attention_heads,
+                num_key_value_heads=config.num_key_value_heads,
+                head_dim=head_dim,
+                query_pre_attn_scalar=head_dim,
+                max_position_embeddings=config.max_position_embeddings,
+                sliding_window=config.max_position_embeddings,
+                tie_word_embeddings=True,  # as Gemma-2's: a copied token is scored by its embedding
+                attn_implementation="eager",  # Gemma-2 soft-caps attention logits: no SDPA
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        )
+        copies = Copies(tokenizer, texts, queries, config.mix, config.seed)
+        schedule = {
+            "lr_scheduler_type": "constant_with_warmup",
+            "warmup_steps": config.warmup_steps,
+        }
+        pretrain(model, tokenizer, copies, config.steps, scratch, **schedule)
+        minutes = 0.0
+    # Warm-up, stable, decay: the decay phase anneals what the stable phase learned and adds
+    # SQL text (another seed's examples, so the fine-tune's data is new to it)
+    copies = Copies(tokenizer, texts, queries, config.decay_mix, config.seed + 1)
+    pretrain(model, tokenizer, copies, config.decay_steps, scratch, lr_scheduler_type="linear")
     model.save_pretrained(args.output)
-    tokenizer.save_pretrained(args.output)
-    recipe = {**asdict(config), "minutes": round((time.monotonic() - started) / 60, 1)}
+    if args.stable:  # the same tokenizer: its files as they are (a reload adds loading options)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(args.stable / name, Path(args.output) / name)
+    else:
+        tokenizer.save_pretrained(args.output)
+    minutes += (time.monotonic() - started) / 60
+    recipe = {**asdict(config), "minutes": round(minutes, 1)}
     (Path(args.output) / "pretraining.json").write_text(json.dumps(recipe, indent=2) + "\n")
     print(f"tiny-gemma2 -> {args.output} ({recipe['minutes']} min)")
 
