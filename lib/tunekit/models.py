@@ -2,9 +2,10 @@
 
 `tiny-gemma2` is a `Gemma2ForCausalLM` of 0.6M parameters (3 layers, hidden 128, tied embeddings
 as Gemma-2's own) with a 1000-token byte-level BPE tokenizer, shipped with the kit in
-`tiny_gemma2/`. It was pretrained once to copy text (`tools/pretrain_tiny_gemma2.py`): the
+`tiny_gemma2/`. It was pretrained once (`tools/pretrain_tiny_gemma2.py`) to copy text, the
 skill a real base model brings to text-to-SQL, where every answer copies names and values from
-the question and the tables. It never saw an SQL answer: the base scores ~0 on the task.
+the question and the tables, and to read SQL queries alone. It never saw a question answered by
+a query: the base scores ~0 on the task.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 TINY = "tiny-gemma2"
-# tiny-gemma2 ships with the kit, pretrained to copy text (tools/pretrain_tiny_gemma2.py)
+# tiny-gemma2 ships with the kit, pretrained by tools/pretrain_tiny_gemma2.py
 TINY_DIR = Path(__file__).parent / "tiny_gemma2"
 TINY_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
               "tokenizer_config.json")  # fmt: skip
