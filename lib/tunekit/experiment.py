@@ -161,13 +161,10 @@ def _start_run(settings: Settings, output_dir: Path, resume: bool) -> FinetuneRu
 
 
 def _open_experiment(name: str) -> None:
-    """The experiment as the active one, of the model-training kind (`tracking.EXPERIMENT_KIND`:
-    a fine-tune into an experiment stage 02 did not make gets the same view)."""
-    from tunekit.tracking import EXPERIMENT_KIND
+    """The experiment as the active one, of the model-training kind if it has none."""
+    from tunekit.tracking import mark_model_training
 
-    experiment = mlflow.set_experiment(name)
-    if experiment.tags.get("mlflow.experimentKind") is None:
-        mlflow.set_experiment_tags(EXPERIMENT_KIND)
+    mark_model_training(MlflowClient(), mlflow.set_experiment(name))
 
 
 def sweep_parent(settings: Settings) -> str:

@@ -136,10 +136,16 @@ def ensure_experiment(uri: str, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         return client.create_experiment(name, tags=EXPERIMENT_KIND)
-    for key, value in EXPERIMENT_KIND.items():
-        if experiment.tags.get(key) != value:
-            client.set_experiment_tag(experiment.experiment_id, key, value)
+    mark_model_training(client, experiment)
     return experiment.experiment_id
+
+
+def mark_model_training(client: Any, experiment: Any) -> None:
+    """Give `experiment` the model-training kind if it has none (stage 02, and a fine-tune into
+    an experiment stage 02 did not make); a kind someone chose in the UI stays."""
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
 
 
 def ensure_reader(uri: str, admin: dict[str, str], reader: dict[str, str]) -> None:
