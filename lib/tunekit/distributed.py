@@ -70,7 +70,7 @@ def trainer_arguments(settings: Settings, cuda: Any) -> dict[str, Any]:
       (transformers/distributed/fsdp.py `update_fsdp_plugin_peft`, PEFT's
       `fsdp_auto_wrap_policy`).
     """
-    if settings.world_size == 1:
+    if not launched(settings):
         return {}
     backend = _either(cuda, "nccl", "gloo")
     common: dict[str, Any] = {"ddp_backend": backend}
@@ -104,7 +104,7 @@ def gathered_model(
     FSDP. One process or DDP: the trainer's own (each process holds all of it). FSDP: every
     process takes part in gathering the adapter into `<output_dir>/adapter` (the Trainer's
     `save_model`, a full state dict), then the main process puts it on a base of its own."""
-    if settings.world_size == 1 or settings.distributed_strategy == "ddp":
+    if not launched(settings) or settings.distributed_strategy == "ddp":
         return trainer.model
     folder = output_dir / "adapter"
     trainer.save_model(str(folder))

@@ -121,12 +121,13 @@ def main(argv: list[str] | None = None) -> dict:
     # Load the base model and tokenizer (tiny-gemma2 is placed in the models folder first)
     say(f"loading {settings.model_id} ({len(train_rows)} training rows, {len(eval_rows)} held out)")
     models_dir = args.models_dir or output_dir / "models"
+    device = processes.local_process_index if cuda else None  # this process's GPU
     with processes.main_process_first():  # one download or copy; the others read it
         model, tokenizer, base = load_base(
             settings.model_id,
             models_dir=models_dir,
             load_in_4bit=settings.load_in_4bit,
-            device=processes.local_process_index if cuda else None,
+            device=device,
             sharded=settings.distributed_strategy == "fsdp",
         )
     examples = _dataset([build_example(r, tokenizer.eos_token) for r in train_rows])
@@ -175,9 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
             trainer,
             settings,
             output_dir,
-            lambda: load_base(settings.model_id, models_dir=models_dir,
-                              device=processes.local_process_index if cuda else None)[0],
-        )  # fmt: skip
+            lambda: load_base(settings.model_id, models_dir=models_dir, device=device)[0],
+        )
         if tracked is None:
             return {}  # the main process evaluates, logs the adapter and ends the run
         evaluation = evaluation or experiment.save_evaluation(
