@@ -1,6 +1,8 @@
 """One trial of a recipe search for the local profile: fine-tune a base (tiny-gemma2, or any
 `-p model_id=<dir>`, e.g. one tools/pretrain_tiny_gemma2.py wrote elsewhere) with LoRA, score
-it on the held-out rows and on the unseen-schema set; one JSON line per trial (--out).
+it on the held-out rows and on the validation set (constrained and free decoding), never on the
+test set: a recipe search chooses, so it reads validation data only; one JSON line per trial
+(--out).
 
 Not a test: every trial trains for minutes on the CPU. The kit's own pieces do the work
 (`models.load_base`, the SFTConfig/LoraConfig of `tunekit.recipe`, `inference`, `evaluate`),
@@ -28,7 +30,10 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=Path("/tmp/recipe-models"))
     parser.add_argument("--label", default="")
     parser.add_argument("--out", type=Path, default=Path("/tmp/recipe-search.jsonl"))
-    parser.add_argument("--show", type=int, default=0, help="print this many unseen predictions")
+    parser.add_argument("--save", type=Path, help="keep the trained adapter in this folder")
+    parser.add_argument(
+        "--show", type=int, default=0, help="print this many wrong validation answers"
+    )
     args = parser.parse_args()
 
     import torch
@@ -37,13 +42,13 @@ def main() -> None:
     from trl import SFTConfig, SFTTrainer
 
     from tunekit.data import load_splits
+    from tunekit.eval_sets import STYLE, validation_rows
     from tunekit.evaluate import evaluate
     from tunekit.inference import generate_sql
     from tunekit.models import load_base
     from tunekit.prompts import build_example
     from tunekit.recipe import lora_arguments, sft_arguments
     from tunekit.settings import load_settings
-    from tunekit.unseen import unseen_rows
 
     overrides = dict(item.split("=", 1) for item in args.p)
     settings = load_settings(profile="local", seed=args.seed, **overrides)
@@ -51,7 +56,7 @@ def main() -> None:
 
     started = time.monotonic()
     train_rows, eval_rows = load_splits(settings)
-    unseen = unseen_rows()
+    validation = validation_rows()
     model, tokenizer, _ = load_base(settings.model_id, models_dir=args.models_dir)
     timings["load_s"] = time.monotonic() - started
     examples = Dataset.from_list([build_example(r, tokenizer.eos_token) for r in train_rows])
@@ -71,6 +76,9 @@ def main() -> None:
         started = time.monotonic()
         trained = trainer.train()
         timings["train_s"] = time.monotonic() - started
+        if args.save:
+            trainer.model.save_pretrained(args.save)
+            tokenizer.save_pretrained(args.save)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
     started = time.monotonic()
@@ -79,17 +87,29 @@ def main() -> None:
     tuned_model.eval()
     scores = {}
     with torch.inference_mode():
-        for name, rows in (("held_out", eval_rows), ("unseen", unseen)):
-            tuned = generate_sql(tuned_model, tokenizer, rows, **generation)
-            with tuned_model.disable_adapter():
-                base = generate_sql(tuned_model, tokenizer, rows, **generation)
-            for model_name, predicted in (("tuned", tuned), ("base", base)):
-                result = evaluate(rows, predicted, settings.seed)
-                scores[f"{name}_{model_name}_execution_accuracy"] = result["execution_accuracy"]
-                scores[f"{name}_{model_name}_exact_match"] = result["exact_match"]
-            if name == "unseen" and args.show:
-                for row, predicted in list(zip(rows, tuned, strict=True))[: args.show]:
-                    print(f"  {row['question']}\n    gold {row['answer']}\n    got  {predicted}")
+        for name, rows in (("held_out", eval_rows), ("validation", validation)):
+            for decoding in ("constrained", "free"):
+                tuned = generate_sql(
+                    tuned_model,
+                    tokenizer,
+                    rows,
+                    constrained=decoding == "constrained",
+                    **generation,
+                )
+                result = evaluate(rows, tuned, settings.seed)
+                scores[f"{name}_tuned_{decoding}_execution_accuracy"] = result["execution_accuracy"]
+                for style in sorted({r.get(STYLE, "") for r in rows} - {""}):
+                    picked = [s["execution"] for r, s in zip(rows, result["scores"], strict=True)
+                              if r.get(STYLE) == style]  # fmt: skip
+                    key = f"{name}_{style}_tuned_{decoding}_execution_accuracy"
+                    scores[key] = sum(picked) / len(picked)
+                if name == "validation" and decoding == "constrained" and args.show:
+                    wrong = [(r, p) for r, p, s in zip(rows, tuned, result["scores"], strict=True)
+                             if not s["execution"]]  # fmt: skip
+                    for row, predicted in wrong[: args.show]:
+                        print(
+                            f"  {row['question']}\n    gold {row['answer']}\n    got  {predicted}"
+                        )
     timings["evaluate_s"] = time.monotonic() - started
     line = {
         "label": args.label,

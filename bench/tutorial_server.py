@@ -1,7 +1,8 @@
 """The tutorial's serving shape, for the serving benchmark only (not part of tunekit).
 
 A FastAPI app whose GET handler runs one `transformers` pipeline call per request, as the GKE
-tutorial's `serve.py` did. Start it with uvicorn; the model URI comes from $MODEL_URI.
+tutorial's `serve.py` did, on the logged model's base and adapter (free decoding: the tutorial
+had no grammar). Start it with uvicorn; the model URI comes from $MODEL_URI.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import os
 
 import mlflow
 from fastapi import FastAPI
+from transformers import pipeline as make_pipeline
 
 app = FastAPI()
-pipeline = mlflow.transformers.load_model(os.environ["MODEL_URI"])
+logged = mlflow.pyfunc.load_model(os.environ["MODEL_URI"]).unwrap_python_model()
+pipeline = make_pipeline("text-generation", model=logged.model, tokenizer=logged.tokenizer)
 
 
 @app.get("/predict")

@@ -25,7 +25,10 @@
 # This stage serves exactly that version behind a small HTTP API, `tunekit.serve` (FastAPI under
 # uvicorn). It loads `models:/<name>@champion` once at start-up: the LoRA adapter from MLflow and
 # its base model. Requests that arrive together share one `generate` call, so the server answers
-# more requests per second the more clients it has.
+# more requests per second the more clients it has. It answers as stage 03 evaluated the model:
+# each answer is held to a grammar made from the request's own `CREATE TABLE` statements and
+# question (`tunekit.grammar`), so it is always SQL over those tables; a context that is not
+# `CREATE TABLE` statements is answered 422, naming the problem.
 #
 # | profile | what this stage does |
 # |---|---|
@@ -34,6 +37,8 @@
 #
 # The API: `POST /predict` with `{"question": ..., "context": ...}` (or `{"prompt": ...}`), and the
 # tutorial's `GET /predict?message=...`; `GET /healthz`, `GET /readyz`; OpenAPI docs at `/docs`.
+# Each answer says whether it was `constrained` (a prompt that is not in the kit's template is
+# answered freely).
 #
 # ### Objective
 #

@@ -24,7 +24,10 @@
 # KServe serves MLflow models with **MLServer** and its MLflow runtime, speaking the Open Inference
 # (V2) protocol. This stage serves the same registered version that way: MLServer loads
 # `models:/<name>/<version>` of the champion with `mlserver-mlflow`, and answers
-# `POST /v2/models/<name>/infer`. With greedy decoding it returns the same text as stage 05.
+# `POST /v2/models/<name>/infer`. The logged model generates with the kit's own code, held to each
+# question's SQL grammar as in stage 03 and 05, so it returns the same text as stage 05. A request
+# carries prompts (as the tutorial's `input.json`), or questions and contexts row by row (inputs
+# `question` and `context`).
 #
 # | profile | what this stage does |
 # |---|---|
@@ -139,6 +142,16 @@ print(answer["curl"])
 
 # %%
 tunekit.compare_servers(run, question, context)
+
+# %% [markdown]
+# On `gke` the champion's adapter is also served by KServe's Hugging Face runtime (vLLM) on the
+# base model. It gets the same grammar in the request field its vLLM version reads
+# (`guided_grammar`, or `structured_outputs` from vLLM 0.11 on); the request, sent from inside
+# the cluster:
+
+# %%
+vllm = tunekit.serving.vllm_request(run, question, context)
+print(vllm["curl"] if vllm else "(no vLLM InferenceService on this profile)")
 
 # %% [markdown]
 # ## Cleaning up

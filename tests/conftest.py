@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 # A fine-tune small enough for a test: seconds of training, a few checkpoints, a small eval split.
 TINY_FINETUNE = [
     *("-p", "max_steps=20", "-p", "save_steps=10", "-p", "logging_steps=5"),
-    *("-p", "synthetic_rows=600", "-p", "eval_size=20"),
+    *("-p", "synthetic_rows=600", "-p", "eval_size=20", "-p", "eval_set_rows=12"),
 ]
 
 

@@ -28,6 +28,7 @@ import tunekit
 from tunekit import distributed
 from tunekit.backends.gke import workloads
 from tunekit.credentials import child_environment
+from tunekit.models import TINY_DIR
 from tunekit.recipe import sft_arguments
 from tunekit.run import recorded_run
 from tunekit.settings import SettingsError, load_settings
@@ -40,6 +41,7 @@ MAX_STEPS, SAVE_STEPS, KILL_AFTER = 40, 10, 20
 SETTINGS = [
     *("-p", "nproc_per_node=2", "-p", f"max_steps={MAX_STEPS}", "-p", f"save_steps={SAVE_STEPS}"),
     *("-p", "logging_steps=5", "-p", "synthetic_rows=800", "-p", "eval_size=24"),
+    *("-p", "eval_set_rows=12"),
     *("-p", "experiment_name=ddp-test"),
 ]
 
@@ -126,7 +128,7 @@ def test_one_mlflow_run_by_the_main_process(ddp: dict, client: MlflowClient) -> 
     assert run.data.params["effective_batch_size"] == "16"
     steps = sorted({m.step for m in client.get_metric_history(run.info.run_id, "loss")})
     assert steps == list(range(5, MAX_STEPS + 1, 5))  # continuous across the kill
-    for prefix in ("", "unseen_"):
+    for prefix in ("", "validation_", "test_"):
         for model in ("base", "tuned"):
             assert 0.0 <= run.data.metrics[f"{prefix}{model}_execution_accuracy"] <= 1.0
     models = client.search_logged_models(
@@ -396,6 +398,7 @@ def fsdp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "run", "--stages", "01-03", "--run-dir", str(run_dir), "-p", "nproc_per_node=2",
         "-p", "distributed_strategy=fsdp", "-p", "max_steps=10", "-p", "save_steps=5",
         "-p", "logging_steps=5", "-p", "synthetic_rows=400", "-p", "eval_size=20",
+        "-p", "eval_set_rows=12",
         timeout=600,
     )  # fmt: skip
     try:
@@ -415,7 +418,8 @@ def test_fsdp_gathers_the_whole_adapter_and_evaluates_it_once(fsdp: dict) -> Non
     assert log.count("tunekit: evaluating the base and the tuned model") == 1
     # every process took part in saving it whole (FULL_STATE_DICT): full shapes, trained B
     weights = load_file(Path(state["job_dir"]) / "adapter" / "adapter_model.safetensors")
-    assert len(weights) == 2 * 7 * 3  # A and B of 7 linear layers in each of 3 decoder layers
+    layers = json.loads((TINY_DIR / "config.json").read_text())["num_hidden_layers"]
+    assert len(weights) == 2 * 7 * layers  # A and B of 7 linear layers in each decoder layer
     assert weights["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].shape == (
         128,
         16,

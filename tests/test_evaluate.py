@@ -100,6 +100,17 @@ def test_unordered_results_compare_as_multisets() -> None:
     assert score(row, "SELECT a FROM t WHERE b > 3 ORDER BY a DESC").execution
 
 
+def test_a_column_its_table_lacks_is_a_wrong_prediction_not_an_error() -> None:
+    row = {
+        "question": "q",
+        "context": "CREATE TABLE a (id INTEGER, x VARCHAR); CREATE TABLE b (id INTEGER, y VARCHAR)",
+        "answer": 'SELECT T1.x FROM a AS T1 JOIN b AS T2 ON T1.id = T2.id WHERE T2.y = "v"',
+    }
+    wrong = 'SELECT T1.x FROM a AS T1 JOIN b AS T2 ON T1.id = T2.id WHERE T1.y = "v"'
+    result = score(row, wrong)
+    assert not result.execution and "no such column: t1.y" in result.error
+
+
 def test_predictions_cannot_reach_outside_the_database(tmp_path: Path) -> None:
     target = tmp_path / "x.db"
     attack = f"ATTACH DATABASE '{target}' AS x"

@@ -24,16 +24,18 @@ import mlflow
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
+from sqlglot import exp
 
 import tunekit
 from tunekit.backends.local.finetune import job_dir
 from tunekit.credentials import child_environment
-from tunekit.experiment import UNSEEN_TABLE_FILE
+from tunekit.eval_sets import test_rows, validation_rows
+from tunekit.evaluate import Schema, parse_query
+from tunekit.experiment import TABLE_FILES
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
 from tunekit.tracking import use_login
 from tunekit.train import RESULT_FILE, last_complete_checkpoint
-from tunekit.unseen import unseen_rows
 
 from .conftest import REPO, assert_secrets_stay_in_their_file, tunekit_cli, wait_for_checkpoint
 
@@ -44,6 +46,7 @@ SECRET = "hf_test_secret_never_logged_42"  # HF_TOKEN of the training: must reac
 SETTINGS = [
     *("-p", f"max_steps={MAX_STEPS}", "-p", f"save_steps={SAVE_STEPS}", "-p", "logging_steps=5"),
     *("-p", "synthetic_rows=800", "-p", "eval_size=24", "-p", "experiment_name=ft-test"),
+    *("-p", "eval_set_rows=12"),
 ]
 
 
@@ -155,13 +158,13 @@ def test_run_holds_params_tags_metrics_and_inputs(resumed: dict, client: MlflowC
         assert len(history) >= 3, name
         assert all(m.value == m.value for m in history), name  # no NaN
     assert any(k.startswith("system/cpu_utilization") for k in metrics)
-    for prefix in ("", "unseen_"):  # the held-out rows, the unseen-schema set
+    for prefix in ("", "validation_", "test_"):  # held-out rows, validation and test sets
         for model in ("base", "tuned"):
             for metric in ("exact_match", "execution_accuracy"):
                 assert 0.0 <= metrics[f"{prefix}{model}_{metric}"] <= 1.0
     # the score ranks runs: the mean of the tuned model's two execution accuracies
     assert metrics["score"] == pytest.approx(
-        (metrics["tuned_execution_accuracy"] + metrics["unseen_tuned_execution_accuracy"]) / 2
+        (metrics["tuned_execution_accuracy"] + metrics["validation_tuned_execution_accuracy"]) / 2
     )
     inputs = {
         {t.key: t.value for t in d.tags}["mlflow.data.context"]: d.dataset
@@ -188,13 +191,22 @@ def test_evaluation_table_has_a_row_per_held_out_example(
         assert column in table.columns
     accuracy = table["tuned_correct"].mean()
     assert accuracy == pytest.approx(resumed["state"]["tuned_execution_accuracy"])
-    unseen = client.load_table(
-        state["experiment_id"], UNSEEN_TABLE_FILE, run_ids=[state["mlflow_run_id"]]
-    )
-    assert list(unseen["question"]) == [r["question"] for r in unseen_rows()]
-    assert unseen["tuned_correct"].mean() == pytest.approx(
-        resumed["state"]["unseen_tuned_execution_accuracy"]
-    )
+    for name, rows in (("validation", validation_rows(12)), ("test", test_rows(12))):
+        logged = client.load_table(
+            state["experiment_id"], TABLE_FILES[name], run_ids=[state["mlflow_run_id"]]
+        )
+        assert list(logged["question"]) == [r["question"] for r in rows]
+        assert set(logged["style"]) == {r["style"] for r in rows}
+        assert logged["tuned_correct"].mean() == pytest.approx(
+            resumed["state"][f"{name}_tuned_execution_accuracy"]
+        )
+        # constrained (the default): every answer is SQL over its own context's names, even
+        # from a model trained for 20 steps; the free answers of the same model need not be
+        for row, sql in zip(rows, logged["tuned_prediction"], strict=True):
+            schema = Schema.from_context(row["context"])
+            named = {c.name.lower() for c in parse_query(sql, schema).find_all(exp.Column)}
+            tables = {t.name.lower() for t in parse_query(sql, schema).find_all(exp.Table)}
+            assert named <= schema.names and tables <= set(schema.tables), (sql, row["context"])
 
 
 def test_logged_adapter_loads_with_pyfunc_and_generates(
@@ -219,7 +231,7 @@ def test_logged_adapter_loads_with_pyfunc_and_generates(
 
 ORPHAN_SETTINGS = {
     "max_steps": 20, "save_steps": 10, "logging_steps": 5, "synthetic_rows": 600,
-    "eval_size": 20, "experiment_name": "orphan-test",
+    "eval_size": 20, "experiment_name": "orphan-test", "eval_set_rows": 12,
 }  # fmt: skip
 # A notebook kernel's stand-in: it runs stage 03 until it is killed
 KERNEL = "import sys, tunekit; tunekit.finetune(tunekit.open_run(sys.argv[1]))"

@@ -463,3 +463,18 @@ def test_cloud_build_uploads_no_state_and_no_credentials(tmp_path):
     needed = {"cloudbuild.yaml", "pyproject.toml", "README.md", "lib/tunekit/train.py",
               "docker/finetune/Dockerfile", "docker/kserve/requirements.txt"}  # fmt: skip
     assert needed <= uploaded
+
+
+def test_vllm_finds_the_adapter_where_the_logged_model_keeps_it(dry_run):
+    """KServe's storage initializer copies the registered version's MLflow model directory to
+    /mnt/models (kserve/storage); the kit's pyfunc keeps the adapter in artifacts/peft
+    (MLflow's pyfunc puts each artifact under artifacts/<name>: tunekit.pyfunc_model.ADAPTER).
+    The structured-output backend is named, xgrammar: under vLLM's "auto", a grammar xgrammar
+    cannot parse goes to another backend and the engine dies (vllm-project/vllm#43920);
+    `--guided-decoding-backend` is vLLM 0.8.5's flag (vllm/engine/arg_utils.py)."""
+    from tunekit.pyfunc_model import ADAPTER
+
+    args = rendered_one(dry_run, "InferenceService", "-vllm")["spec"]["predictor"]["model"]["args"]
+    lora = next(a for a in args if a.startswith("--lora-modules="))
+    assert lora.endswith(f"={workloads.MODEL_DIR}/artifacts/{ADAPTER}")
+    assert "--guided-decoding-backend=xgrammar" in args

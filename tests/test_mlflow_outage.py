@@ -39,7 +39,7 @@ from mlflow.tracking import MlflowClient
 
 import tunekit
 from tunekit.credentials import child_environment
-from tunekit.experiment import TABLE_FILE, FinetuneRun
+from tunekit.experiment import TABLE_FILES, FinetuneRun
 from tunekit.mlflow_outage import (
     DroppedBatches,
     MetricBuffer,
@@ -71,7 +71,7 @@ SETTINGS = [
         "-p",
         f"logging_steps={LOGGING_STEPS}",
     ),
-    *("-p", "synthetic_rows=600", "-p", f"eval_size={EVAL_SIZE}"),
+    *("-p", "synthetic_rows=600", "-p", f"eval_size={EVAL_SIZE}", "-p", "eval_set_rows=12"),
     *("-p", "experiment_name=outage"),
 ]
 EVERY_STEP = list(range(LOGGING_STEPS, MAX_STEPS + 1, LOGGING_STEPS))
@@ -166,14 +166,20 @@ def test_the_evaluation_is_logged_once(tmp_path: Path, local_mlflow: MlflowClien
     tracked = FinetuneRun(run_id, experiment.experiment_id, buffer, 30, False, DroppedBatches())
     evaluation = {
         "metrics": {"tuned_exact_match": 0.5, "base_exact_match": 0.0},
-        "table": {"question": ["a?", "b?", "c?"], "tuned_correct": [True, False, True]},
+        "tables": {
+            "held_out": {"question": ["a?", "b?", "c?"], "tuned_correct": [True, False, True]},
+            "test": {"question": ["d?"], "tuned_correct": [False]},
+        },
         "timestamp": 1_700_000_000_000,
     }
     for _ in range(2):  # a re-run after an outage logs it again
         tracked.log_evaluation(evaluation)
     assert _history(local_mlflow, run_id, "tuned_exact_match") == [(0, 0.5, 1_700_000_000_000)]
-    loaded = local_mlflow.load_table(experiment.experiment_id, TABLE_FILE, run_ids=[run_id])
-    assert len(loaded) == 3  # MLflow's log_table would have appended a second copy
+    for name, rows in (("held_out", 3), ("test", 1)):
+        loaded = local_mlflow.load_table(
+            experiment.experiment_id, TABLE_FILES[name], run_ids=[run_id]
+        )
+        assert len(loaded) == rows  # MLflow's log_table would have appended a second copy
 
 
 def test_a_batch_the_async_queue_drops_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,7 +341,9 @@ def _assert_one_complete_run(run_dir: Path) -> dict[str, Any]:
     )
     assert [(m.name, str(m.status)) for m in models] == [("model", "READY")]
     assert finetune["model_uri"] == f"models:/{models[0].model_id}"
-    table = client.load_table(experiment.experiment_id, TABLE_FILE, run_ids=[run.info.run_id])
+    table = client.load_table(
+        experiment.experiment_id, TABLE_FILES["held_out"], run_ids=[run.info.run_id]
+    )
     assert len(table) == EVAL_SIZE
     for metric in ("tuned_exact_match", "tuned_execution_accuracy", "base_execution_accuracy"):
         assert len(client.get_metric_history(run.info.run_id, metric)) == 1, metric

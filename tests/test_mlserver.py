@@ -86,6 +86,41 @@ CASES: dict[str, tuple[dict, dict, int, str]] = {
     "no prompts": (v2(), {}, 400, "has no prompts"),
     "an empty prompt": (v2("a", "  "), {}, 400, "prompt 1 is empty"),
     "two inputs": ({"inputs": v2("a")["inputs"] * 2}, {}, 400, "not 2 inputs"),
+    # questions and contexts row by row (per-row inputs: MLServer's batcher drops request
+    # parameters, SeldonIO/MLServer#1541), made prompts by the model's template
+    "question and context, row by row": (
+        {
+            "inputs": [
+                *v2("q1", "q2", name="question")["inputs"],
+                *v2("c1", "c2", name="context")["inputs"],
+            ]
+        },
+        {},
+        200,
+        "",
+    ),
+    "a question without its context": (
+        {
+            "inputs": [
+                *v2("q1", "q2", name="question")["inputs"],
+                *v2("c1", name="context")["inputs"],
+            ]
+        },
+        {},
+        400,
+        "2 questions for 1 contexts",
+    ),
+    "a context that is not tables": (
+        {
+            "inputs": [
+                *v2("q1", name="question")["inputs"],
+                *v2("DROP TABLE t", name="context")["inputs"],
+            ]
+        },
+        {},
+        422,
+        "prompt 0: statement 1 of the context is not a CREATE TABLE",
+    ),
     "numbers": (v2(1, 2, datatype="INT64"), {}, 400, "must be BYTES"),
     "data that is not a list": (
         {"inputs": [{"name": "p", "shape": [1], "datatype": "BYTES", "data": "a"}]},
@@ -106,11 +141,15 @@ from tunekit.mlserver_runtime import Limits, RequestRejected, check_request
 
 cases, limits = json.loads(sys.argv[1]), Limits.from_extra(json.loads(sys.argv[2]))
 words = lambda prompt: len(prompt.split())
+# the model's own: TextToSQL.prompt and TextToSQL.check (here stand-ins of the same contract)
+compose = lambda question, context: f"{question}:{context}"
+problem = lambda prompt: ("statement 1 of the context is not a CREATE TABLE"
+                          if "DROP" in prompt else "")
 results = {}
 for name, (body, headers) in cases.items():
     request = InferenceRequest.model_validate({**body, "parameters": {"headers": headers}})
     try:
-        checked = check_request(request, limits, words, max_tokens=4)
+        checked = check_request(request, limits, words, 4, compose, problem)
         content_type = checked.parameters.content_type if checked.parameters else None
         results[name] = [200, {**checked.inputs[0].model_dump(), "request_type": content_type}]
     except RequestRejected as e:
@@ -178,7 +217,12 @@ def test_a_request_is_checked_before_it_joins_a_batch(checked: dict, name: str) 
     if status == 200:
         body = CASES[name][0]["inputs"][0]
         assert got["name"] == "prompt" and got["shape"] == [len(body["data"])]
-        assert got["data"] == body["data"]
+        if body["name"] == "question":
+            contexts = CASES[name][0]["inputs"][1]["data"]
+            expected = [f"{q}:{c}" for q, c in zip(body["data"], contexts, strict=True)]
+            assert got["data"] == expected
+        else:
+            assert got["data"] == body["data"]
         assert got.get("parameters") is None and got["request_type"] is None
     else:
         assert message in got

@@ -28,12 +28,12 @@ def finetune(
     status: str = "FINISHED", with_model: bool = True,
 ) -> str:  # fmt: skip
     """A run shaped like stage 03's: its evaluation metrics (the same accuracy on the held-out
-    rows and the unseen-schema set, so its `score` is that accuracy), params and (optionally)
+    rows and the validation set, so its `score` is that accuracy), params and (optionally)
     a model."""
     with mlflow.start_run(experiment_id=experiment_id) as active:
         mlflow.log_metrics({"tuned_execution_accuracy": accuracy, "eval_loss": eval_loss,
                             "tuned_exact_match": accuracy - 0.01,
-                            "unseen_tuned_execution_accuracy": accuracy,
+                            "validation_tuned_execution_accuracy": accuracy,
                             "score": accuracy})  # fmt: skip
         mlflow.log_params({"tunekit.max_steps": 10, "tunekit.lora_r": 16})
         if with_model:

@@ -36,7 +36,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     # and the browser test's)
     # the default local fine-tune (make demo's): its champion answers the tutorial's question
     done = tunekit_cli("run", "--stages", "01-06", "--run-dir", str(run_dir),
-                       "-p", "mlflow_backend=postgresql", timeout=1200)  # fmt: skip
+                       "-p", "mlflow_backend=postgresql", "-p", "eval_set_rows=12",
+                       timeout=1200)  # fmt: skip
     try:
         assert done.returncode == 0, done.stdout + done.stderr
         state = recorded_run(run_dir).state

@@ -22,10 +22,11 @@ import torch
 import uvicorn
 
 from tunekit.batching import Job, Limits
+from tunekit.grammar import accepts, sql_grammar
 from tunekit.inference import LockedTokenizer, encode_batch
 from tunekit.models import TINY_DIR
 from tunekit.prompts import build_prompt
-from tunekit.serve import create_app, parse_args
+from tunekit.serve import Decoding, create_app, parse_args
 
 PROMPT = build_prompt("How many games had a week of 3?", "CREATE TABLE game (venue TEXT, week INT)")
 
@@ -123,11 +124,23 @@ class Gate:
         return getattr(self.model, name)
 
 
-def serving(components: tuple[Any, Any], gate: Gate | None = None, **limits: Any) -> Server:
+def serving(
+    components: tuple[Any, Any],
+    gate: Gate | None = None,
+    decoding: Decoding | None = None,
+    **limits: Any,
+) -> Server:
+    """The server on the components; free decoding unless told otherwise (a grammar would end
+    the answers this module's lengths rely on)."""
     model, tokenizer = components
     model = gate or model
     return Server(
-        create_app("models:/tiny@test", Limits(**limits), lambda _: (model, tokenizer, "7"))
+        create_app(
+            "models:/tiny@test",
+            Limits(**limits),
+            lambda _: (model, tokenizer, "7"),
+            decoding or Decoding(constrained=False),
+        )
     )
 
 
@@ -394,3 +407,31 @@ def test_every_limit_is_a_command_line_flag() -> None:
                                "--request-timeout-s", "2.5", "--starvation-s", "0"])  # fmt: skip
     assert limits == Limits(max_queue=9, request_timeout_s=2.5, starvation_s=0.0)
     assert args.model_uri == "models:/m@champion"
+
+
+def test_answers_are_held_to_the_requests_tables_and_a_bad_context_is_a_422(components) -> None:
+    """Constrained (the default): a question and its context, or a prompt in the template, get
+    SQL of the context's grammar even from a model whose EOS never wins; a prompt of other text
+    is answered freely; a context that is not CREATE TABLE statements is refused, named."""
+    question, context = (
+        "How many games had a week of 3?",
+        "CREATE TABLE game (venue TEXT, week INT)",
+    )
+    with serving(components, decoding=Decoding()) as server:
+        url = f"{server.url}/predict"
+        asked = requests.post(url, json={"question": question, "context": context}, timeout=120)
+        assert asked.status_code == 200, asked.text
+        assert asked.json()["constrained"] is True
+        assert accepts(sql_grammar(question, context), asked.json()["sql"]), asked.json()
+        by_prompt = requests.post(url, json={"prompt": PROMPT}, timeout=120).json()
+        assert by_prompt["sql"] == asked.json()["sql"] and by_prompt["constrained"]
+        tutorial_get = requests.get(url, params={"message": PROMPT}, timeout=120).json()
+        assert tutorial_get["sql"] == asked.json()["sql"]
+        other = requests.post(url, json={"prompt": "Tell me a story", "max_new_tokens": 4},
+                              timeout=120)  # fmt: skip
+        assert other.status_code == 200 and other.json()["constrained"] is False
+        for bad, named in (("DROP TABLE game", "statement 1 of the context is not a CREATE"),
+                           ("CREATE TABLE game (venue TEXT", "does not parse")):  # fmt: skip
+            refused = requests.post(url, json={"question": question, "context": bad}, timeout=30)
+            assert refused.status_code == 422 and named in refused.json()["detail"], refused.text
+        assert server.ready()["requests"] == 4  # the refused ones never queued

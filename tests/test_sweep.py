@@ -89,17 +89,17 @@ def test_each_trial_is_its_own_fine_tune_in_the_sweep():
 
 def test_runs_are_ranked_by_score_then_eval_loss_unscored_last():
     """One ranking (tunekit.objective) for stage 04's table and a sweep's trials: the mean of
-    the held-out and the unseen-schema execution accuracy, then the lower eval loss."""
+    the held-out and the validation execution accuracy, then the lower eval loss."""
     from tunekit.objective import best_first, rank_key, score
 
-    def row(name: str, held_out: float | None, unseen: float | None, **more: float) -> dict:
+    def row(name: str, held_out: float | None, validation: float | None, **more: float) -> dict:
         return {"id": name, "tuned_execution_accuracy": held_out,
-                "unseen_tuned_execution_accuracy": unseen, **more}  # fmt: skip
+                "validation_tuned_execution_accuracy": validation, **more}  # fmt: skip
 
     rows = [
         row("none", None, 0.9, eval_loss=0.1),
         row("nan", float("nan"), 0.9, eval_loss=0.1),
-        row("no-unseen", 0.99, None, eval_loss=0.1),  # evaluated before the unseen set
+        row("no-validation", 0.99, None, eval_loss=0.1),  # evaluated before the validation set
         row("memorised", 0.95, 0.05, eval_loss=0.1),  # held-out alone would put it first
         row("low", 0.55, 0.55, eval_loss=0.2),
         row("tie-worse", 0.9, 0.7, eval_loss=0.8),
@@ -109,7 +109,7 @@ def test_runs_are_ranked_by_score_then_eval_loss_unscored_last():
     assert score(rows[6]) == pytest.approx(0.8)
     ranked = [r["id"] for r in best_first(rows)]
     assert ranked[:5] == ["best", "tie-worse", "no-loss", "low", "memorised"]  # 0.8 ... 0.5
-    assert set(ranked[5:]) == {"none", "nan", "no-unseen"}
+    assert set(ranked[5:]) == {"none", "nan", "no-validation"}
     # a failed trial never outranks a finished one, whatever it logged before failing
     assert rank_key(rows[6], scored=False) > rank_key(rows[4])
 
@@ -138,7 +138,7 @@ def test_a_sweep_summarized_again_reports_its_new_best(run, tmp_path):
         return trial_id
 
     def accuracy(value: float) -> dict[str, float]:
-        return {"tuned_execution_accuracy": value, "unseen_tuned_execution_accuracy": value,
+        return {"tuned_execution_accuracy": value, "validation_tuned_execution_accuracy": value,
                 "score": value}  # fmt: skip
 
     parent = parent_run(run, client, sweep)
@@ -312,7 +312,7 @@ def test_the_trainer_prints_the_objective_as_katibs_default_filter_reads_it(caps
 
 # Trials short enough for a test; a file dataset, so that a changed file can be shown refused
 SHORT = {"max_steps": 6, "save_steps": 3, "logging_steps": 3, "eval_size": 20,
-         "eval_max_new_tokens": 48}  # fmt: skip
+         "eval_max_new_tokens": 48, "eval_set_rows": 12}  # fmt: skip
 
 
 def _params(values: dict[str, Any]) -> list[str]:
@@ -373,7 +373,7 @@ def test_a_grid_sweep_is_one_parent_run_with_a_finished_child_per_trial(swept, c
     best = max(children, key=lambda c: (c.data.metrics["score"],
                                         -c.data.metrics["eval_loss"]))  # fmt: skip
     assert parent.data.tags["tunekit.sweep.best_run_id"] == best.info.run_id == state["best_run_id"]
-    for metric in ("score", "tuned_execution_accuracy", "unseen_tuned_execution_accuracy",
+    for metric in ("score", "tuned_execution_accuracy", "validation_tuned_execution_accuracy",
                    "eval_loss", "tuned_exact_match"):  # fmt: skip
         assert parent.data.metrics[metric] == best.data.metrics[metric]
     # and a table of every trial on the parent
@@ -425,7 +425,8 @@ def test_reproduce_gives_the_same_metrics_in_a_new_tagged_run(swept, client):
     assert copy_run.data.tags["tunekit.reproduces"] == original
     assert "mlflow.parentRunId" not in copy_run.data.tags  # not a trial of the sweep
     for metric in ("tuned_execution_accuracy", "tuned_exact_match", "base_execution_accuracy",
-                   "unseen_tuned_execution_accuracy", "unseen_tuned_exact_match"):  # fmt: skip
+                   "validation_tuned_execution_accuracy",
+                   "validation_tuned_exact_match"):  # fmt: skip
         assert copy_run.data.metrics[metric] == then.data.metrics[metric], metric
     # on the CPU with the same seed, the training itself is the same
     assert copy_run.data.metrics["eval_loss"] == pytest.approx(

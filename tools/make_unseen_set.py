@@ -17,8 +17,8 @@ import random
 from pathlib import Path
 
 from tunekit import synthetic
+from tunekit.eval_sets import UNSEEN_FILE
 from tunekit.synthetic import Column, Schema
-from tunekit.unseen import UNSEEN_FILE
 
 SEED = 2024
 PER_SCHEMA = 8

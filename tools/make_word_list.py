@@ -12,11 +12,12 @@ after tools/make_unseen_set.py:
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 from pathlib import Path
 
-from tunekit.unseen import unseen_rows
+from tunekit.eval_sets import UNSEEN_FILE
 from tunekit.vocabulary import WORDS_FILE
 
 COUNT = 10_000
@@ -27,7 +28,8 @@ HEADER += "made by tools/make_word_list.py\n"
 
 def held_out() -> set[str]:
     """Every word of the unseen-schema set's questions, tables, columns and values."""
-    text = " ".join(f"{r['question']} {r['context']} {r['answer']}" for r in unseen_rows())
+    rows = [json.loads(line) for line in UNSEEN_FILE.read_text().splitlines() if line.strip()]
+    text = " ".join(f"{r['question']} {r['context']} {r['answer']}" for r in rows)
     return set(re.findall(r"[a-z]+", text.lower()))
 
 

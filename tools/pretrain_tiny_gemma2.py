@@ -16,12 +16,18 @@ on copies:
 - such a text, then some of its words in another order: a word is found by its first piece
   and copied to its end.
 
+and on the language a text-to-SQL model reads, as a base model that read the web and code does:
+
+- questions with the tables they are about (a question, then its CREATE TABLE statements: which
+  words go with which columns), without the query;
+- CREATE TABLE statements followed by a query over them (SQL written over the given tables),
+  without the question; and queries alone.
+
 The schedule is warm-up, stable, decay: `steps` at a constant learning rate (the copy skill
-appears after about 2800 of them), then `decay_steps` with the rate decaying to zero on a mix
-that adds SQL queries alone, as a code-reading base model knows SQL. No example pairs a
-question or a context with its query, so the base never learns the task (it scores ~0 on it);
-the fine-tune teaches which query a question asks for and to copy the names into it, and needs
-fewer steps than on a base that has not read SQL (README, "The local recipe").
+appears after about 2800 of them), then `decay_steps` with the rate decaying to zero. No example
+pairs a question with its query, so the base never learns the task (it scores ~0 on it); the
+fine-tune teaches which query a question asks for and to copy the names into it, and needs far
+fewer steps than on a base that has not read questions and SQL (README, "The local recipe").
 
 The tokenizer is a byte-level BPE trained on the generator's questions, contexts and answers
 (another seed than the fine-tune's data), with words never merged with the space, underscore
@@ -36,7 +42,7 @@ import random
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +58,23 @@ class PretrainConfig:
     vocab_size: int = 1000
     hidden_size: int = 128
     intermediate_size: int = 256
-    num_hidden_layers: int = 3
+    num_hidden_layers: int = 4
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 512
-    steps: int = 5000  # at a constant learning rate (after warm-up): copying is learned
+    steps: int = 6000  # at a constant learning rate (after warm-up): copying is learned
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_steps: int = 200
-    mix: tuple[float, ...] = (0.5, 0.25, 0.25, 0.0)  # random, text again, words, SQL alone
-    decay_steps: int = 1500  # then the learning rate decays to 0 on a mix with SQL text
-    decay_mix: tuple[float, ...] = (0.35, 0.2, 0.2, 0.25)
+    # random copies, text again, words, SQL alone, question and tables, tables and SQL
+    mix: tuple[float, ...] = (0.35, 0.1, 0.1, 0.05, 0.2, 0.2, 0.0)
+    decay_steps: int = 2000  # then the learning rate decays to 0
+    decay_mix: tuple[float, ...] = (0.2, 0.1, 0.1, 0.05, 0.275, 0.275, 0.0)
+    # then SQL files (a question as a comment, the tables, the query), from its own rows
+    task_steps: int = 3000
+    task_mix: tuple[float, ...] = (0.1, 0.05, 0.05, 0.0, 0.1, 0.1, 0.6)
+    task_rows: int = 60_000
+    task_seed: int = 1001
     rows: int = 30_000  # generator rows the copies come from
     data_seed: int = 1000  # not the fine-tune's (42): the base has not seen its rows
     seed: int = 0
@@ -111,7 +123,7 @@ class Copies:
         self,
         tokenizer: Any,
         texts: list[str],
-        queries: list[str],
+        queries: list[tuple[str, str, str]],
         mix: tuple[float, ...],
         seed: int,
     ):
@@ -124,7 +136,9 @@ class Copies:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def example(self) -> dict[str, list[int]]:
-        kind = self.rng.choices((self.hidden, self.again, self.words, self.sql), self.mix)[0]
+        kinds = (self.hidden, self.again, self.words, self.sql, self.asked, self.written,
+                 self.commented)  # fmt: skip
+        kind = self.rng.choices(kinds, self.mix)[0]
         prompt, copy, learn_prompt = kind()
         ids = [self.tokenizer.bos_token_id, *prompt, *self.newline, *copy]
         start = 1 if learn_prompt else len(ids) - len(copy)
@@ -157,7 +171,23 @@ class Copies:
     def sql(self) -> tuple[list[int], list[int], bool]:
         """An SQL query alone, as a language model reads code: the base knows SQL's grammar
         (as Gemma does) but has never seen a question answered by a query."""
-        return self.encode(self.rng.choice(self.queries)), [], True
+        return self.encode(self.rng.choice(self.queries)[2]), [], True
+
+    def asked(self) -> tuple[list[int], list[int], bool]:
+        """A question, then the tables it is about: which words go with which columns."""
+        question, context, _ = self.rng.choice(self.queries)
+        return self.encode(question), self.encode(context), True
+
+    def commented(self) -> tuple[list[int], list[int], bool]:
+        """A SQL file: a comment that asks, the tables, the query that answers (the way code on
+        the web pairs them: not the kit's prompt template, which the fine-tune teaches)."""
+        question, context, answer = self.rng.choice(self.queries)
+        return self.encode(f"-- {question}\n{context};"), self.encode(f"{answer};"), True
+
+    def written(self) -> tuple[list[int], list[int], bool]:
+        """Tables, then a query over them: SQL that names the given tables and columns."""
+        _, context, answer = self.rng.choice(self.queries)
+        return self.encode(context), self.encode(answer), True
 
 
 def texts_of(row: dict[str, str]) -> tuple[str, str]:
@@ -198,59 +228,57 @@ def pretrain(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=TINY_DIR)
+    parser.add_argument("--steps", type=int, help="constant-rate steps (default: the config's)")
+    parser.add_argument("--decay-steps", type=int, help="decay steps (default: the config's)")
+    parser.add_argument("--task-steps", type=int, help="SQL-file steps (default: the config's)")
     parser.add_argument(
         "--stable",
         type=Path,
         help="a base this tool wrote after its constant-rate phase (pretraining.json without "
-        "decay_steps): only the decay phase is run on it",
+        "decay_steps): only the later phases are run on it",
+    )
+    parser.add_argument(
+        "--decayed",
+        type=Path,
+        help="a base this tool wrote after its decay phase (pretraining.json without "
+        "task_steps): only the SQL-file phase is run on it",
     )
     args = parser.parse_args()
     config = PretrainConfig()
+    for name in ("steps", "decay_steps", "task_steps"):
+        if getattr(args, name) is not None:
+            config = replace(config, **{name: getattr(args, name)})
 
     import torch
-    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+    from transformers import AutoTokenizer, Gemma2ForCausalLM
 
     from tunekit.synthetic import generate
 
     started = time.monotonic()
     torch.manual_seed(config.seed)
-    rows = generate(config.rows, seed=config.data_seed)
-    texts = [t for r in rows for t in texts_of(r)]
-    queries = [r["answer"] for r in rows]
     scratch = Path(args.output).parent / f".{Path(args.output).name}-training"
-    if args.stable:
-        stable = json.loads((args.stable / "pretraining.json").read_text())
-        expected = {k: v for k, v in asdict(config).items() if k in stable and k != "mix"}
-        if {k: stable[k] for k in expected} != expected or "decay_steps" in stable:
-            raise SystemExit(f"{args.stable}: not this config's constant-rate phase")
-        tokenizer = AutoTokenizer.from_pretrained(args.stable)
-        model = Gemma2ForCausalLM.from_pretrained(args.stable, attn_implementation="eager")
-        minutes = stable["minutes"]
-    else:
+    earlier = args.decayed or args.stable
+    if earlier:
+        done = json.loads((earlier / "pretraining.json").read_text())
+        phase = "decay_steps" if args.stable else "task_steps"
+        if phase in done or (args.decayed and "decay_steps" not in done):
+            raise SystemExit(f"{earlier}: not a base of this tool's earlier phases")
+        tokenizer = AutoTokenizer.from_pretrained(earlier)
+        model = Gemma2ForCausalLM.from_pretrained(earlier, attn_implementation="eager")
+        minutes = done["minutes"]
+        later = ("task_",) + (() if args.decayed else ("decay_",))
+        kept = {k: v for k, v in done.items() if k in asdict(config) and not k.startswith(later)}
+        config = replace(config, **kept)  # what the earlier phases were, as they recorded it
+    if not args.decayed:
+        rows = generate(config.rows, seed=config.data_seed)
+        texts = [t for r in rows for t in texts_of(r)]
+        queries = [(r["question"], r["context"], r["answer"]) for r in rows]
+    if not earlier:
         tokenizer = train_tokenizer(
             [t for r in rows[: config.rows // 2] for t in (*texts_of(r), r["answer"])],
             config.vocab_size,
         )
-        head_dim = config.hidden_size // config.num_attention_heads
-        model = Gemma2ForCausalLM(
-            Gemma2Config(
-                vocab_size=len(tokenizer),
-                hidden_size=config.hidden_size,
-                intermediate_size=config.intermediate_size,
-                num_hidden_layers=config.num_hidden_layers,
-                num_attention_heads=config.num_attention_heads,
-                num_key_value_heads=config.num_key_value_heads,
-                head_dim=head_dim,
-                query_pre_attn_scalar=head_dim,
-                max_position_embeddings=config.max_position_embeddings,
-                sliding_window=config.max_position_embeddings,
-                tie_word_embeddings=True,  # as Gemma-2's: a copied token is scored by its embedding
-                attn_implementation="eager",  # Gemma-2 soft-caps attention logits: no SDPA
-                pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        )
+        model = new_model(config, tokenizer)
         copies = Copies(tokenizer, texts, queries, config.mix, config.seed)
         schedule = {
             "lr_scheduler_type": "constant_with_warmup",
@@ -258,20 +286,55 @@ def main() -> None:
         }
         pretrain(model, tokenizer, copies, config.steps, scratch, **schedule)
         minutes = 0.0
-    # Warm-up, stable, decay: the decay phase anneals what the stable phase learned and adds
-    # SQL text (another seed's examples, so the fine-tune's data is new to it)
-    copies = Copies(tokenizer, texts, queries, config.decay_mix, config.seed + 1)
-    pretrain(model, tokenizer, copies, config.decay_steps, scratch, lr_scheduler_type="linear")
+    if not args.decayed:
+        # Warm-up, stable, decay: the decay phase anneals what the stable phase learned and
+        # adds SQL text (another seed's examples, so the fine-tune's data is new to it)
+        copies = Copies(tokenizer, texts, queries, config.decay_mix, config.seed + 1)
+        pretrain(model, tokenizer, copies, config.decay_steps, scratch, lr_scheduler_type="linear")
+    # SQL files: questions asked in comments over their tables, answered by queries (rows of
+    # their own seed, in another format than the kit's prompt: the fine-tune teaches that)
+    rows = generate(config.task_rows, seed=config.task_seed)
+    texts = [t for r in rows for t in texts_of(r)]
+    queries = [(r["question"], r["context"], r["answer"]) for r in rows]
+    copies = Copies(tokenizer, texts, queries, config.task_mix, config.seed + 2)
+    pretrain(model, tokenizer, copies, config.task_steps, scratch, lr_scheduler_type="linear",
+             warmup_steps=100)  # fmt: skip
     model.save_pretrained(args.output)
-    if args.stable:  # the same tokenizer: its files as they are (a reload adds loading options)
+    if earlier:  # the same tokenizer: its files as they are (a reload adds loading options)
         for name in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copyfile(args.stable / name, Path(args.output) / name)
+            shutil.copyfile(earlier / name, Path(args.output) / name)
     else:
         tokenizer.save_pretrained(args.output)
     minutes += (time.monotonic() - started) / 60
     recipe = {**asdict(config), "minutes": round(minutes, 1)}
     (Path(args.output) / "pretraining.json").write_text(json.dumps(recipe, indent=2) + "\n")
     print(f"tiny-gemma2 -> {args.output} ({recipe['minutes']} min)")
+
+
+def new_model(config: PretrainConfig, tokenizer: Any) -> Any:
+    """A randomly initialised Gemma-2 of the config's size for `tokenizer`."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    head_dim = config.hidden_size // config.num_attention_heads
+    return Gemma2ForCausalLM(
+        Gemma2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            num_key_value_heads=config.num_key_value_heads,
+            head_dim=head_dim,
+            query_pre_attn_scalar=head_dim,
+            max_position_embeddings=config.max_position_embeddings,
+            sliding_window=config.max_position_embeddings,
+            tie_word_embeddings=True,  # as Gemma-2's: a copied token is scored by its embedding
+            attn_implementation="eager",  # Gemma-2 soft-caps attention logits: no SDPA
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
 
 
 if __name__ == "__main__":

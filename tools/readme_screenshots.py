@@ -57,7 +57,7 @@ def main() -> None:
             page.get_by_text("Model training", exact=True).first.wait_for(timeout=60_000)
             model_training_view(page)  # the switch is kept for the session's later pages
             page.goto(f"{tracking}/#/experiments/{experiment}/runs/{finetune['mlflow_run_id']}")
-            page.get_by_text("unseen_tuned_execution_accuracy").first.wait_for(timeout=60_000)
+            page.get_by_text("validation_tuned_execution_accuracy").first.wait_for(timeout=60_000)
             page.get_by_role("tab", name="Model metrics").click()
             page.get_by_placeholder("Search metric charts").fill("loss")  # loss, eval_loss
             page.wait_for_timeout(4_000)  # the charts draw from the run's metric history

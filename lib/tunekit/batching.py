@@ -6,9 +6,9 @@ while a `generate` call runs. Then the next call is formed: the waiting request 
 of the same size class (`max_new_tokens` within a factor of two), up to `max_batch` rows and
 `token_budget` padded tokens. So short requests are not held for a long one's tokens, a long
 prompt does not pad 31 others, and no request starves. Greedy and sampled requests, each with its
-own temperature, share a call. A request whose caller gave up (deadline, disconnect) is dropped
-before it is generated. Out of memory, a call is split in halves and retried; a single request
-that does not fit fails alone.
+own temperature, and constrained and free ones, each with its own grammar, share a call. A
+request whose caller gave up (deadline, disconnect) is dropped before it is generated. Out of
+memory, a call is split in halves and retried; a single request that does not fit fails alone.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class Job:
     prompt_tokens: int
     max_new_tokens: int
     temperature: float
+    grammar: str | None = None  # the answer's grammar (tunekit.grammar); None: free
     arrived: float = field(default_factory=time.monotonic)
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -83,7 +84,14 @@ class Batcher:
         self.busy_since: float | None = None  # when the running generate call started
         self.stopped: BaseException | None = None
 
-    def submit(self, prompt: str, prompt_tokens: int, max_new_tokens: int, temperature: float):
+    def submit(
+        self,
+        prompt: str,
+        prompt_tokens: int,
+        max_new_tokens: int,
+        temperature: float,
+        grammar: str | None = None,
+    ) -> Job:
         """Queue a request; its Job's `done` gets the text. QueueFull when the queue is full."""
         if self.stopped is not None:
             raise RuntimeError(f"the batcher has stopped: {self.stopped!r}")
@@ -91,7 +99,7 @@ class Batcher:
             self.refused += 1
             raise QueueFull(f"{len(self.pending)} requests are waiting")
         self.requests += 1
-        job = Job(prompt, prompt_tokens, max_new_tokens, temperature)
+        job = Job(prompt, prompt_tokens, max_new_tokens, temperature, grammar)
         self.pending.append(job)
         self._arrived.set()
         return job
@@ -153,6 +161,7 @@ class Batcher:
             texts = await asyncio.to_thread(
                 generate_batch, self.model, self.tokenizer, [j.prompt for j in jobs],
                 [j.max_new_tokens for j in jobs], [j.temperature for j in jobs],
+                [j.grammar for j in jobs],
             )  # fmt: skip
         except Exception as e:
             if _is_out_of_memory(e) and len(jobs) > 1:

@@ -191,13 +191,14 @@ def sweep(
         raise _fail(str(e)) from None
     names = list(plan.space)
     table = Table(
-        "run", "status", *names, "score", "held-out exec. acc.", "unseen exec. acc.",
+        "run", "status", *names, "score", "held-out exec. acc.", "validation exec. acc.",
         "eval loss", title=f"sweep {plan.id}",
     )  # fmt: skip
     for t in result.get("trials", []):
         table.add_row(t["run_id"], t["status"], *(str(t[n]) for n in names),
                       _num(score(t)), _num(t["tuned_execution_accuracy"]),
-                      _num(t["unseen_tuned_execution_accuracy"]), _num(t["eval_loss"]))  # fmt: skip
+                      _num(t["validation_tuned_execution_accuracy"]),
+                      _num(t["eval_loss"]))  # fmt: skip
     console.print(table)
     console.print(
         f"Best: {result.get('best_run_id')} (parent run {result['parent_run_id']}); stage 04 "

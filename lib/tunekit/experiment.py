@@ -34,10 +34,15 @@ from tunekit.settings import Settings
 RUN_ID_FILE = "mlflow_run_id"
 METRICS_FILE = "metrics.jsonl"  # the buffer of the run's metric points
 EVALUATION_FILE = "evaluation.json"  # the evaluation by generation, kept for a re-run
-TABLE_FILE = "evaluation/predictions.json"  # the held-out rows
-UNSEEN_TABLE_FILE = "evaluation/unseen_predictions.json"  # the unseen-schema set
+# The per-row answers of each evaluation set: held-out rows, validation and test sets
+TABLE_FILES = {
+    "held_out": "evaluation/predictions.json",
+    "validation": "evaluation/validation_predictions.json",
+    "test": "evaluation/test_predictions.json",
+}
 MODEL_NAME = "model"
-MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors")
+MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",
+                  "sqlglot", "xgrammar")  # fmt: skip
 SWEEP_TAG = "tunekit.sweep_id"  # a sweep's parent run and its trials carry the sweep's id
 SWEEP_ROLE_TAG = "tunekit.sweep_role"  # "parent" or "trial"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
@@ -72,9 +77,8 @@ class FinetuneRun:
 
         def log() -> None:
             MlflowClient().log_batch(self.run_id, metrics=points)
-            log_table_once(self.run_id, evaluation["table"], TABLE_FILE)
-            if "unseen_table" in evaluation:
-                log_table_once(self.run_id, evaluation["unseen_table"], UNSEEN_TABLE_FILE)
+            for name, table in evaluation["tables"].items():
+                log_table_once(self.run_id, table, TABLE_FILES[name])
 
         through_outage("logging the evaluation", log, self.outage_s)
 
@@ -295,9 +299,10 @@ def dataset_source(settings: Settings) -> Any:
 def evaluate_models(
     rows: list[dict], predictions: dict[str, list[str]], seed: int, prefix: str = ""
 ) -> dict:
-    """Exact match and execution accuracy per model (`metrics`, named `<prefix><model>_...`),
-    a per-row `table` (its columns as lists), and when (`timestamp`, ms: the time of its
-    metric points)."""
+    """Exact match and execution accuracy per model (`metrics`, named `<prefix><model>_...`;
+    for rows with a `style`, the accuracy per style too: `<prefix><style>_<model>_...`), a
+    per-row `table` (its columns as lists), and when (`timestamp`, ms: the time of its metric
+    points)."""
     from tunekit.evaluate import evaluate
 
     table: dict[str, list] = {
@@ -306,6 +311,9 @@ def evaluate_models(
         "prompt": [build_prompt(r["question"], r["context"]) for r in rows],
         "gold": [r["answer"] for r in rows],
     }
+    styles = [r.get("style", "") for r in rows]
+    if any(styles):
+        table["style"] = styles
     metrics = {}
     for model, predicted in predictions.items():
         result = evaluate(rows, predicted, seed)
@@ -313,6 +321,13 @@ def evaluate_models(
         metrics[f"{prefix}{model}_execution_accuracy"] = result["execution_accuracy"]
         # rows left out: not judgeable
         metrics[f"{prefix}{model}_gold_errors"] = result["gold_errors"]
+        for style in sorted(set(styles) - {""}):
+            judged = [s["execution"] for s, k in zip(result["scores"], styles, strict=True)
+                      if k == style and not s["gold_error"]]  # fmt: skip
+            name = style.replace("-", "_")
+            metrics[f"{prefix}{name}_{model}_execution_accuracy"] = (
+                sum(judged) / len(judged) if judged else 0.0
+            )
         table[f"{model}_prediction"] = list(predicted)
         table[f"{model}_exact"] = [s["exact"] for s in result["scores"]]
         table[f"{model}_correct"] = [s["execution"] for s in result["scores"]]
@@ -375,27 +390,47 @@ def log_adapter_once(
 def log_adapter(
     model: Any, tokenizer: Any, base: str, settings: Settings, example: dict[str, str]
 ) -> str:
-    """Log the LoRA adapter (not the base weights) as a text-generation model; its URI."""
+    """Log the LoRA adapter (not the base weights) as the kit's pyfunc model
+    (`tunekit.pyfunc_model`: the servers' generation, constrained as `constrained_decoding`
+    says); its URI. A local base is named by its path; MLflow then also checks that the logged
+    model loads and answers the example (a Hub base is not loaded twice on the training GPU)."""
+    import shutil
+    import tempfile
+
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+
+    from tunekit import pyfunc_model
 
     signature = ModelSignature(
         inputs=Schema([ColSpec("string")]), outputs=Schema([ColSpec("string")])
     )
-    info = mlflow.transformers.log_model(
-        transformers_model={"model": model, "tokenizer": tokenizer},
-        name=MODEL_NAME,
-        task="text-generation",
-        base_model_path=base if Path(base).is_dir() else None,
-        signature=signature,
-        input_example=build_prompt(example["question"], example["context"]),
-        model_config={
-            "max_new_tokens": settings.eval_max_new_tokens,
-            "do_sample": False,
-            "return_full_text": False,
-        },
-        pip_requirements=pip_requirements(),
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        adapter = Path(scratch) / pyfunc_model.ADAPTER
+        model.save_pretrained(adapter)
+        tokenizer.save_pretrained(adapter)
+        code = Path(scratch) / "tunekit"
+        code.mkdir()
+        for name in pyfunc_model.CODE:
+            shutil.copyfile(Path(pyfunc_model.__file__).with_name(name), code / name)
+        local = Path(base).is_dir()
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(pyfunc_model.ENTRY),
+            artifacts={pyfunc_model.ADAPTER: str(adapter)},
+            code_paths=[str(code)],
+            model_config={
+                "base_model": base,
+                "max_new_tokens": settings.eval_max_new_tokens,
+                "constrained": settings.constrained_decoding,
+                "free_literals": settings.free_literals,
+            },
+            signature=signature,
+            input_example=[build_prompt(example["question"], example["context"])]
+            if local
+            else None,
+            pip_requirements=pip_requirements(),
+        )
     return info.model_uri
 
 

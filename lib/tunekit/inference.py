@@ -36,6 +36,11 @@ class LockedTokenizer:
         with self._lock:
             return self._tokenizer.batch_decode(*args, **kwargs)
 
+    @property
+    def wrapped(self) -> Any:
+        """The tokenizer itself (for what reads its vocabulary once, e.g. a grammar compiler)."""
+        return self._tokenizer
+
     def count(self, text: str) -> int:
         """Tokens of `text` as the model sees it (special tokens included)."""
         return len(self(text)["input_ids"])
@@ -54,22 +59,25 @@ def generate_batch(
     prompts: Sequence[str],
     max_new_tokens: Sequence[int],
     temperatures: Sequence[float],
+    grammars: Sequence[str | None] | None = None,
 ) -> list[str]:
-    """One `generate` call for all `prompts`, each with its own length limit and temperature
-    (greedy below MIN_TEMPERATURE): a row stops at its own limit, a sampled row and a greedy one
-    share the call. Completions without the prompt."""
+    """One `generate` call for all `prompts`, each with its own length limit, temperature
+    (greedy below MIN_TEMPERATURE) and grammar (`tunekit.grammar`; None: free): a row stops at
+    its own limit, a sampled row and a greedy one, a constrained row and a free one share the
+    call. Completions without the prompt."""
     import torch
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
     batch = encode_batch(tokenizer, prompts).to(model.device)
     width = batch["input_ids"].shape[1]
     limits = torch.tensor(list(max_new_tokens), device=model.device)
-    options: dict[str, Any] = {"do_sample": False}
+    processors = LogitsProcessorList()
+    if grammars is not None and any(g is not None for g in grammars):
+        processors.append(constraint(model, tokenizer, grammars))
+    options: dict[str, Any] = {"do_sample": False, "logits_processor": processors}
     if not all(is_greedy(t) for t in temperatures):
-        options = {
-            "do_sample": True,
-            "logits_processor": LogitsProcessorList([RowTemperature(temperatures, model.device)]),
-        }
+        processors.append(RowTemperature(temperatures, model.device))
+        options["do_sample"] = True
     model.eval()
     with torch.inference_mode():
         generated = model.generate(
@@ -82,6 +90,24 @@ def generate_batch(
         )
     rows = [row[width : width + n] for row, n in zip(generated, max_new_tokens, strict=True)]
     return [text.strip() for text in tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """The ids that end an answer: the tokenizer's EOS and the model's generation config's
+    (Gemma-2 stops on <eos> and <end_of_turn>, 1 and 107)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    return tuple(sorted({i for i in (*ids, tokenizer.eos_token_id) if isinstance(i, int)}))
+
+
+def constraint(model: Any, tokenizer: Any, grammars: Sequence[str | None]) -> Any:
+    """The logits processor that holds each row to its grammar (`tunekit.grammar.Constraint`)."""
+    from tunekit.grammar import Constraint, grammars_for
+
+    vocab_size = model.config.get_text_config().vocab_size  # the logits' width
+    raw = tokenizer.wrapped if isinstance(tokenizer, LockedTokenizer) else tokenizer
+    compiler = grammars_for(raw, vocab_size, stop_token_ids(model, tokenizer))
+    return Constraint([compiler.compile(g) if g else None for g in grammars], vocab_size)
 
 
 def encode_batch(tokenizer: Any, prompts: Sequence[str]) -> Any:
@@ -97,24 +123,43 @@ def generate(
     max_new_tokens: int = 96,
     batch_size: int = 32,
     temperature: float = 0.0,
+    grammars: Sequence[str | None] | None = None,
 ) -> list[str]:
-    """Completions of `prompts` (greedy unless `temperature` > 0), `batch_size` at a time."""
+    """Completions of `prompts` (greedy unless `temperature` > 0, each held to its grammar
+    when `grammars` are given), `batch_size` at a time."""
     outputs: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         outputs += generate_batch(
-            model, tokenizer, chunk, [max_new_tokens] * len(chunk), [temperature] * len(chunk)
+            model,
+            tokenizer,
+            chunk,
+            [max_new_tokens] * len(chunk),
+            [temperature] * len(chunk),
+            grammars[start : start + batch_size] if grammars is not None else None,
         )
     return outputs
 
 
 def generate_sql(
-    model: Any, tokenizer: Any, rows: list[dict[str, str]], **kwargs: Any
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, str]],
+    constrained: bool = False,
+    free_literals: bool = False,
+    **kwargs: Any,
 ) -> list[str]:
-    """The model's SQL for each `{question, context}` row."""
-    return generate(
-        model, tokenizer, [build_prompt(r["question"], r["context"]) for r in rows], **kwargs
+    """The model's SQL for each `{question, context}` row; `constrained`: SQL over the row's
+    own tables, literals from its question (`tunekit.grammar.sql_grammar`)."""
+    from tunekit.grammar import sql_grammar
+
+    prompts = [build_prompt(r["question"], r["context"]) for r in rows]
+    grammars = (
+        [sql_grammar(r["question"], r["context"], free_literals) for r in rows]
+        if constrained
+        else None
     )
+    return generate(model, tokenizer, prompts, grammars=grammars, **kwargs)
 
 
 class RowLimit:

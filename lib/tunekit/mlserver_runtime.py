@@ -1,6 +1,12 @@
 """Stage 06's MLServer runtime: MLServer's MLflow runtime, with each request capped, the model
 run off the event loop, and MLServer's adaptive batches generated as batches.
 
+The model is the kit's logged pyfunc (`tunekit.pyfunc_model`, its modules shipped with it): it
+answers each prompt through the SQL grammar of its tables. A request carries prompts (one
+input, as the tutorial's input.json), or questions and their contexts row by row (two inputs,
+`question` and `context`: per-row data, which MLServer's batcher keeps, unlike request
+parameters: SeldonIO/MLServer#1541); a context that is not CREATE TABLE statements is a 422.
+
 It runs inside MLServer's environment (.venv-mlserver, the KServe image), which has mlserver,
 mlserver-mlflow and the model's packages but not the kit: it imports nothing from `tunekit`
 and is imported as `tunekit.mlserver_runtime` from a folder holding this file alone (the image's
@@ -75,20 +81,27 @@ def check_request(
     limits: Limits,
     count_tokens: Callable[[str], int],
     max_tokens: int | None = None,
+    compose: Callable[[str, str], str] | None = None,
+    problem: Callable[[str], str] | None = None,
 ) -> InferenceRequest:
-    """`payload` if the server may run it, its one input renamed `prompt`, shaped [n] and decoded
-    by the model's content type: 400 for a request that is not prompts, 413 for one over the
-    size or prompt limit, 422 for a prompt over `max_prompt_tokens` or the model's own
-    `max_tokens` (its positions less the tokens it generates). Checked per request, before
-    MLServer's batcher merges requests: a request refused does not fail the others of its
-    batch."""
+    """`payload` if the server may run it, its prompts as one input named `prompt`, shaped [n]
+    and decoded by the model's content type (inputs `question` and `context` become prompts
+    through `compose`): 400 for a request that is not prompts, 413 for one over the size or
+    prompt limit, 422 for a prompt over `max_prompt_tokens` or the model's own `max_tokens` (its
+    positions less the tokens it generates) and for one that `problem` finds fault with (its
+    context is not tables). Checked per request, before MLServer's batcher merges requests: a
+    request refused does not fail the others of its batch."""
     headers = (payload.parameters.headers if payload.parameters else None) or {}
     declared = int(headers.get("content-length") or 0)
     if declared > limits.max_body_bytes:
         raise _too_large(f"the request body is {declared} bytes", limits, "max_body_bytes")
+    names = sorted(i.name for i in payload.inputs)
+    if compose is not None and names == ["context", "question"]:
+        _compose(payload, compose)
     if len(payload.inputs) != 1:
-        raise RequestRejected(f"give one input of prompts (BYTES, shape [n]), not "
-                              f"{len(payload.inputs)} inputs")  # fmt: skip
+        raise RequestRejected(f"give one input of prompts (BYTES, shape [n]), or two, "
+                              f"`question` and `context`, not {len(payload.inputs)} inputs "
+                              f"{names}")  # fmt: skip
     [given] = payload.inputs
     data = given.data.root
     # MLServer's types keep enum values (mlserver/types/base.py `use_enum_values=True`)
@@ -132,6 +145,8 @@ def check_request(
                 f"the model's positions (at most {max_tokens} prompt tokens)",
                 422,
             )
+        if problem is not None and (why := problem(prompt)):
+            raise RequestRejected(f"prompt {i}: {why}", 422)
     given.name, given.shape, given.data.root = PROMPT, [len(prompts)], prompts
     # every request decodes the same way, by the model's content type: in a merged batch one
     # request's content type would decide for all (mlserver/batching/requests.py: the last wins)
@@ -139,6 +154,33 @@ def check_request(
     if payload.parameters:
         payload.parameters.content_type = None
     return payload
+
+
+def _compose(payload: InferenceRequest, compose: Callable[[str, str], str]) -> None:
+    """Inputs `question` and `context`, row by row, made one input of prompts (in place)."""
+    by_name = {i.name: i for i in payload.inputs}
+    columns = []
+    for name in ("question", "context"):
+        given = by_name[name]
+        data = given.data.root
+        if given.datatype != Datatype.BYTES.value or not isinstance(data, list):
+            raise RequestRejected(f"input {name!r} must be BYTES with a list of strings")
+        values = [v.decode() if isinstance(v, bytes) else v for v in data]
+        if not all(isinstance(v, str) for v in values):
+            raise RequestRejected(f"input {name!r}: each row must be a string")
+        columns.append(values)
+    questions, contexts = columns
+    if len(questions) != len(contexts):
+        raise RequestRejected(f"{len(questions)} questions for {len(contexts)} contexts: give "
+                              "one context per question")  # fmt: skip
+    empty = [i for i, (q, c) in enumerate(zip(questions, contexts, strict=True))
+             if not q.strip() or not c.strip()]  # fmt: skip
+    if empty:
+        raise RequestRejected(f"row {empty[0]} has an empty question or context")
+    given = by_name["question"]
+    given.data.root = [compose(q, c) for q, c in zip(questions, contexts, strict=True)]
+    given.shape = [len(questions)]
+    payload.inputs = [given]
 
 
 def _too_large(what: str, limits: Limits, limit: str, advice: str = "") -> RequestRejected:
@@ -190,18 +232,16 @@ class TunekitMLflowRuntime(MLflowRuntime):
         self._input_schema = self._model.metadata.get_input_schema()
         self._signature = self._model.metadata.signature
         self._sync_metadata()
-        pipeline = self._model.get_raw_model()  # the transformers pipeline (text-generation)
-        # a tokenizer of its own for the checks on the event loop: the pipeline's is in use in
+        self._logged = self._model.unwrap_python_model()  # tunekit.pyfunc_model.TextToSQL
+        # a tokenizer of its own for the checks on the event loop: the model's is in use in
         # the model's thread, and a Rust tokenizer used by two threads at once raises
         # "Already borrowed"
-        self._tokenizer = copy.deepcopy(pipeline.tokenizer)
-        positions = getattr(pipeline.model.config, "max_position_embeddings", None)
-        new_tokens = int(self._model.model_config.get("max_new_tokens") or 0)
-        self._max_tokens = positions - new_tokens if positions else None
-        # generate a merged batch in batches, not prompt by prompt: a pipeline called on a list
-        # uses its `_batch_size` (transformers/pipelines/base.py `Pipeline.__call__`)
+        self._tokenizer = copy.deepcopy(self._logged.tokenizer)
+        positions = self._logged.positions
+        self._max_tokens = positions - self._logged.max_new_tokens if positions else None
+        # a merged batch is one generate call (up to the model's batch size)
         self._per_call = max(1, self._settings.max_batch_size, self.limits.max_prompts)
-        pipeline._batch_size = self._per_call
+        self._logged.batch_size = self._per_call
         # MLServer's `load_batching` hook ran before `load` (mlserver/registry.py `_load_model`)
         # and made `predict` its batcher's entry (mlserver/batching/hooks.py): the checks go in
         # front of it, so they see each request as its client sent it
@@ -215,7 +255,8 @@ class TunekitMLflowRuntime(MLflowRuntime):
     ) -> Callable[[InferenceRequest], Awaitable[InferenceResponse]]:
         async def predict(payload: InferenceRequest) -> InferenceResponse:
             try:
-                check_request(payload, self.limits, self._count_tokens, self._max_tokens)
+                check_request(payload, self.limits, self._count_tokens, self._max_tokens,
+                              self._logged.prompt, self._logged.check)  # fmt: skip
             except RequestRejected:
                 self._stats["refused"] += 1
                 raise

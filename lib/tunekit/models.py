@@ -1,11 +1,12 @@
 """Base models: a Hub id or local directory, or `tiny-gemma2` for CPU-only machines.
 
-`tiny-gemma2` is a `Gemma2ForCausalLM` of 0.6M parameters (3 layers, hidden 128, tied embeddings
+`tiny-gemma2` is a `Gemma2ForCausalLM` of 0.8M parameters (4 layers, hidden 128, tied embeddings
 as Gemma-2's own) with a 1000-token byte-level BPE tokenizer, shipped with the kit in
 `tiny_gemma2/`. It was pretrained once (`tools/pretrain_tiny_gemma2.py`) to copy text, the
 skill a real base model brings to text-to-SQL, where every answer copies names and values from
-the question and the tables, and to read SQL queries alone. It never saw a question answered by
-a query: the base scores ~0 on the task.
+the question and the tables, to read questions with their tables, and to read SQL files in
+which a comment asks and a query answers (as code on the web does). It never saw the kit's
+prompt template: the base scores near 0 on the task as the kit asks it.
 """
 
 from __future__ import annotations

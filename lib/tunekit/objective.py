@@ -2,11 +2,15 @@
 reports it, Katib and Optuna maximise it, the trainer prints it.
 
 A fine-tune's `score` is the mean of its tuned model's execution accuracy on the held-out rows
-(the data it was trained on: in distribution) and on the unseen-schema set (`tunekit.unseen`:
-tables, columns and values the training data never had). A model must both fit its data and
-carry the skill to new tables: one that memorised the training schemas scores at most half.
-Of two equal scores the lower eval loss wins. A run with no score (failed, unfinished, not
-evaluated, or evaluated before the unseen set existed) ranks after every scored one.
+(the data it was trained on: in distribution) and on the validation set (`tunekit.eval_sets`:
+tables the training data never had, and questions written by hand the way people ask). A
+model must both fit its data and carry the skill to new tables and new wording: one that
+memorised the training rows scores at most half. Of two equal scores the lower eval loss wins.
+A run with no score (failed, unfinished, not evaluated, or evaluated before the validation
+set existed) ranks after every scored one.
+
+The test set's metrics (`test_...`) are not among the parts: what chooses reads validation
+data only (tests/test_eval_sets.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ SCORE = "score"  # higher is better
 TIE_BREAK = "eval_loss"  # lower is better
 OBJECTIVE = (SCORE, TIE_BREAK)
 # The score's parts, weighed equally
-COMPONENTS = ("tuned_execution_accuracy", "unseen_tuned_execution_accuracy")
+COMPONENTS = ("tuned_execution_accuracy", "validation_tuned_execution_accuracy")
 
 
 def score(metrics: Mapping[str, Any]) -> float | None:

@@ -30,29 +30,55 @@ def training_curves(run: Run) -> Any:
     return _done(fig)
 
 
+SETS = (
+    ("", "held-out rows"),
+    ("validation_", "validation (chooses)"),
+    ("test_", "test (reports only)"),
+)
+
+
 def base_vs_tuned(run: Run) -> Any:
-    """Exact match and execution accuracy of the base and the tuned model, on the held-out
-    rows and on the unseen-schema set (`tunekit.unseen`), side by side."""
+    """Execution accuracy of the base and the tuned model, answering as the servers do, and of
+    the tuned model answering the other way (free or constrained), on the held-out rows, the
+    validation set and the test set (`tunekit.eval_sets`), side by side."""
     if (mlflow_client := client(run)) is None:
         return None
     import matplotlib.pyplot as plt
 
-    from tunekit.unseen import PREFIX
-
     metrics = mlflow_client.get_run(_finetune_run_id(run)).data.metrics
-    kinds = ("exact_match", "execution_accuracy")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
-    for ax, prefix, title in ((axes[0], "", "held-out rows"), (axes[1], PREFIX, "unseen tables")):
-        for offset, model in ((-0.2, "base"), (0.2, "tuned")):
-            values = [metrics.get(f"{prefix}{model}_{k}", 0.0) for k in kinds]
-            bars = ax.bar([i + offset for i in range(len(kinds))], values, width=0.4, label=model)
-            ax.bar_label(bars, fmt="{:.0%}")
-        ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds])
+    other = "tuned_free" if "tuned_free_execution_accuracy" in metrics else "tuned_constrained"
+    models = (("base", "base"), ("tuned", "tuned"), (other, other.replace("_", ", ")))
+    fig, axes = plt.subplots(1, len(SETS), figsize=(12, 3.2), sharey=True)
+    for ax, (prefix, title) in zip(axes, SETS, strict=True):
+        values = [metrics.get(f"{prefix}{m}_execution_accuracy", 0.0) for m, _ in models]
+        bars = ax.bar(range(len(models)), values, color=("tab:gray", "tab:green", "tab:olive"))
+        ax.bar_label(bars, fmt="{:.0%}")
+        ax.set_xticks(range(len(models)), [label for _, label in models])
         ax.set(ylim=(0, 1.1), title=title)
-    axes[0].legend()
-    fig.suptitle(f"score {metrics.get('score', float('nan')):.0%} (mean of the two execution "
-                 "accuracies of the tuned model)", fontsize=9)  # fmt: skip
+    axes[0].set_ylabel("execution accuracy")
+    fig.suptitle(f"score {metrics.get('score', float('nan')):.0%} (mean of the tuned model's "
+                 "held-out and validation execution accuracy; the test set chooses nothing)",
+                 fontsize=9)  # fmt: skip
     return _done(fig)
+
+
+def evaluation_summary(metrics: dict[str, Any]) -> Any:
+    """Execution accuracy per set (rows) and model (columns) of a fine-tune's metrics (stage
+    03's result): a pandas DataFrame. `tuned, free` (or `tuned, constrained`) is the tuned model
+    answering the other way than the servers."""
+    import pandas as pd
+
+    other = "tuned_free" if "tuned_free_execution_accuracy" in metrics else "tuned_constrained"
+    models = {"base": "base", "tuned": "tuned", other: other.replace("_", ", ")}
+    table = {
+        title: {
+            label: metrics.get(f"{prefix}{m}_execution_accuracy") for m, label in models.items()
+        }
+        for prefix, title in SETS
+    }
+    frame = pd.DataFrame(table).T
+    frame["chooses"] = ["no (in distribution)", "yes", "no (reports)"]
+    return frame
 
 
 def runs_compared(run: Run, run_ids: list[str] | None = None) -> Any:
@@ -77,7 +103,7 @@ def _runs_figure(table: Any) -> Any:
     where, width = range(len(labels)), 0.4
     for shift, column, name, color in (
         (-width / 2, "tuned_execution_accuracy", "held-out rows", "tab:green"),
-        (width / 2, "unseen_tuned_execution_accuracy", "unseen tables", "tab:blue"),
+        (width / 2, "validation_tuned_execution_accuracy", "validation set", "tab:blue"),
     ):
         values = table[column].fillna(0)
         bars = acc_ax.bar([x + shift for x in where], values, width, label=name, color=color)

@@ -1,7 +1,7 @@
 """Stage 04: compare the experiment's fine-tunes and register the best in the Model Registry.
 
 The best run is the one with the highest `score` (`tunekit.objective`: the mean of its tuned
-model's execution accuracy on the held-out rows and on the unseen-schema set; ties: the lower
+model's execution accuracy on the held-out rows and on the validation set; ties: the lower
 eval loss). Its logged adapter model becomes a version of
 `registered_model_name` with the alias `champion`, tagged with the run's evaluation. Registering
 the same run again finds its version instead of creating another.
@@ -21,15 +21,15 @@ CHAMPION = "champion"
 METRICS = (
     SCORE,
     "tuned_execution_accuracy",
-    "unseen_tuned_execution_accuracy",
+    "validation_tuned_execution_accuracy",
     "tuned_exact_match",
-    "unseen_tuned_exact_match",
+    "validation_tuned_exact_match",
     "base_execution_accuracy",
-    "unseen_base_execution_accuracy",
+    "validation_base_execution_accuracy",
     "eval_loss",
     "train_loss",
 )
-RECORDED = (SCORE, "tuned_execution_accuracy", "unseen_tuned_execution_accuracy")  # in state
+RECORDED = (SCORE, "tuned_execution_accuracy", "validation_tuned_execution_accuracy")  # in state
 PARAMS = ("max_steps", "learning_rate", "lora_r", "per_device_train_batch_size", "seed")
 
 

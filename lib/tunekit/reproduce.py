@@ -19,8 +19,8 @@ from tunekit.settings import GROUPS, TRAINING_GROUPS, Settings, SettingsError, l
 COMPARED = (
     "tuned_execution_accuracy",
     "tuned_exact_match",
-    "unseen_tuned_execution_accuracy",
-    "unseen_tuned_exact_match",
+    "validation_tuned_execution_accuracy",
+    "validation_tuned_exact_match",
 )  # what must match, within tolerance
 NOT_REPRODUCED = ("experiment_name", "sweep_id", "reproduces")  # the new run's own
 

@@ -5,6 +5,11 @@ background: `/healthz` answers at once, `/readyz` once the model is loaded. Requ
 while the model is busy wait in a queue and go into the next `generate` call together, so
 throughput grows with concurrency instead of queueing one request per call.
 
+Answers are SQL over the request's own tables (`tunekit.grammar`, as the logged model was
+evaluated; `--free` turns it off): a question and its context, or a prompt in the kit's
+template, are answered through the grammar their CREATE TABLE statements make, other prompts
+freely. A context that is not CREATE TABLE statements is answered 422, naming the problem.
+
 Usage (the container command on GKE, a managed local service in stage 05):
     python -m tunekit.serve --model-uri models:/gemma2-text-to-sql@champion --port 8000
 """
@@ -24,8 +29,9 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
 from tunekit.batching import Batcher, Job, Limits, OutOfMemory, QueueFull
+from tunekit.grammar import ContextError, sql_grammar
 from tunekit.inference import MIN_TEMPERATURE
-from tunekit.prompts import build_prompt
+from tunekit.prompts import build_prompt, parse_prompt
 
 log = logging.getLogger("tunekit.serve")
 
@@ -70,6 +76,21 @@ class PredictResponse(BaseModel):
     sql: str
     model_version: str
     model_uri: str
+    constrained: bool = Field(description="the answer was held to SQL over the given tables")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the server answers: through each request's SQL grammar, or freely."""
+
+    constrained: bool = True
+    free_literals: bool = False
+
+    def grammar(self, prompt: str) -> str | None:
+        """The grammar of the answer to `prompt` (None: free); ContextError for a prompt whose
+        context is not CREATE TABLE statements."""
+        parts = parse_prompt(prompt) if self.constrained else None
+        return sql_grammar(*parts, free_literals=self.free_literals) if parts else None
 
 
 @dataclass
@@ -95,17 +116,17 @@ Loader = Callable[[str], tuple[Any, Any, str]]
 
 
 def load_components(model_uri: str) -> tuple[Any, Any, str]:
-    """Model, tokenizer and registry version of `model_uri` (an alias is resolved once)."""
+    """Model, tokenizer and registry version of `model_uri` (an alias is resolved once): the
+    logged pyfunc model's (`tunekit.pyfunc_model`), base and adapter."""
     import mlflow
-    from mlflow.transformers import load_model
 
     version, uri = "", model_uri
     if model_uri.startswith("models:/") and "@" in model_uri:
         name, alias = model_uri.removeprefix("models:/").split("@", 1)
         version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
         uri = f"models:/{name}/{version}"  # what is served does not move with the alias
-    components = load_model(uri, return_type="components")
-    return components["model"], components["tokenizer"], version
+    logged = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    return logged.model, logged.tokenizer, version
 
 
 class BodyLimit:
@@ -152,10 +173,14 @@ class BodyLimit:
 
 
 def create_app(
-    model_uri: str, limits: Limits | None = None, load: Loader = load_components
+    model_uri: str,
+    limits: Limits | None = None,
+    load: Loader = load_components,
+    decoding: Decoding | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving `model_uri` (`load` gives its model, tokenizer and version)."""
-    served, limits = Served(model_uri), limits or Limits()
+    """The FastAPI app serving `model_uri` (`load` gives its model, tokenizer and version),
+    answering as `decoding` says (default: constrained)."""
+    served, limits, decoding = Served(model_uri), limits or Limits(), decoding or Decoding()
 
     async def start() -> None:
         try:
@@ -193,6 +218,10 @@ def create_app(
         request: Request, prompt: str, max_new_tokens: int, temperature: float
     ) -> PredictResponse:
         queue = batcher()
+        try:
+            grammar = decoding.grammar(prompt)
+        except ContextError as e:
+            raise HTTPException(422, f"context: {e}") from None
         tokens = queue.tokenizer.count(prompt)
         limit = getattr(queue.model.config, "max_position_embeddings", None)
         if limit and tokens + max_new_tokens > limit:
@@ -202,13 +231,14 @@ def create_app(
                 f"that exceeds the model's {limit} positions",
             )
         try:
-            job = queue.submit(prompt, tokens, max_new_tokens, temperature)
+            job = queue.submit(prompt, tokens, max_new_tokens, temperature, grammar)
         except QueueFull as e:
             raise HTTPException(
                 429, f"the server is busy ({e}); retry later", headers={"Retry-After": "1"}
             ) from None
         sql = await _wait(request, job, limits.request_timeout_s)
-        return PredictResponse(sql=sql, model_version=served.version, model_uri=model_uri)
+        return PredictResponse(sql=sql, model_version=served.version, model_uri=model_uri,
+                               constrained=grammar is not None)  # fmt: skip
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -283,7 +313,7 @@ async def _disconnected(request: Request) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Limits]:
-    """The command line, and the server's limits from it."""
+    """The command line, and the server's limits from it (`decoding(args)`: how it answers)."""
     parser = argparse.ArgumentParser(
         prog="python -m tunekit.serve",
         description=__doc__,
@@ -292,6 +322,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Limit
     parser.add_argument("--model-uri", required=True, help="e.g. models:/NAME@champion")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--free", action="store_true", help="answer freely, not through each request's SQL grammar"
+    )
+    parser.add_argument(
+        "--free-literals",
+        action="store_true",
+        help="constrained answers may compare with any value, not only the question's words",
+    )
     for limit in fields(Limits):  # --max-batch, --max-queue, --request-timeout-s, ...
         parser.add_argument(
             f"--{limit.name.replace('_', '-')}", default=limit.default,
@@ -308,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     args, limits = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
-        create_app(args.model_uri, limits),
+        create_app(args.model_uri, limits, decoding=Decoding(not args.free, args.free_literals)),
         host=args.host,
         port=args.port,
         timeout_graceful_shutdown=30,

@@ -18,6 +18,66 @@ TUTORIAL = {
 }
 
 
+# The vLLM in KServe's Hugging Face runtime image, by KServe release: kserve v0.15.2
+# python/huggingfaceserver/pyproject.toml (vllm = "0.8.5"), v0.20.0 python/kserve/pyproject.toml
+# (llm = ["vllm==0.24.0"])
+KSERVE_VLLM = {"v0.15.2": (0, 8, 5), "v0.20.0": (0, 24, 0)}
+# vLLM's CompletionRequest took a grammar as top-level `guided_grammar` until 0.11.0 added
+# `structured_outputs: {grammar: ...}` (0.11 deprecates the old field, 0.12.0 removes it). Its
+# requests allow unknown fields (vllm/entrypoints/openai/protocol.py `OpenAIBaseModel`,
+# extra="allow"): an old field sent to a new vLLM is ignored and the answer is unconstrained
+STRUCTURED_OUTPUTS_SINCE = (0, 11, 0)
+
+
+def completion_request(
+    question: str,
+    context: str,
+    model: str,
+    vllm: tuple[int, ...],
+    max_tokens: int = 96,
+    free_literals: bool = False,
+) -> dict[str, Any]:
+    """An OpenAI completions request (KServe's `/openai/v1/completions`) for one question to
+    the adapter `model`, greedy, its answer held to the question's SQL grammar in the field
+    that `vllm` (its version) reads. The grammar is parsed first: a grammar vLLM cannot compile
+    has crashed its engine (vllm-project/vllm#16911, #43920)."""
+    import xgrammar
+
+    from tunekit.grammar import sql_grammar
+
+    grammar = sql_grammar(question, context, free_literals)
+    xgrammar.Grammar.from_ebnf(grammar)  # raises for a grammar xgrammar cannot parse
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": build_prompt(question, context),
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    if vllm >= STRUCTURED_OUTPUTS_SINCE:
+        body["structured_outputs"] = {"grammar": grammar}
+    else:
+        body["guided_grammar"] = grammar
+    return body
+
+
+def vllm_request(
+    run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"]
+) -> dict[str, Any] | None:
+    """The question as a request to stage 06's vLLM InferenceService (gke, when it was
+    deployed): its in-cluster URL, the body (`completion_request`, for the vLLM of the installed
+    KServe) and the `curl` command that sends it from inside the cluster; None without one."""
+    from tunekit.backends.gke.workloads import KSERVE_VERSION
+
+    recorded = run.state.section("serving").get("vllm")
+    if not recorded:
+        return None
+    body = completion_request(question, context, recorded["model"], KSERVE_VLLM[KSERVE_VERSION],
+                              free_literals=run.settings.free_literals)  # fmt: skip
+    curl = (f"curl -s -X POST {recorded['openai_url']} -H 'Content-Type: application/json' "
+            f"-d {shlex.quote(json.dumps(body))}")  # fmt: skip
+    return {"url": recorded["openai_url"], "body": body, "curl": curl}
+
+
 def champion_version(run: Run) -> str:
     """The version the alias points at now (stage 04 recorded which)."""
     registry = run.state.section("registry")

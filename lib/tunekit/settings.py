@@ -170,6 +170,9 @@ class TrainingSettings(SettingsGroup):
         "experiment_name",
         "eval_max_new_tokens",
         "eval_batch_size",
+        "constrained_decoding",
+        "free_literals",
+        "eval_set_rows",
         "sweep_id",
         "reproduces",
         "nproc_per_node",
@@ -191,6 +194,22 @@ class TrainingSettings(SettingsGroup):
     logging_steps: int = Field(10, ge=1, description="log metrics every this many steps")
     eval_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest generated answer")
     eval_batch_size: int = Field(32, ge=1, description="prompts per generate call")
+    constrained_decoding: bool = Field(
+        True,
+        description="answers are SQL over the question's own tables (a grammar per question: "
+        "tunekit.grammar), in evaluation and in every server; off: free text",
+    )
+    eval_set_rows: int = Field(
+        0,
+        ge=0,
+        description="evaluate on this many rows of each shipped set (validation, test), spread "
+        "over it; 0: all (quick runs, e.g. the tests)",
+    )
+    free_literals: bool = Field(
+        False,
+        description="constrained answers may compare with any short value, not only spans of "
+        "the question (as written or lower-cased)",
+    )
     sweep_id: str = Field(
         "", description="the sweep this fine-tune is a trial of (`tunekit sweep` sets it)"
     )

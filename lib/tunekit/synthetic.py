@@ -129,6 +129,8 @@ def random_schema(rng: random.Random, width: int = 7) -> Schema:
     if roll < 0.5:
         return Schema(f"table_name_{rng.randint(1, 99)}", "entries", columns)
     word = rng.choice(vocab.TABLES) if roll < 0.65 else random_name(rng)
+    while word in SQL_WORDS:  # a table called "like" does not parse
+        word = random_name(rng)
     if word.endswith("s") and word[:-1] not in SQL_WORDS and rng.random() < 0.4:
         # a column named like its table: pets.pet
         columns = (Column(word[:-1], False, random_values(rng)), *columns[1:])
@@ -338,6 +340,10 @@ def _join(rng: random.Random) -> tuple[str, str, str]:
     )
 
 
+# The mix of a generated dataset: rows on random schemas of the vocabulary (the public data's
+# question shapes, names to copy), everyday tables asked the way people ask, WikiSQL's conventions
+MIX = {"schemas": 0.25, "everyday": 0.4, "wikisql": 0.35}
+
 TEMPLATES: list[tuple[float, Callable[[Row], tuple[str, str]]]] = [
     (0.22, _select),
     (0.23, _select_and),
@@ -350,10 +356,20 @@ JOIN_SHARE = 0.06
 
 def generate(n: int, seed: int = 0) -> list[dict[str, str]]:
     """`n` rows, the same for the same seed."""
+    from tunekit import synthetic_everyday, synthetic_wikisql
+
     rng = random.Random(seed)
     weights = [w for w, _ in TEMPLATES]
+    kinds, shares = list(MIX), list(MIX.values())
     rows = []
     for _ in range(n):
+        [kind] = rng.choices(kinds, weights=shares)
+        if kind == "everyday":
+            rows.append(synthetic_everyday.generate_row(rng))
+            continue
+        if kind == "wikisql":
+            rows.append(synthetic_wikisql.generate_row(rng))
+            continue
         if rng.random() < JOIN_SHARE:
             question, context, answer = _join(rng)
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -212,37 +213,59 @@ def main(argv: list[str] | None = None) -> dict:
 def evaluate(
     tuned_model: Any, tokenizer: Any, rows: list[dict], settings: Any, eval_loss: float
 ) -> dict[str, Any]:
-    """The tuned (a PeftModel) and the base model's answers to the held-out rows and to the
-    unseen-schema set, scored (`experiment.evaluate_models`); the run's `score`."""
-    from tunekit import experiment, objective
-    from tunekit.inference import generate_sql
-    from tunekit.unseen import PREFIX, unseen_rows
+    """The tuned (a PeftModel) and the base model's answers to the held-out rows, the
+    validation set and the test set (`tunekit.eval_sets`), scored (`experiment.evaluate_models`);
+    the run's `score` (held-out and validation: the test set is reported, never chosen by).
 
-    unseen = unseen_rows()
-    say(
-        f"evaluating the base and the tuned model on {len(rows)} held-out rows and "
-        f"{len(unseen)} questions about unseen tables"
-    )
-    generation = {
-        "max_new_tokens": settings.eval_max_new_tokens,
-        "batch_size": settings.eval_batch_size,
+    Both models answer as the servers do (`constrained_decoding`); the tuned model answers the
+    other way too (`tuned_free_...` or `tuned_constrained_...`), so the grammar's effect is a
+    number in every run."""
+    from tunekit import eval_sets, experiment, objective
+    from tunekit.inference import generate_sql
+
+    sets = {
+        "held_out": rows,
+        eval_sets.VALIDATION: eval_sets.validation_rows(settings.eval_set_rows),
+        eval_sets.TEST: eval_sets.test_rows(settings.eval_set_rows),
     }
-    answers = {}
-    for name, asked in (("held_out", rows), ("unseen", unseen)):
-        tuned = generate_sql(tuned_model, tokenizer, asked, **generation)
+    say(
+        "evaluating the base and the tuned model on "
+        + ", ".join(f"{len(asked)} {name.replace('_', '-')}" for name, asked in sets.items())
+        + " questions"
+    )
+    constrained = settings.constrained_decoding
+    other = "tuned_free" if constrained else "tuned_constrained"
+
+    def answers(model: Any, asked: list[dict], constrain: bool) -> list[str]:
+        return generate_sql(
+            model,
+            tokenizer,
+            asked,
+            constrained=constrain,
+            free_literals=settings.free_literals,
+            max_new_tokens=settings.eval_max_new_tokens,
+            batch_size=settings.eval_batch_size,
+        )
+
+    metrics: dict[str, float | None] = {}
+    tables = {}
+    for name, asked in sets.items():
+        predicted = {
+            "tuned": answers(tuned_model, asked, constrained),
+            other: answers(tuned_model, asked, not constrained),
+        }
         with tuned_model.disable_adapter():
-            base = generate_sql(tuned_model, tokenizer, asked, **generation)
-        answers[name] = {"tuned": tuned, "base": base}
-    held_out = experiment.evaluate_models(rows, answers["held_out"], settings.seed)
-    on_unseen = experiment.evaluate_models(unseen, answers["unseen"], settings.seed, PREFIX)
-    metrics = {**held_out["metrics"], **on_unseen["metrics"]}
+            predicted["base"] = answers(tuned_model, asked, constrained)
+        prefix = "" if name == "held_out" else eval_sets.prefix(name)
+        scored = experiment.evaluate_models(asked, predicted, settings.seed, prefix)
+        metrics |= scored["metrics"]
+        tables[name] = scored["table"]
     metrics[objective.SCORE] = objective.score(metrics)
     return {
         "eval_loss": eval_loss,
         "metrics": metrics,
-        "table": held_out["table"],
-        "unseen_table": on_unseen["table"],
-        "timestamp": held_out["timestamp"],
+        "tables": tables,
+        "timestamp": int(time.time() * 1000),
     }
 
 

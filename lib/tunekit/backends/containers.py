@@ -183,6 +183,13 @@ def server_env(run: Run, tracking_uri: str, version: str) -> dict[str, Value]:
     }
 
 
+def decoding_args(run: Run) -> tuple[str, ...]:
+    """`tunekit.serve`'s flags for the settings' decoding (constrained unless told otherwise)."""
+    return (("--free",) if not run.settings.constrained_decoding else ()) + (
+        ("--free-literals",) if run.settings.free_literals else ()
+    )
+
+
 def serve(run: Run, model_uri: str, version: str, tracking_uri: str) -> Container:
     """`python -m tunekit.serve` (FastAPI) on `model_uri`, logged in as the reader. A base
     model the fine-tune placed (tiny-gemma2) lies in the workspace, which it mounts read-only."""
@@ -190,7 +197,7 @@ def serve(run: Run, model_uri: str, version: str, tracking_uri: str) -> Containe
         name="serve",
         image=SERVE,
         command=("python", "-m", "tunekit.serve"),
-        args=("--model-uri", model_uri, "--host", LISTEN, "--port", PORT),
+        args=("--model-uri", model_uri, "--host", LISTEN, "--port", PORT, *decoding_args(run)),
         env=server_env(run, tracking_uri, version),
         secret_env={**HF_TOKEN, **READER_LOGIN},
         mounts={WORKSPACE: True} if places_base(run.settings.model_id) else {},

@@ -128,7 +128,7 @@ class Plan(Gke):
                 "created": False,
                 "score": float("nan"),
                 "tuned_execution_accuracy": float("nan"),
-                "unseen_tuned_execution_accuracy": float("nan"),
+                "validation_tuned_execution_accuracy": float("nan"),
                 "ui_url": f"{run.state.section('mlflow').get('ui_url', '')} (dry run)",
             },
         )

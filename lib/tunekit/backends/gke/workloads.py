@@ -898,7 +898,13 @@ def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
             "--max-model-len=2048",
             "--enable-lora",
             f"--max-lora-rank={s.lora_r}",
-            f"--lora-modules={s.registered_model_name}-lora={MODEL_DIR}/peft",
+            # the logged pyfunc model keeps the adapter in artifacts/peft (tunekit.pyfunc_model)
+            f"--lora-modules={s.registered_model_name}-lora={MODEL_DIR}/artifacts/peft",
+            # one structured-output backend, named: with "auto", a grammar xgrammar cannot
+            # parse goes to another backend that the engine then compiles with xgrammar and
+            # dies (vllm-project/vllm#43920); named, a bad grammar is a 400 (vLLM 0.8.5
+            # vllm/engine/arg_utils.py `--guided-decoding-backend`)
+            "--guided-decoding-backend=xgrammar",
         ],
         "env": _secret_env(HF_TOKEN),
     }

