@@ -490,7 +490,6 @@ def _grouped_column(query: exp.Expression, schema: Schema) -> tuple[str, str] | 
     return (table, column.name.lower()) if table else None
 
 
-
 def _fresh(kind: str, rng: random.Random, extreme: int = 0) -> Any:
     """A new value of a column of `kind` (numbers as text in a text column, as WikiSQL's
     tables hold them); with `extreme`, one above (HIGH) or below (LOW) any other."""
