@@ -133,6 +133,12 @@ def test_mlflow_models_serve_of_the_champion_gets_the_tutorials_sql(served: dict
         assert answer.status_code == 200, (tmp_path / "serve.log").read_text()[-3000:]
         [sql] = answer.json()["predictions"]
         assert correct(sql), sql
+        # a context that is not tables: a 400 naming it (tunekit.pyfunc_model), not a 500
+        bad = build_prompt("How many?", "DROP TABLE attendees")
+        refused = requests.post(f"http://127.0.0.1:{port}/invocations",
+                                json={"inputs": [bad]}, timeout=120)  # fmt: skip
+        assert refused.status_code == 400, refused.text
+        assert "prompt 0: statement 1 of the context is not a CREATE TABLE" in refused.text
     finally:
         server.terminate()
         server.wait(30)

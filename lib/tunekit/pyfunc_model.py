@@ -83,11 +83,19 @@ class TextToSQL(PythonModel):
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None):
         """The SQL for each prompt (list of strings, or a DataFrame whose first column holds
-        them); ContextError (a ValueError) names a prompt whose context is not tables."""
+        them). A prompt whose context is not tables raises MLflow's invalid-parameter error
+        naming it (`mlflow models serve` answers 400 with that message)."""
+        from mlflow.exceptions import MlflowException
+
         from tunekit.inference import generate
 
         prompts = _prompts(model_input)
-        grammars = [self.grammar(p) for p in prompts]
+        grammars = []
+        for i, prompt in enumerate(prompts):
+            try:
+                grammars.append(self.grammar(prompt))
+            except ContextError as e:
+                raise MlflowException.invalid_parameter_value(f"prompt {i}: {e}") from None
         return generate(
             self.model,
             self.tokenizer,
