@@ -11,6 +11,8 @@ gpu_type         = "nvidia-l4"
 gpu_count        = 1
 gpu_machine_type = "g2-standard-8"
 gpu_spot         = true
+# zones of the region that have gpu_type (L4: us-central1-a, -b, -c; not -f)
+gpu_node_locations = ["us-central1-a", "us-central1-b", "us-central1-c"]
 
 # bf16 on one A100 40 GB instead:
 # gpu_type         = "nvidia-tesla-a100"

@@ -6,8 +6,9 @@ locals {
   apis = ["cloudresourcemanager", "compute", "container", "artifactregistry", "cloudbuild", "iam", "storage"]
   # Admission webhooks the control plane calls on the nodes, beyond the tcp:443 and tcp:10250
   # that GKE's own firewall rule for private clusters allows: KServe's webhook server listens
-  # on 9443 (kserve cmd/manager/main.go `webhookPort: 9443`). cert-manager's listens on 10250.
-  webhook_ports = ["9443"]
+  # on 9443 (kserve cmd/manager/main.go `webhookPort: 9443`), Katib's on 8443 (katib v0.19.0
+  # manifests/v1beta1/components/controller/service.yaml). cert-manager's listens on 10250.
+  webhook_ports = ["8443", "9443"]
   labels = {
     part-of = "tunekit"
   }
@@ -106,10 +107,27 @@ resource "google_container_cluster" "tunekit" {
   project  = var.project_id
   location = var.region
 
-  # Node pools are managed below; the default pool is removed at creation.
+  # Node pools are managed below; the default pool is removed at creation. Until then it runs
+  # as the nodes' service account, not the Compute Engine default one (which may be disabled,
+  # or hold Editor). The provider recreates the cluster when node_config changes after
+  # creation (terraform-provider-google#12070): it is ignored once the pool is gone.
   remove_default_node_pool = true
   initial_node_count       = 1
-  deletion_protection      = false # stage 07 destroys the cluster
+  node_config {
+    service_account = google_service_account.nodes.email
+    oauth_scopes    = ["https://www.googleapis.com/auth/cloud-platform"]
+    workload_metadata_config {
+      mode = "GKE_METADATA"
+    }
+    shielded_instance_config {
+      enable_secure_boot          = true
+      enable_integrity_monitoring = true
+    }
+  }
+  lifecycle {
+    ignore_changes = [node_config]
+  }
+  deletion_protection = false # stage 07 destroys the cluster
 
   network           = google_compute_network.tunekit.id
   subnetwork        = google_compute_subnetwork.tunekit.id
@@ -154,6 +172,8 @@ resource "google_container_cluster" "tunekit" {
   }
 
   master_authorized_networks_config {
+    # Google Cloud's public IP ranges do not reach the IP endpoint either (provider >= 4.45)
+    gcp_public_cidrs_access_enabled = false
     dynamic "cidr_blocks" {
       for_each = var.master_authorized_networks
       content {
@@ -222,7 +242,7 @@ resource "google_container_node_pool" "gpu" {
   project        = var.project_id
   location       = var.region
   cluster        = google_container_cluster.tunekit.name
-  node_locations = length(var.gpu_node_locations) > 0 ? var.gpu_node_locations : null
+  node_locations = var.gpu_node_locations # zones that have the accelerator
 
   initial_node_count = 0
   autoscaling {

@@ -91,9 +91,13 @@ variable "num_nodes" {
 }
 
 variable "gpu_node_locations" {
-  description = "Zones of the GPU pool; empty: the zones of the region that GKE picks. Pick zones that have gpu_type."
+  description = "Zones of the GPU pool: zones of the region that have gpu_type (GKE's own pick ignores accelerators). tunekit sets the zones it knows."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.gpu_node_locations) > 0
+    error_message = "gpu_node_locations: list zones of the region that have gpu_type (gcloud compute accelerator-types list --filter=zone~REGION)."
+  }
 }
 
 variable "master_authorized_networks" {

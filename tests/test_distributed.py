@@ -378,6 +378,7 @@ def test_terraform_sizes_the_gpu_pool_for_the_nodes(gke_distributed) -> None:
 
 
 def test_a_sweep_of_distributed_trials_is_refused(tmp_path: Path) -> None:
+    from tunekit.backends.gke import katib
     from tunekit.run import Run
     from tunekit.sweep import Sweep
 
@@ -385,7 +386,7 @@ def test_a_sweep_of_distributed_trials_is_refused(tmp_path: Path) -> None:
                              gpu_machine_type="g2-standard-48")  # fmt: skip
     sweep = Sweep(settings, {"lora_r": ("8", "16")})
     with pytest.raises(ValueError, match="single-process Jobs"):
-        workloads.sweep_experiment(Run(tmp_path, settings), sweep, "http://mlflow", "parent")
+        katib.experiment(Run(tmp_path, settings), sweep, "http://mlflow", "parent")
 
 
 # --- local: FSDP (two CPU processes, gloo): the adapter gathered, evaluated once

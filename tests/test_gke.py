@@ -221,8 +221,14 @@ def test_terraform_declares_every_variable_and_output_the_kit_uses(dry_run):
             declared |= {name.strip('"'): body["type"] for name, body in block.items()}
         outputs |= {name.strip('"') for block in parsed.get("output", []) for name in block}
     hcl_type = {str: "string", int: "number", bool: "bool"}
+
+    def typed(value: object) -> str:  # python-hcl2 writes `list(string)` as `${list(string)}`
+        if isinstance(value, list):
+            return f"${{list({typed(value[0]).strip('${}')})}}"
+        return hcl_type[type(value)]
+
     for name, value in terraform_variables(dry_run).items():
-        assert declared.get(name) == hcl_type[type(value)], f"variable {name}"
+        assert declared.get(name) == typed(value), f"variable {name}"
     assert set(planned_outputs(dry_run)) <= outputs
 
 

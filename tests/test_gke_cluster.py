@@ -18,6 +18,7 @@ from typing import Any
 
 import mlflow
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 import tunekit
@@ -121,6 +122,35 @@ def test_existing_secrets_are_kept_and_missing_ones_applied_server_side(cluster,
         p for p in run.dir.rglob("*") if p.is_file() and any(v in p.read_text() for v in values)
     ]
     assert leaks == []
+
+
+# --- stage 03, a sweep: Katib's collector configured on the live cluster
+
+
+def test_the_sweep_changes_katibs_live_collector_entry_and_keeps_the_rest(cluster, tmp_path):
+    """The ConfigMap kubeflow/katib-config that Katib's install made is read, its StdOut entry
+    set to `waitAllProcesses: false` and applied back whole (tunekit.backends.gke.katib)."""
+    from tunekit.backends.gke import katib
+
+    from .test_sweep import KATIB_CONFIG
+
+    run = _run(tmp_path)
+    sh = Shell(run, "03-sweep")
+    with pytest.raises(RuntimeError, match="kubeflow/katib-config not found"):
+        katib.use_collector(sh)  # no Katib: an error, not a config made up
+    assert cluster.applied() == []
+    installed = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "katib-config", "namespace": "kubeflow"},
+                 "data": {"katib-config.yaml": KATIB_CONFIG, "other": "kept"}}  # fmt: skip
+    cluster.put(installed)
+    katib.use_collector(sh)
+    [(path, _, _, body)] = cluster.applied()
+    assert path == "/api/v1/namespaces/kubeflow/configmaps/katib-config"
+    assert body["data"]["other"] == "kept"
+    config = yaml.safe_load(body["data"]["katib-config.yaml"])
+    stdout = next(c for c in config["runtime"]["metricsCollectors"] if c["kind"] == "StdOut")
+    assert stdout["waitAllProcesses"] is False
+    assert config["init"] == yaml.safe_load(KATIB_CONFIG)["init"]
 
 
 # --- stage 03: the fine-tune Job

@@ -9,6 +9,7 @@ before the facts were checked, and would not have worked.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -262,6 +263,23 @@ def test_every_gpu_pod_fits_the_node_it_asks_for(tmp_path, machine):
         assert requests["nvidia.com/gpu"] == str(run.settings.gpu_count)
 
 
+@pytest.mark.parametrize("machine", sorted(node_sizing.MACHINES))
+def test_a_sweep_trial_leaves_a_margin_on_every_gpu_machine(machine):
+    """A trial pod is the fine-tune's Job plus the FUSE sidecar (250m, 256Mi) and Katib's
+    collector (katib v0.19.0 pkg/apis/config/v1beta1/defaults.go: 50m, 10Mi). SYSTEM_PODS is
+    an estimate from one measurement on GKE 1.29 (cryptnono/cryptnono#34): what a pod asks
+    for stays at least 250m and 256Mi under the node's estimate (on a3-highgpu-2g the Job
+    used to leave 50m once the collector was added). The fine-tune Job asks for this share
+    (test_every_gpu_pod_fits_the_node_it_asks_for reads it from the rendered Job)."""
+    share = node_sizing.pod_share(machine, mounts_bucket=True, collector=True)
+    requests = node_sizing.quantities(share)  # what the fine-tune's (the trial's) Job asks
+    node = node_sizing.allocatable(node_sizing.MACHINES[machine]) - node_sizing.SYSTEM_PODS
+    sidecars = node_sizing.GCSFUSE_SIDECAR.cpu_m + node_sizing.KATIB_COLLECTOR.cpu_m
+    assert node.cpu_m - _millicores(requests["cpu"]) - sidecars >= 250, requests
+    sidecars_mib = node_sizing.GCSFUSE_SIDECAR.memory_mib + node_sizing.KATIB_COLLECTOR.memory_mib
+    assert node.memory_mib - _mib(requests["memory"]) - sidecars_mib >= 256, requests
+
+
 def test_allocatable_matches_what_gke_and_the_autoscaler_predict():
     """g2-standard-8 (8 vCPU, 32 GiB): the docs' table gives 29022 MiB (3645 reserved + 100
     eviction, off the full 32 GiB); the cluster autoscaler (cloudprovider/gce/reserved.go, after
@@ -322,13 +340,8 @@ def _variable_default(tf: dict[str, Any], name: str) -> Any:
     raise KeyError(name)
 
 
-def test_the_control_plane_reaches_the_kserve_webhook():
-    """Item 4. On a private cluster GKE's own firewall rule lets the control plane reach the
-    nodes on tcp:443 and tcp:10250 only (cloud.google.com/kubernetes-engine/docs/how-to/
-    private-clusters#add_firewall_rules). KServe's webhook server listens on 9443 (kserve
-    v0.15.2 cmd/manager/main.go `webhookPort: 9443`, config/manager/manager.yaml
-    `containerPort: 9443`); its Service maps 443 to it, but the API server dials the pod.
-    cert-manager's webhook listens on 10250 (chart value securePort), which GKE allows."""
+def _control_plane_ports() -> list[str]:
+    """The tcp ports terraform's INGRESS firewall rules open to the control plane's range."""
     tf = _terraform()
 
     def value(expression: Any) -> Any:  # a variable or local's value, else as written
@@ -350,7 +363,64 @@ def test_the_control_plane_reaches_the_kserve_webhook():
             for rule in body.get("allow", []):
                 if rule["protocol"] == "tcp":
                     admitted += value(rule.get("ports", []))
-    assert "9443" in admitted
+    return admitted
+
+
+def test_the_control_plane_reaches_the_kserve_webhook():
+    """Item 4. On a private cluster GKE's own firewall rule lets the control plane reach the
+    nodes on tcp:443 and tcp:10250 only (cloud.google.com/kubernetes-engine/docs/how-to/
+    private-clusters#add_firewall_rules). KServe's webhook server listens on 9443 (kserve
+    cmd/manager/main.go `webhookPort: 9443`, config/manager/manager.yaml
+    `containerPort: 9443`); its Service maps 443 to it, but the API server dials the pod.
+    cert-manager's webhook listens on 10250 (chart value securePort), which GKE allows."""
+    assert "9443" in _control_plane_ports()
+
+
+def test_the_control_plane_reaches_the_katib_webhook():
+    """Katib v0.19.0's webhook server listens on 8443 (manifests/v1beta1/components/
+    controller/service.yaml `targetPort: 8443`; pkg/apis/config/v1beta1/defaults.go
+    `DefaultWebhookPort = 8443`). Its pod mutator (components/webhook/webhooks.yaml) selects
+    the namespace tunekit labels for the collector, with no failurePolicy (the API's default,
+    Fail): unreached, it refuses every new pod there, the fine-tune and servers included."""
+    from tunekit.backends.gke import katib
+
+    assert str(katib.WEBHOOK_PORT) in _control_plane_ports()
+
+
+def test_the_gpu_pool_is_placed_in_zones_that_have_its_accelerator(dry_run, tmp_path):
+    """A node pool without node_locations takes the cluster's zones (terraform-provider-google
+    google_container_node_pool `node_locations`), which GKE picks without looking at GPUs:
+    us-central1-f and us-east4-b have no L4 (machine types by zone, skypilot-catalog
+    catalogs/v8/gcp/vms.csv), and creating the pool there fails. The kit passes zones known to
+    have the accelerator and refuses a pairing it does not know, before terraform runs."""
+    pool = _resources(_terraform())["google_container_node_pool.gpu"]
+    assert pool["node_locations"] == "${var.gpu_node_locations}"  # never GKE's pick
+    variables = json.loads((dry_run.dir / "gke" / "terraform.tfvars.json").read_text())
+    assert (variables["region"], variables["gpu_type"]) == ("us-central1", "nvidia-l4")
+    assert variables["gpu_node_locations"] == ["us-central1-a", "us-central1-b", "us-central1-c"]
+    base = {"profile": "gke", "project_id": "p1", "dry_run": True}
+    with pytest.raises(SettingsError, match=r"gpu_zones: no zones of me-west1 .*nvidia-l4"):
+        tunekit.start_run(tmp_path / "a", **base, region="me-west1")
+    with pytest.raises(SettingsError, match=r"not zones of region us-east4"):
+        tunekit.start_run(tmp_path / "b", **base, region="us-east4", gpu_zones=["us-east1-b"])
+    assert not any(tmp_path.iterdir())  # nothing half-written
+    east = tunekit.start_run(tmp_path / "c", **base, region="us-east4")
+    assert east.settings.gpu_zones == ["us-east4-a", "us-east4-c"]  # not us-east4-b
+
+
+def test_the_cluster_has_no_default_service_account_or_public_google_ranges():
+    """The temporary default pool runs as the cluster's node_config service account, else as
+    the Compute Engine default one (terraform-provider-google google_container_cluster
+    `node_config`; hashicorp/terraform-provider-google#17511), and a changed node_config would
+    recreate the cluster (#12070). `gcp_public_cidrs_access_enabled` (in
+    master_authorized_networks_config, provider >= 4.45) left unset lets Google Cloud's public
+    ranges reach the control plane's IP endpoint."""
+    cluster = _resources(_terraform())["google_container_cluster.tunekit"]
+    [node_config] = cluster["node_config"]
+    assert node_config["service_account"] == "${google_service_account.nodes.email}"
+    assert "node_config" in str(cluster["lifecycle"][0]["ignore_changes"])
+    [networks] = cluster["master_authorized_networks_config"]
+    assert networks["gcp_public_cidrs_access_enabled"] is False
 
 
 def test_the_control_plane_is_not_open_to_the_internet(dry_run):

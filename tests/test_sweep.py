@@ -13,11 +13,12 @@ import pytest
 import yaml
 
 import tunekit
+from tunekit.backends.gke import katib as katib_module
 from tunekit.backends.gke import workloads
 from tunekit.settings import SettingsError, load_settings
 from tunekit.sweep import Sweep, parse_grid, searchable
 
-from .conftest import CLOUD_TOOLS, fake_tools, gke_series, rendered_one, tunekit_cli
+from .conftest import CLOUD_TOOLS, fake_tools, gke_series, rendered, rendered_one, tunekit_cli
 from .schemas import validate
 
 # --- the search space
@@ -188,6 +189,10 @@ def katib(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "experiment": rendered_one(run, "Experiment", sweep.id),
         "config": rendered_one(run, "ConfigMap", f"{sweep.id}-config"),
         "job": rendered_one(run, "Job"),
+        "policies": [o for o in rendered(run) if o["kind"] == "NetworkPolicy"],
+        "collector": yaml.safe_load(
+            (run.dir / "gke" / "katib" / "katib-config-change.yaml").read_text()
+        ),
         "commands": (run.dir / "gke" / "commands.sh").read_text(),
     }
 
@@ -285,7 +290,7 @@ def test_the_trial_template_is_the_single_fine_tunes_job(katib):
 def test_katib_is_installed_where_missing_and_sees_the_namespace(katib):
     commands = katib["commands"]
     # katib's README: kubectl apply -k ".../manifests/v1beta1/installs/katib-standalone?ref=..."
-    assert ("manifests/v1beta1/installs/katib-standalone?ref=" + workloads.KATIB_VERSION
+    assert ("manifests/v1beta1/installs/katib-standalone?ref=" + katib_module.VERSION
             in commands)  # fmt: skip
     assert "kubectl wait deployment --all -n=kubeflow" in commands  # its kustomization's namespace
     # the webhook injects the metrics collector only into labelled namespaces
@@ -293,6 +298,147 @@ def test_katib_is_installed_where_missing_and_sees_the_namespace(katib):
     namespace = rendered_one(katib["run"], "Namespace")
     assert namespace["metadata"]["labels"][workloads.KATIB_INJECTION] == "enabled"
     assert katib["result"]["id"] == katib["sweep"].id
+
+
+def _ingress_admits(
+    policies: list[dict], namespace: str, source: tuple[str, dict], target: dict, port: int
+) -> bool:
+    """NetworkPolicy semantics for ingress (kubernetes.io/docs/concepts/services-networking/
+    network-policies): a pod selected by no policy admits all; else some selecting policy
+    must have a rule whose `from` entry matches the source (namespaceSelector AND podSelector
+    in one entry; a bare podSelector means the policy's own namespace) and whose ports hold
+    `port` (no ports: all). `source` is (namespace labels, pod labels); namespaces carry
+    kubernetes.io/metadata.name."""
+
+    def selects(selector: dict, labels: dict) -> bool:
+        for key, value in selector.get("matchLabels", {}).items():
+            if labels.get(key) != value:
+                return False
+        for expression in selector.get("matchExpressions", []):
+            assert expression["operator"] == "Exists", expression
+            if expression["key"] not in labels:
+                return False
+        return True
+
+    source_ns, source_pod = source
+    selecting = [p for p in policies if selects(p["spec"]["podSelector"], target)
+                 and "Ingress" in p["spec"]["policyTypes"]]  # fmt: skip
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = [p["port"] for p in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            for peer in rule.get("from", []):
+                if "namespaceSelector" in peer:
+                    in_namespace = selects(peer["namespaceSelector"], source_ns)
+                else:
+                    in_namespace = source_ns.get("kubernetes.io/metadata.name") == namespace
+                if in_namespace and selects(peer.get("podSelector", {}), source_pod):
+                    return True
+    return False
+
+
+def test_katib_controller_reaches_the_suggestion_service(katib):
+    """Katib v0.19.0 creates the suggestion Deployment and Service in the Experiment's
+    namespace (pkg/controller.v1beta1/suggestion/composer/composer.go, port 6789), its pods
+    labelled katib.kubeflow.org/suggestion (pkg/controller.v1beta1/util/labels.go), and
+    katib-controller (namespace kubeflow, manifests/v1beta1/components/controller/
+    controller.yaml: label katib.kubeflow.org/component=controller) dials it
+    (pkg/controller.v1beta1/util/suggestion.go). Dataplane V2 enforces the namespace's
+    policies: with only `same-namespace` no trial is ever created."""
+    policies, ns = katib["policies"], katib["run"].settings.namespace
+    for policy in policies:
+        validate(policy, workloads.K8S_VERSION)
+    suggestion = {"katib.kubeflow.org/suggestion": katib["sweep"].id,
+                  "katib.kubeflow.org/experiment": katib["sweep"].id}  # fmt: skip
+    kubeflow = {"kubernetes.io/metadata.name": "kubeflow"}
+    controller = (kubeflow, {"katib.kubeflow.org/component": "controller"})
+    assert _ingress_admits(policies, ns, controller, suggestion, 6789)
+    # nothing else from outside: another kubeflow pod, another namespace, another port
+    assert not _ingress_admits(policies, ns, (kubeflow, {"app": "other"}), suggestion, 6789)
+    elsewhere = ({"kubernetes.io/metadata.name": "default"}, controller[1])
+    assert not _ingress_admits(policies, ns, elsewhere, suggestion, 6789)
+    assert not _ingress_admits(policies, ns, controller, suggestion, 6788)
+    assert not _ingress_admits(policies, ns, controller, {"app": "mlflow"}, 5000)
+    # the namespace's own pods still reach each other
+    own = ({"kubernetes.io/metadata.name": ns}, {"app": "x"})
+    assert _ingress_admits(policies, ns, own, suggestion, 6789)
+    assert controller[1] == katib_module.CONTROLLER_LABELS
+
+
+def test_trial_pods_end_when_training_ends(katib):
+    """Katib v0.19.0's StdOut collector waits for every top process of the pod (shared PID
+    namespace, pkg/metricscollector/v1beta1/common/pns.go WaitMainProcesses) unless its
+    katib-config entry has `waitAllProcesses: false` (pkg/apis/config/v1beta1/types.go
+    MetricsCollectorConfig; const.go DefaultWaitAllProcesses "true", DefaultTimeout 0). The
+    trials mount the bucket, so the GCS FUSE driver injects a native sidecar, which the kubelet
+    stops only after the regular containers, the collector among them (gcs-fuse-csi-driver
+    pkg/webhook/injection.go): with the default, no trial pod ever ends (katib#2614)."""
+    trial = katib["experiment"]["spec"]["trialTemplate"]["trialSpec"]
+    volumes = trial["spec"]["template"]["spec"]["volumes"]
+    assert any(v.get("csi", {}).get("driver") == "gcsfuse.csi.storage.gke.io" for v in volumes)
+    kind = katib["experiment"]["spec"]["metricsCollectorSpec"]["collector"]["kind"]
+    [entry] = [c for c in katib["collector"]["runtime"]["metricsCollectors"] if c["kind"] == kind]
+    assert entry["waitAllProcesses"] is False
+    assert "katib-config.yaml read, changed as" in katib["commands"]
+    # the change is made after Katib's install (which creates the ConfigMap), before the
+    # Experiment exists (the collector is read at each pod's admission)
+    commands = katib["commands"]
+    install = commands.index("katib-standalone?ref=")
+    assert (
+        install
+        < commands.index("katib-config.yaml read")
+        < commands.index("03-sweep-experiment.yaml")
+    )
+
+
+# katib v0.19.0 manifests/v1beta1/installs/katib-standalone/katib-config.yaml, abridged: the
+# shape the installed ConfigMap has (kind KatibConfig; init, runtime sections)
+KATIB_CONFIG = """\
+apiVersion: config.kubeflow.org/v1beta1
+kind: KatibConfig
+init:
+  controller:
+    webhookPort: 8443
+runtime:
+  metricsCollectors:
+    - kind: StdOut
+      image: ghcr.io/kubeflow/katib/file-metrics-collector:v0.19.0
+    - kind: File
+      image: ghcr.io/kubeflow/katib/file-metrics-collector:v0.19.0
+  suggestions:
+    - algorithmName: grid
+      image: ghcr.io/kubeflow/katib/suggestion-optuna:v0.19.0
+"""
+
+
+def test_the_live_katib_config_is_changed_in_its_collector_entry_only():
+    changed = yaml.safe_load(katib_module.collector_config(KATIB_CONFIG))
+    before = yaml.safe_load(KATIB_CONFIG)
+    collectors = changed["runtime"]["metricsCollectors"]
+    assert collectors[0] == {**before["runtime"]["metricsCollectors"][0], "waitAllProcesses": False}
+    assert collectors[1] == before["runtime"]["metricsCollectors"][1]  # File: as it was
+    assert {k: v for k, v in changed.items() if k != "runtime"} == {
+        k: v for k, v in before.items() if k != "runtime"
+    }
+    assert changed["runtime"]["suggestions"] == before["runtime"]["suggestions"]
+    # idempotent: a second sweep changes nothing more
+    again = katib_module.collector_config(katib_module.collector_config(KATIB_CONFIG))
+    assert yaml.safe_load(again) == changed
+
+
+def test_a_value_a_shell_would_split_is_refused(tmp_path):
+    """Katib's webhook joins the trial container's command and args unquoted into `sh -c`
+    (katib v0.19.0 pkg/webhook/v1beta1/pod/utils.go wrapWorkerContainer)."""
+    from tunekit.run import Run
+
+    settings = load_settings(profile="gke", project_id="p")
+    # a list as JSON is a valid setting; `sh -c` would drop its quotes and glob its brackets
+    sweep = Sweep(settings, {"lora_target_modules": ("q_proj,v_proj", '["q_proj", "o_proj"]')})
+    with pytest.raises(SettingsError, match=r"sh -c"):
+        katib_module.experiment(Run(tmp_path, settings), sweep, "http://mlflow", "parent")
 
 
 def test_the_trainer_prints_the_objective_as_katibs_default_filter_reads_it(capsys):

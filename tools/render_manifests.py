@@ -36,6 +36,7 @@ def render(out: Path) -> list[Path]:
         for path in [
             *sorted((gke / "manifests").glob("*.yaml")),
             gke / "helm" / "mlflow-values.yaml",
+            gke / "katib" / "katib-config-change.yaml",
         ]:
             written.append(Path(shutil.copy(path, out / path.name)))
         commands = (gke / "commands.sh").read_text()

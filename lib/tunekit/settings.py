@@ -109,6 +109,10 @@ class PlatformSettings(SettingsGroup):
     gpu_count: int = Field(1, ge=1, le=16, description="gke: GPUs per node and per fine-tune")
     gpu_machine_type: str = Field("g2-standard-8", description="gke: machine of the GPU pool")
     gpu_spot: bool = Field(True, description="gke: Spot GPU nodes (the Job resumes if preempted)")
+    gpu_zones: list[str] = Field(
+        default_factory=list,
+        description="gke: zones of the GPU pool; empty: the region's zones known to have gpu_type",
+    )
     image_tag: str = Field("", description="gke: tag of the kit's images; empty: the kit version")
     job_deadline_h: float = Field(
         24.0, gt=0, le=168, description="gke: the fine-tune Job fails after this many hours"
@@ -442,6 +446,7 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
                     "(allowed: 'postgresql')"
                 )
             self._check_gpu_machine()
+            self._check_gpu_zones()
         rows = self.dataset_limit or (self.synthetic_rows if self.dataset == "synthetic" else 0)
         if rows and self.eval_size >= rows:  # other datasets are checked when they are read
             raise ValueError(f"eval_size: must be smaller than the number of rows ({rows})")
@@ -473,6 +478,24 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
                 "distributed_strategy: fsdp shards the base across processes; with one "
                 "process use ddp (or set nproc_per_node/num_nodes)"
             )
+
+    def _check_gpu_zones(self) -> None:
+        """The GPU pool gets zones of the region: those given, else those known to have the
+        accelerator (tunekit.backends.gke.node_sizing.ZONES); an unknown pairing is refused
+        before terraform creates a pool that GKE cannot place."""
+        from tunekit.backends.gke.node_sizing import ZONES, gpu_zones
+
+        if not self.gpu_zones:
+            self.gpu_zones = gpu_zones(self.gpu_type, self.region)
+        if not self.gpu_zones:
+            known = ", ".join(sorted(ZONES.get(self.gpu_type, {}))) or "none"
+            raise ValueError(
+                f"gpu_zones: no zones of {self.region} are known to have {self.gpu_type} "
+                f"(known regions: {known}); set gpu_zones to zones of {self.region} that have it "
+                f"(gcloud compute accelerator-types list --filter=zone~{self.region})"
+            )
+        if outside := [z for z in self.gpu_zones if z.rsplit("-", 1)[0] != self.region]:
+            raise ValueError(f"gpu_zones: {outside} are not zones of region {self.region}")
 
     def _check_gpu_machine(self) -> None:
         """The GPU pool's machine exists, carries `gpu_type` and has `gpu_count` GPUs: the

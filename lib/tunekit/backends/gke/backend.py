@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import time
 from typing import Any
 
 from google.cloud import storage
 
 from tunekit import credentials, distributed, project_files, tracking
 from tunekit.backends.base import LivePlatform
-from tunekit.backends.gke import mlflow_chart, workloads
+from tunekit.backends.gke import katib, mlflow_chart, workloads
 from tunekit.backends.gke.kube import (
     COMPLETION_INDEX_LABEL,
+    CRD,
     FIELD_MANAGER,
     GKE_ACCELERATOR_LABEL,
     JobFailed,
@@ -38,7 +38,6 @@ from tunekit.tracking import artifacts_destination
 
 # The credentials stage 02 keeps in Secrets: PostgreSQL's user, MLflow's admin and reader.
 MLFLOW_SECRETS = (credentials.DATABASE, credentials.ADMIN, credentials.READER)
-CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")  # what an add-on installs first
 
 
 def terraform_variables(run: Run) -> dict[str, Any]:
@@ -54,6 +53,7 @@ def terraform_variables(run: Run) -> dict[str, Any]:
         "gpu_count": s.gpu_count,
         "gpu_machine_type": s.gpu_machine_type,
         "gpu_spot": s.gpu_spot,
+        "gpu_node_locations": s.gpu_zones,
         "num_nodes": s.num_nodes,
     }
 
@@ -309,15 +309,10 @@ class Gke(LivePlatform):
         MLflow parent run is made first, followed until Katib ends the Experiment, then given
         the best trial's metrics and the table of trials, as locally."""
         sh = self.shell(run, "03-sweep")
-        self._ensure_katib(sh)
         self._apply_hf_token(sh, run)
         client = self.tracking_client(run)
         parent = parent_run(run, client, sweep) if client else self.live_value("")
-        objects = workloads.sweep_experiment(
-            run, sweep, workloads.in_cluster_tracking_uri(run), parent
-        )
-        sh.apply("manifests/03-sweep-experiment.yaml", objects)
-        self._follow_experiment(sh, run, sweep.id)
+        katib.run_sweep(sh, run, sweep, workloads.in_cluster_tracking_uri(run), parent)
         if client is None:  # the plan: no MLflow to summarise in
             return run.state.update(
                 "sweep", {"id": sweep.id, "parent_run_id": parent, "experiment": sweep.id}
@@ -332,38 +327,10 @@ class Gke(LivePlatform):
         if sh.kube.exists(*CRD, f"trainjobs.{workloads.TRAINER_GROUP}"):
             return
         for overlay in ("manager", "runtimes"):
-            _apply_kustomization(sh, "github.com/kubeflow/trainer.git/manifests/overlays/"
-                                 f"{overlay}?ref={workloads.TRAINER_VERSION}")  # fmt: skip
+            sh.apply_kustomization("github.com/kubeflow/trainer.git/manifests/overlays/"
+                                   f"{overlay}?ref={workloads.TRAINER_VERSION}")  # fmt: skip
             if overlay == "manager":  # its webhook admits the runtimes
-                _wait_available(sh, workloads.TRAINER_NAMESPACE)
-
-    def _ensure_katib(self, sh: Shell) -> None:
-        """Katib's standalone install (its CRDs, controller, DB, webhook in namespace
-        `kubeflow`) unless the cluster has its Experiment CRD; waits until it is Available."""
-        if sh.kube.exists(*CRD, f"experiments.{workloads.KATIB_GROUP}"):
-            return
-        _apply_kustomization(sh, "github.com/kubeflow/katib.git/manifests/v1beta1/installs/"
-                             f"katib-standalone?ref={workloads.KATIB_VERSION}")  # fmt: skip
-        _wait_available(sh, "kubeflow")
-
-    def _follow_experiment(self, sh: Shell, run: Run, name: str, poll_s: float = 30) -> None:
-        """Wait for the Katib Experiment to end, saying how many trials ran, succeeded and
-        failed as they change."""
-        sh.note(f"kubectl get experiment/{name} -n={run.settings.namespace} -w, until its "
-                "condition Succeeded or Failed (followed through the API)")  # fmt: skip
-        seen = None
-        while (found := sh.kube.get(workloads.KATIB_API, "Experiment", name,
-                                    run.settings.namespace)) is not None:  # fmt: skip
-            status = found.get("status", {})
-            counts = {k: status.get(f"trials{k}", 0) for k in ("Running", "Succeeded", "Failed")}
-            if counts != seen:
-                print(f"sweep {name}: " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()))
-                seen = counts
-            true = {c["type"] for c in status.get("conditions", []) if c.get("status") == "True"}
-            if ended := sorted(true & {"Succeeded", "Failed"}):
-                print(f"sweep {name}: {ended[0]}")
-                return
-            time.sleep(poll_s)
+                sh.wait_available(workloads.TRAINER_NAMESPACE)
 
     def finetune_result(self, sh: Shell, result_uri: str) -> dict[str, Any]:
         return json.loads(sh.output(["gcloud", "storage", "cat", result_uri]))
@@ -500,7 +467,7 @@ class Gke(LivePlatform):
                 "cert-manager/cert-manager", workloads.CERT_MANAGER_VERSION, "cert-manager.yaml"
             )
             sh.run(["kubectl", "apply", "-f", cert_manager])
-            _wait_available(sh, "cert-manager", timeout="5m")
+            sh.wait_available("cert-manager", timeout="5m")
         kserve = releases.format("kserve/kserve", workloads.KSERVE_VERSION, "{}")
         # --server-side: the InferenceService CRD is too large for client-side apply's annotation
         apply = ["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
@@ -509,7 +476,7 @@ class Gke(LivePlatform):
         # Available (the CA bundle is injected asynchronously): the applies that call them retry
         if not sh.kube.exists(*CRD, "inferenceservices.serving.kserve.io"):
             sh.run([*apply, kserve.format("kserve.yaml")], attempts=5)
-            _wait_available(sh, "kserve", deployment="kserve-controller-manager")
+            sh.wait_available("kserve", deployment="kserve-controller-manager")
         runtime = ("serving.kserve.io/v1alpha1", "ClusterServingRuntime", workloads.HF_RUNTIME)
         if not sh.kube.exists(*runtime):
             sh.run([*apply, kserve.format("kserve-cluster-resources.yaml")], attempts=5)
@@ -565,17 +532,3 @@ def attempt_of(job: Any) -> int:
     """A fine-tune Job's attempt: its label, else (Jobs of earlier kits) its name's end."""
     labels = job.metadata.labels or {}
     return int(labels.get(workloads.ATTEMPT_LABEL) or job.metadata.name.rsplit("-", 1)[1])
-
-
-def _apply_kustomization(sh: Shell, kustomization: str) -> None:
-    """`kubectl apply --server-side -k` of an add-on's remote kustomization, retried (its
-    webhooks answer a little after their Deployments are Available)."""
-    sh.run(["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
-            "-k", kustomization], attempts=5)  # fmt: skip
-
-
-def _wait_available(sh: Shell, namespace: str, deployment: str = "", timeout: str = "10m") -> None:
-    """Wait for `deployment` (all of the namespace's when empty) to be Available."""
-    which = [f"deployment/{deployment}"] if deployment else ["deployment", "--all"]
-    sh.run(["kubectl", "wait", *which, f"-n={namespace}", "--for=condition=Available",
-            f"--timeout={timeout}"])  # fmt: skip

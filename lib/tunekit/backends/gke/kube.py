@@ -19,6 +19,7 @@ JOB_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods by the Job con
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's pods (1.28+)
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"  # GKE labels GPU nodes with it
 TRAINER_API = "trainer.kubeflow.org/v1alpha1"  # Kubeflow Trainer's TrainJob
+CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")  # what an add-on installs first
 
 
 class KubeError(RuntimeError):

@@ -35,6 +35,28 @@ MACHINES: dict[str, Machine] = {
 }  # fmt: skip
 
 
+# Zones of a region whose machines carry each accelerator (Compute Engine's machine types by
+# zone, as listed by the API: skypilot-org/skypilot-catalog catalogs/v8/gcp/vms.csv @006059e0,
+# e.g. g2-standard-8 in us-east4-a and -c but not -b; check a region not listed with
+# `gcloud compute accelerator-types list --filter=zone~REGION`). A node pool without
+# node_locations takes the cluster's zones, which GKE picks without looking at accelerators.
+ZONES: dict[str, dict[str, tuple[str, ...]]] = {
+    "nvidia-l4": {"us-central1": ("a", "b", "c"), "us-east4": ("a", "c"),
+                  "europe-west4": ("a", "b", "c"), "asia-southeast1": ("a", "b", "c")},
+    "nvidia-h100-80gb": {"us-central1": ("a", "b", "c"), "us-east4": ("a", "b", "c"),
+                         "europe-west4": ("b", "c"), "asia-southeast1": ("b", "c")},
+    "nvidia-tesla-a100": {"us-central1": ("a", "b", "c", "f"), "europe-west4": ("a", "b"),
+                          "asia-southeast1": ("a", "b", "c")},
+    "nvidia-a100-80gb": {"us-central1": ("a", "c"), "us-east4": ("c",),
+                         "europe-west4": ("a",), "asia-southeast1": ("c",)},
+}  # fmt: skip
+
+
+def gpu_zones(accelerator: str, region: str) -> list[str]:
+    """The zones of `region` known to have `accelerator`; [] for a pairing not in ZONES."""
+    return [f"{region}-{z}" for z in ZONES.get(accelerator, {}).get(region, ())]
+
+
 @dataclass(frozen=True)
 class Resources:
     cpu_m: int  # millicores
@@ -52,6 +74,13 @@ GCSFUSE_SIDECAR = Resources(cpu_m=250, memory_mib=256)
 # 100m/100Mi; with anetd, netd, pdcsi-node, the GPU device plugin and driver installer and the
 # metrics agent, a budget of 1 CPU and 1 GiB.
 SYSTEM_PODS = Resources(cpu_m=1000, memory_mib=1024)
+# A sweep's trial pod also holds Katib's metrics collector (its requests when katib-config sets
+# none: katib v0.19.0 pkg/apis/config/v1beta1/defaults.go DefaultCPURequest "50m",
+# DefaultMemRequest "10Mi"); a fine-tune pod leaves room for it, as the trial is its Job.
+KATIB_COLLECTOR = Resources(cpu_m=50, memory_mib=10)
+# SYSTEM_PODS is an estimate from one measurement: what a pod requests stays at least this far
+# under what the node has left, so a DaemonSet GKE adds does not keep the pod Pending.
+MARGIN = Resources(cpu_m=250, memory_mib=256)
 EVICTION_MIB = 100  # the kubelet's memory.available hard eviction threshold on GKE
 
 
@@ -81,12 +110,15 @@ def allocatable(machine: Machine) -> Resources:
     return Resources(math.floor(cpu), math.floor(memory))
 
 
-def pod_share(machine_type: str, mounts_bucket: bool) -> Resources:
-    """What a pod that takes the whole node may request: allocatable less the system pods and
-    (when it mounts the bucket) the FUSE sidecar; whole GiB, and CPUs in steps of 0.5."""
-    free = allocatable(MACHINES[machine_type]) - SYSTEM_PODS
+def pod_share(machine_type: str, mounts_bucket: bool, collector: bool = False) -> Resources:
+    """What a pod that takes the whole node may request: allocatable less the system pods,
+    (when it mounts the bucket) the FUSE sidecar, (`collector`) Katib's collector and the
+    MARGIN; whole GiB, and CPUs in steps of 0.5."""
+    free = allocatable(MACHINES[machine_type]) - SYSTEM_PODS - MARGIN
     if mounts_bucket:
         free = free - GCSFUSE_SIDECAR
+    if collector:
+        free = free - KATIB_COLLECTOR
     return Resources(free.cpu_m // 500 * 500, free.memory_mib // MIB_PER_GIB * MIB_PER_GIB)
 
 

@@ -146,6 +146,18 @@ class Shell:
             self.kube.apply(obj)
         return path
 
+    def apply_kustomization(self, kustomization: str) -> None:
+        """`kubectl apply --server-side -k` of an add-on's remote kustomization, retried (its
+        webhooks answer a little after their Deployments are Available)."""
+        self.run(["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
+                  "-k", kustomization], attempts=5)  # fmt: skip
+
+    def wait_available(self, namespace: str, deployment: str = "", timeout: str = "10m") -> None:
+        """Wait for `deployment` (all of the namespace's when empty) to be Available."""
+        which = [f"deployment/{deployment}"] if deployment else ["deployment", "--all"]
+        self.run(["kubectl", "wait", *which, f"-n={namespace}", "--for=condition=Available",
+                  f"--timeout={timeout}"])  # fmt: skip
+
     def apply_secret(self, relative: str, secret: dict[str, Any]) -> None:
         """Write the Secret with its values redacted; server-side apply the real one through the
         API (no `last-applied-configuration` annotation carries the values)."""

@@ -18,9 +18,7 @@ from tunekit.backends.containers import HF_TOKEN, MOUNT_PATHS, Container, Secret
 from tunekit.backends.gke import node_sizing
 from tunekit.backends.gke.kube import GKE_ACCELERATOR_LABEL, TRAINER_API
 from tunekit.models import is_local_model, places_base
-from tunekit.objective import OBJECTIVE
 from tunekit.run import Run
-from tunekit.sweep import Sweep
 from tunekit.tracking import (
     ARTIFACT_PREFIX,
     AUTH_DATABASE,
@@ -44,13 +42,10 @@ KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.15.2", "v1.17.2"
 HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
 UID = 10001  # the images' non-root user
 SWEEP_LABEL = "tunekit.dev/sweep"  # a sweep's trial Jobs carry its id
-KATIB_GROUP = "kubeflow.org"
-KATIB_API = f"{KATIB_GROUP}/v1beta1"
-KATIB_VERSION = "v0.19.0"  # katib-standalone, installed by the sweep where the cluster lacks it
+# Katib's webhook adds its metrics collector to a sweep's trial pods only in namespaces with
+# this label (katib v0.19.0 manifests/v1beta1/components/webhook/webhooks.yaml); the sweep's
+# cluster side is tunekit.backends.gke.katib
 KATIB_INJECTION = "katib.kubeflow.org/metrics-collector-injection"
-# tunekit's samplers by Katib's names (katib-config.yaml of KATIB_VERSION: random and tpe are
-# its hyperopt suggestion, grid its Optuna one)
-KATIB_ALGORITHMS = {"grid": "grid", "random": "random", "tpe": "tpe"}
 FINETUNE_LABEL = "tunekit.dev/finetune"  # a fine-tune's Jobs (its attempts) carry its folder name
 ATTEMPT_LABEL = "tunekit.dev/attempt"  # and their attempt's number
 # Kubeflow Trainer, installed by stage 03 where the cluster lacks it; its `torch-distributed`
@@ -98,7 +93,7 @@ def in_cluster_url(run: Run, service: str) -> str:
     return f"http://{service}.{run.settings.namespace}.svc.cluster.local"
 
 
-def _meta(
+def meta(
     run: Run, name: str, component: str, labels: dict[str, str] | None = None, **extra: Any
 ) -> dict[str, Any]:
     common = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
@@ -187,12 +182,12 @@ def _gpu_placement(run: Run) -> dict[str, Any]:
     return {"nodeSelector": selector, "tolerations": tolerations}
 
 
-def _gpu_resources(run: Run, mounts_bucket: bool = False) -> dict[str, Any]:
+def _gpu_resources(run: Run, mounts_bucket: bool = False, collector: bool = False) -> dict:
     """All of a GPU node's GPUs, and what else the node has room for beside GKE's own pods and,
-    for a pod that mounts the bucket, the FUSE sidecar (tunekit.backends.gke.node_sizing)."""
-    share = node_sizing.quantities(node_sizing.pod_share(run.settings.gpu_machine_type,
-                                                         mounts_bucket))  # fmt: skip
-    amounts = {**share, "nvidia.com/gpu": str(run.settings.gpu_count)}
+    for a pod that mounts the bucket, the FUSE sidecar, for a fine-tune (a sweep's trial)
+    Katib's collector (tunekit.backends.gke.node_sizing)."""
+    share = node_sizing.pod_share(run.settings.gpu_machine_type, mounts_bucket, collector)
+    amounts = {**node_sizing.quantities(share), "nvidia.com/gpu": str(run.settings.gpu_count)}
     return {"requests": amounts, "limits": dict(amounts)}
 
 
@@ -217,8 +212,6 @@ def namespace(run: Run) -> list[dict[str, Any]]:
                 "labels": {
                     **PART_OF,
                     "pod-security.kubernetes.io/enforce": "baseline",
-                    # Katib's webhook adds its metrics collector to a sweep's trial pods only
-                    # in namespaces with this label (katib manifests/v1beta1/components/webhook)
                     KATIB_INJECTION: "enabled",
                 },
             },
@@ -227,7 +220,7 @@ def namespace(run: Run) -> list[dict[str, Any]]:
             {
                 "apiVersion": "v1",
                 "kind": "ServiceAccount",
-                "metadata": _meta(run, sa, "identity"),
+                "metadata": meta(run, sa, "identity"),
                 "automountServiceAccountToken": False,
             }
             for sa in (TRAIN_SA, SERVE_SA)
@@ -236,7 +229,7 @@ def namespace(run: Run) -> list[dict[str, Any]]:
             # Ingress only from the namespace itself (port-forwards go through the kubelet).
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": _meta(run, "same-namespace", "network"),
+            "metadata": meta(run, "same-namespace", "network"),
             "spec": {
                 "podSelector": {},
                 "policyTypes": ["Ingress"],
@@ -252,7 +245,7 @@ def secret(run: Run, name: str, data: dict[str, str]) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": _meta(run, name, "credentials"),
+        "metadata": meta(run, name, "credentials"),
         "stringData": data,
     }
 
@@ -385,7 +378,7 @@ def postgres(run: Run) -> list[dict[str, Any]]:
         {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
-            "metadata": _meta(
+            "metadata": meta(
                 run,
                 "postgres",
                 "database",
@@ -427,7 +420,7 @@ def postgres(run: Run) -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(run, "postgres", "database"),
+            "metadata": meta(run, "postgres", "database"),
             "spec": {
                 "selector": labels,
                 "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres"}],
@@ -473,7 +466,7 @@ def finetune_pod(run: Run, job: str, name: str, tracking_uri: str) -> FinetunePo
     container = _container(
         run,
         containers.finetune(run, job, tracking_uri),
-        resources=_gpu_resources(run, mounts_bucket=True),
+        resources=_gpu_resources(run, mounts_bucket=True, collector=True),
         securityContext=_CONTAINER_SECURITY,
         volumeMounts=scratch_mounts,
     )
@@ -516,7 +509,7 @@ def finetune_job(
     configmap = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(run, f"{job}-config", "finetune"),
+        "metadata": meta(run, f"{job}-config", "finetune"),
         "data": {"config.yaml": config_yaml},
     }
     if distributed.launched(s):
@@ -527,7 +520,7 @@ def finetune_job(
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": _meta(
+            "metadata": meta(
                 run, name, "finetune", labels={FINETUNE_LABEL: job, ATTEMPT_LABEL: str(attempt)}
             ),
             "spec": {
@@ -596,7 +589,7 @@ def finetune_trainjob(
     return {
         "apiVersion": TRAINER_API,
         "kind": "TrainJob",
-        "metadata": _meta(run, name, "finetune", labels=job_labels),
+        "metadata": meta(run, name, "finetune", labels=job_labels),
         "spec": {
             "runtimeRef": {
                 "apiGroup": TRAINER_GROUP,
@@ -657,89 +650,6 @@ def check_trainjob_name(name: str, num_nodes: int) -> None:
         )
 
 
-# --- stage 03, a sweep: a Katib Experiment whose trials are the fine-tune's Job
-
-
-def sweep_experiment(
-    run: Run, sweep: Sweep, tracking_uri: str, parent_run_id: str
-) -> list[dict[str, Any]]:
-    """The ConfigMap with the sweep's base settings and the Katib Experiment `<sweep id>`.
-
-    Its trial template is `finetune_job`'s Job (one builder), unnamed as Katib wants it
-    (it names each trial), with the trial's values as `--param` over the config file and its
-    output in `/workspace/finetune/<the trial settings' job name>` (`--jobs-dir`), as a single
-    fine-tune of the same settings would write it. Katib's stdout collector reads the objective
-    from the lines `tunekit.train` prints last (`name=value`).
-    """
-    if distributed.launched(sweep.base):
-        raise ValueError(
-            "a sweep's trials are single-process Jobs (Katib's trial template): sweep with "
-            "nproc_per_node=1 and num_nodes=1"
-        )
-    base = sweep.base.model_copy(update={"sweep_id": sweep.id})
-    configmap, job = finetune_job(run, sweep.id, tracking_uri, base.to_yaml())
-    job["metadata"] = {"labels": {SWEEP_LABEL: sweep.id, **PART_OF}}
-    pod = job["spec"]["template"]
-    pod["metadata"]["labels"] = {SWEEP_LABEL: sweep.id, **PART_OF}
-    container = pod["spec"]["containers"][0]
-    args = container["args"]
-    at = args.index("--output-dir")
-    container["args"] = [
-        *args[:at],
-        "--jobs-dir",
-        f"{MOUNT_PATHS[containers.WORKSPACE]}/finetune",
-        *args[at + 2 :],
-        *(f"--param={name}=${{trialParameters.{name}}}" for name in sweep.space),
-    ]
-    score, tie_break = OBJECTIVE
-    experiment = {
-        "apiVersion": KATIB_API,
-        "kind": "Experiment",
-        "metadata": _meta(
-            run, sweep.id, "sweep", annotations={"tunekit.dev/mlflow-parent-run": parent_run_id}
-        ),
-        "spec": {
-            "objective": {
-                "type": "maximize",
-                "objectiveMetricName": score,
-                "additionalMetricNames": [tie_break],
-            },
-            "algorithm": _algorithm(sweep),
-            "parallelTrialCount": sweep.parallel,
-            "maxTrialCount": sweep.trial_count,
-            "maxFailedTrialCount": sweep.trial_count,  # a failed trial does not stop the others
-            "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
-            "parameters": [
-                {
-                    "name": name,
-                    "parameterType": "categorical",
-                    "feasibleSpace": {"list": list(values)},
-                }
-                for name, values in sweep.space.items()
-            ],
-            "trialTemplate": {
-                "primaryContainerName": container["name"],
-                "trialParameters": [
-                    {"name": name, "reference": name, "description": f"setting {name}"}
-                    for name in sweep.space
-                ],
-                "trialSpec": job,
-            },
-        },
-    }
-    configmap["metadata"]["name"] = f"{sweep.id}-config"
-    return [configmap, experiment]
-
-
-def _algorithm(sweep: Sweep) -> dict[str, Any]:
-    """Katib's algorithm for the sampler; random and TPE seeded (hyperopt's `random_state`,
-    katib pkg/suggestion/v1beta1/hyperopt/base_service.py); the grid has every point anyway."""
-    algorithm: dict[str, Any] = {"algorithmName": KATIB_ALGORITHMS[sweep.sampler]}
-    if sweep.sampler != "grid":
-        algorithm["algorithmSettings"] = [{"name": "random_state", "value": str(sweep.seed)}]
-    return algorithm
-
-
 # --- stage 05: FastAPI Deployment + Service
 
 
@@ -774,7 +684,7 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _meta(run, "tunekit-serve", "serving"),
+            "metadata": meta(run, "tunekit-serve", "serving"),
             "spec": {
                 "replicas": 1,
                 "strategy": {"type": "Recreate"},
@@ -798,7 +708,7 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(run, "tunekit-serve", "serving"),
+            "metadata": meta(run, "tunekit-serve", "serving"),
             "spec": {
                 "type": "ClusterIP",
                 "selector": labels,
@@ -838,7 +748,7 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
-        "metadata": _meta(run, "tunekit-mlserver", "serving"),
+        "metadata": meta(run, "tunekit-mlserver", "serving"),
         "spec": {
             "supportedModelFormats": [{"name": "mlflow", "version": "2", "autoSelect": False}],
             "protocolVersions": ["v2"],
@@ -853,7 +763,7 @@ def _inference_service(run: Run, name: str, model: dict[str, Any]) -> dict[str, 
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": _meta(
+        "metadata": meta(
             run, name, "serving", annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}
         ),
         "spec": {
