@@ -30,6 +30,8 @@ KINDS = {
     ("", "v1", "Service"): ("services", True),
     ("", "v1", "Pod"): ("pods", True),
     ("", "v1", "Event"): ("events", True),
+    ("", "v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("", "v1", "PersistentVolume"): ("persistentvolumes", False),
     ("apps", "v1", "StatefulSet"): ("statefulsets", True),
     ("apps", "v1", "Deployment"): ("deployments", True),
     ("batch", "v1", "Job"): ("jobs", True),

@@ -370,3 +370,39 @@ def test_ui_reopens_only_the_port_forward(cluster, tmp_path, monkeypatch):
         proc.kill()
     called = calls.read_text().splitlines()
     assert len(called) == 1 and called[0].startswith(f"kubectl port-forward -n={NS} svc/mlflow ")
+
+
+# --- stage 07: no disk outlives the cluster
+
+
+def test_cleanup_waits_for_the_volumes_and_reports_a_disk_left(cluster, tmp_path, capsys):
+    """Deleting a namespace deletes its claims; the volumes (Persistent Disks, reclaim policy
+    Delete) go after, asynchronously, and `terraform destroy` does not wait for them: a disk
+    whose deletion is still running when the cluster goes is left, paid for. PostgreSQL's
+    claim lives in the kit's namespace, Katib's MySQL one in `kubeflow` (katib v0.19.0
+    manifests/v1beta1/components/mysql/pvc.yaml: katib-mysql, 10Gi). Here the FAKE kubectl
+    deletes nothing: PostgreSQL's volume is already gone, Katib's stays."""
+    handle = "projects/p1/zones/us-central1-b/disks/pvc-katib"
+    for namespace, claim, volume in ((NS, "data-postgres-0", "pv-postgres"),
+                                     ("kubeflow", "katib-mysql", "pv-katib")):  # fmt: skip
+        cluster.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                     "metadata": {"name": claim, "namespace": namespace},
+                     "spec": {"volumeName": volume}})  # fmt: skip
+    cluster.put(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "pv-katib"},
+            "spec": {"csi": {"driver": "pd.csi.storage.gke.io", "volumeHandle": handle}},
+        }
+    )
+    run = _run(tmp_path)
+    result = tunekit.cleanup(run)
+    assert result["volumes_deleted"] == ["pv-postgres"]
+    assert result["disks_left"] == [handle]
+    said = capsys.readouterr().out
+    assert "gcloud compute disks delete pvc-katib --zone=us-central1-b --project=p1" in said
+    script = (run.dir / "gke" / "commands.sh").read_text()
+    namespaces = script.index(f"kubectl delete namespace {NS} kubeflow")
+    wait = script.index("kubectl wait --for=delete pv/pv-katib pv/pv-postgres")
+    assert namespaces < wait < script.index("terraform -chdir=")

@@ -38,6 +38,7 @@ from tunekit.tracking import artifacts_destination
 
 # The credentials stage 02 keeps in Secrets: PostgreSQL's user, MLflow's admin and reader.
 MLFLOW_SECRETS = (credentials.DATABASE, credentials.ADMIN, credentials.READER)
+VOLUME_TIMEOUT = "10m"  # how long stage 07 waits for a namespace, then for its volumes, to go
 
 
 def terraform_variables(run: Run) -> dict[str, Any]:
@@ -504,28 +505,68 @@ class Gke(LivePlatform):
     # --- stage 07
 
     def cleanup(self, run: Run) -> dict[str, Any]:
-        """Delete the workloads, MLflow and PostgreSQL, the namespace; then terraform destroy."""
+        """Delete the workloads, MLflow and PostgreSQL, the namespaces the kit's installs made
+        volumes in; wait until those volumes (Persistent Disks) are gone; terraform destroy.
+        A volume still there after the wait is reported with its disk: destroying the
+        cluster leaves such a disk behind, paid for."""
         sh, s = self.shell(run, "07-cleanup"), run.settings
         stopped = stop_all(run)  # the local port-forwards
+        # the disks: PostgreSQL's claim here, Katib's MySQL (katib v0.19.0
+        # manifests/v1beta1/components/mysql/pvc.yaml: katib-mysql, 10Gi, namespace kubeflow)
+        namespaces = [s.namespace, katib.NAMESPACE]
+        volumes = sorted(v for ns in namespaces for v in sh.kube.volume_claims(ns).values() if v)
         folder = sh.folder / "manifests"
         for path in sorted(folder.glob("0[3-6]-*.yaml"), reverse=True):
             sh.run(["kubectl", "delete", "-f", str(path), "--ignore-not-found", "--wait=false"],
                    check=False)  # fmt: skip
         sh.run(["helm", "uninstall", "mlflow", f"--namespace={s.namespace}",
                 "--ignore-not-found"], check=False)  # fmt: skip
-        sh.run(["kubectl", "delete", "namespace", s.namespace, "--ignore-not-found"], check=False)
+        # a namespace's deletion deletes its claims once their pods are gone (it waits)
+        sh.run(["kubectl", "delete", "namespace", *namespaces, "--ignore-not-found",
+                f"--timeout={VOLUME_TIMEOUT}"], check=False)  # fmt: skip
+        left = self._wait_deleted(sh, volumes)
         var_file = sh.folder / "terraform.tfvars.json"
         sh.run(["terraform", f"-chdir={project_files.terraform_dir()}", "destroy",
                 "-input=false", "-auto-approve", f"-var-file={var_file}"])  # fmt: skip
+        for volume, disk in left.items():
+            print(f"PersistentVolume {volume} was not deleted in {VOLUME_TIMEOUT}: its disk is "
+                  f"left; delete it with `{shlex.join(delete_disk(disk))}`")  # fmt: skip
         return run.state.update(
             "cleanup",
             {
                 "stopped": stopped,
                 "still_running": sorted(running_services(run)),
+                "volumes_deleted": [v for v in volumes if v not in left],
+                "disks_left": sorted(left.values()),
                 "destroyed": self.live_value(True),
                 "commands": str(sh.script),
             },
         )
+
+    def _wait_deleted(self, sh: Shell, volumes: list[str]) -> dict[str, str]:
+        """Wait until the PersistentVolumes are deleted; those still there, with their disk."""
+        if not volumes:
+            sh.note("kubectl wait --for=delete on the namespaces' PersistentVolumes: none bound")
+            return {}
+        sh.run(["kubectl", "wait", "--for=delete", *(f"pv/{v}" for v in volumes),
+                f"--timeout={VOLUME_TIMEOUT}"], check=False)  # fmt: skip
+        left = {}
+        for volume in volumes:
+            if (found := sh.kube.get("v1", "PersistentVolume", volume)) is not None:
+                csi = found.get("spec", {}).get("csi", {})
+                left[volume] = csi.get("volumeHandle") or volume  # projects/P/zones/Z/disks/D
+        return left
+
+
+def delete_disk(handle: str) -> list[str]:
+    """The gcloud command that deletes a Persistent Disk named by its CSI volume handle
+    (`projects/P/zones/Z/disks/D`, pd.csi.storage.gke.io; regional disks: `regions/R`)."""
+    parts = handle.split("/")
+    if len(parts) != 6 or parts[0] != "projects" or parts[4] != "disks":
+        return ["gcloud", "compute", "disks", "delete", handle]
+    where = "--zone" if parts[2] == "zones" else "--region"
+    return ["gcloud", "compute", "disks", "delete", parts[5], f"{where}={parts[3]}",
+            f"--project={parts[1]}"]  # fmt: skip
 
 
 def attempt_of(job: Any) -> int:

@@ -125,6 +125,18 @@ class Kube:
                 return None
             raise _api_error(e, f"reading {kind}/{name}") from None
 
+    def volume_claims(self, namespace: str) -> dict[str, str]:
+        """The namespace's PersistentVolumeClaims: claim name -> bound volume ("" if none)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found = self.core.list_namespaced_persistent_volume_claim(namespace).items
+        except ApiException as e:
+            if e.status == 404:
+                return {}
+            raise _api_error(e, f"listing PersistentVolumeClaims of {namespace}") from None
+        return {c.metadata.name: c.spec.volume_name or "" for c in found}
+
     def jobs(self, namespace: str, selector: str) -> list[Any]:
         """The Jobs matching a label selector, oldest first."""
         found = self.batch.list_namespaced_job(namespace, label_selector=selector).items

@@ -51,6 +51,9 @@ class EmptyCluster(Kube):
     def jobs(self, namespace: str, selector: str) -> list[Any]:
         return []
 
+    def volume_claims(self, namespace: str) -> dict[str, str]:
+        return {}
+
     def gpus(self, accelerator: str) -> int:
         return 0
 
