@@ -268,6 +268,7 @@ resource "google_container_node_pool" "gpu" {
       type  = var.gpu_type
       count = var.gpu_count
       gpu_driver_installation_config {
+        # R580, which the images' CUDA 13 needs (tunekit.gpu_stack; checked at container start)
         gpu_driver_version = "LATEST"
       }
     }

@@ -10,6 +10,7 @@ before the facts were checked, and would not have worked.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -548,3 +549,73 @@ def test_vllm_finds_the_adapter_where_the_logged_model_keeps_it(dry_run):
     lora = next(a for a in args if a.startswith("--lora-modules="))
     assert lora.endswith(f"={workloads.MODEL_DIR}/artifacts/{ADAPTER}")
     assert "--guided-decoding-backend=xgrammar" in args
+
+
+# --- the GPU images' CUDA and the nodes' driver (tunekit.gpu_stack)
+
+
+def test_the_gpu_images_cuda_and_the_nodes_driver_are_a_pair():
+    """torch 2.13.0's PyPI wheel is a CUDA 13.0 build (Requires-Dist cuda-toolkit==13.0.3),
+    which needs driver >= 580.65.06 (NVIDIA's CUDA 13.0 release notes); GKE's LATEST driver is
+    R580 (rapidsai/deployment#659). The images' CUDA base must be that CUDA (it labelled the
+    CUDA 13 torch as 12.8.1), and the pool must ask for that driver."""
+    from tunekit import gpu_stack
+
+    for name in ("finetune", "kserve"):
+        dockerfile = (REPO / "docker" / name / "Dockerfile").read_text()
+        args = dict(re.findall(r"^ARG (\w+)=(.*)$", dockerfile, re.M))
+        assert args["CUDA_BASE"] == gpu_stack.CUDA_BASE_IMAGE, name
+        assert args["TORCH"] == gpu_stack.TORCH, name
+        assert args["TORCH_INDEX"] == "https://pypi.org/simple", name  # the CUDA 13.0 wheel
+    tag = gpu_stack.CUDA_BASE_IMAGE.split(":")[1]
+    assert tag.startswith(f"{gpu_stack.TORCH_CUDA}."), tag
+    assert "FROM ${BASE_IMAGE}" in (REPO / "docker" / "serve" / "Dockerfile").read_text()
+    pool = _resources(_terraform())["google_container_node_pool.gpu"]
+    [accelerator] = pool["node_config"][0]["guest_accelerator"]
+    [driver] = accelerator["gpu_driver_installation_config"]
+    assert driver["gpu_driver_version"] == gpu_stack.GKE_DRIVER
+
+
+def test_every_gpu_container_checks_the_driver_at_start(dry_run):
+    from tunekit import gpu_stack
+
+    checked, unchecked = set(), set()
+    for obj in rendered(dry_run):
+        if obj["kind"] in ("Job", "Deployment", "StatefulSet", "ServingRuntime"):
+            spec = obj["spec"]
+            spec = spec if obj["kind"] == "ServingRuntime" else spec["template"]["spec"]
+            for container in spec["containers"]:
+                env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                on = env.get(gpu_stack.REQUIRE_ENV) == gpu_stack.TORCH_CUDA
+                (checked if on else unchecked).add(container["name"])
+    assert checked == {"train", "serve", "kserve-container"}, checked
+    assert "postgres" in unchecked
+
+
+def test_a_driver_older_than_the_images_cuda_is_refused_naming_both():
+    from tunekit.gpu_stack import GpuMismatch, check, driver_version
+
+    check("13.0", 13000, "580.65.06")
+    check("13.0", 13020, "580.95.05")
+    with pytest.raises(GpuMismatch, match=r"driver 570.133.20 supports CUDA up to 12.8; .*CUDA "
+                       r"13.0 .*driver >= 580.65.06 .*LATEST"):  # fmt: skip
+        check("13.0", 12080, "570.133.20")
+    with pytest.raises(GpuMismatch, match="no NVIDIA driver is visible"):
+        check("13.0", None, "unknown")
+    assert driver_version(REPO / "no-such-file") == "unknown"
+
+
+def test_the_fine_tune_stops_at_once_on_a_gpu_pod_without_a_usable_driver(tmp_path):
+    """This machine has no NVIDIA driver: what a GPU pod on a node without one (or with one
+    too old) sees. The trainer exits before loading anything, naming what it needs."""
+    import subprocess
+    import sys
+
+    from tunekit import gpu_stack
+
+    env = {**os.environ, gpu_stack.REQUIRE_ENV: gpu_stack.TORCH_CUDA}
+    done = subprocess.run([sys.executable, "-m", "tunekit.train", "--output-dir", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert "no NVIDIA driver is visible" in done.stderr and "580.65.06" in done.stderr
+    assert not any(tmp_path.iterdir())

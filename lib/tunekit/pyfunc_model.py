@@ -24,7 +24,7 @@ from tunekit.prompts import build_prompt, parse_prompt
 
 # The modules the logged model imports, shipped in its code/tunekit/ (no __init__: the serving
 # environment's `tunekit` is then a namespace package of these files alone)
-CODE = ("prompts.py", "grammar.py", "inference.py", "models.py", "pyfunc_model.py")
+CODE = ("prompts.py", "grammar.py", "inference.py", "models.py", "pyfunc_model.py", "gpu_stack.py")
 ENTRY = Path(__file__).with_name("pyfunc_entry.py")  # MLflow's "model from code" file
 ADAPTER = "peft"  # the artifact holding the adapter and its tokenizer
 
@@ -37,7 +37,11 @@ class TextToSQL(PythonModel):
         self.load(context.artifacts[ADAPTER], config)
 
     def load(self, adapter: str, config: dict[str, Any]) -> None:
-        """The base named in `config` with the adapter at `adapter` (a directory)."""
+        """The base named in `config` with the adapter at `adapter` (a directory). On a GPU
+        pod, first: the node's driver runs the image's CUDA (tunekit.gpu_stack)."""
+        from tunekit.gpu_stack import require_cuda
+
+        require_cuda()
         from peft import PeftModel
 
         from tunekit.models import load_base

@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    from tunekit.gpu_stack import GpuMismatch, require_cuda
+
+    try:
+        require_cuda()  # on a GPU pod: the node's driver runs this image's CUDA
+    except GpuMismatch as e:
+        raise SystemExit(f"tunekit.train: {e}") from None
     import datasets
     import torch
     import transformers

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tunekit import credentials, distributed
+from tunekit import credentials, distributed, gpu_stack
 from tunekit.backends import containers
 from tunekit.backends.containers import HF_TOKEN, MOUNT_PATHS, Container, SecretRef
 from tunekit.backends.gke import node_sizing
@@ -121,10 +121,13 @@ def _secret_env(refs: Mapping[str, SecretRef]) -> list[dict[str, Any]]:
     ]
 
 
-def _container(run: Run, c: Container, *, mounts: bool = True, **fields: Any) -> dict[str, Any]:
+def _container(
+    run: Run, c: Container, *, mounts: bool = True, cuda: bool = False, **fields: Any
+) -> dict[str, Any]:
     """`c` as a pod's container: the kit's image, its command, args, env, port and the volumes
     it mounts (`mounts=False` where the platform mounts them, as KServe does /mnt/models), then
-    `fields` (resources, probes, more mounts)."""
+    `fields` (resources, probes, more mounts). `cuda`: it runs on a GPU node, and checks at
+    start that the node's driver runs the image's CUDA (tunekit.gpu_stack)."""
     rendered: dict[str, Any] = {
         "name": c.name,
         "image": image(run, c.image),
@@ -136,6 +139,8 @@ def _container(run: Run, c: Container, *, mounts: bool = True, **fields: Any) ->
     if c.port:
         rendered["ports"] = [{"name": "http", "containerPort": c.port}]
     rendered["env"] = _env(c)
+    if cuda:
+        rendered["env"].append({"name": gpu_stack.REQUIRE_ENV, "value": gpu_stack.TORCH_CUDA})
     extra_mounts = fields.pop("volumeMounts", [])
     volume_mounts = [
         {"name": v, "mountPath": MOUNT_PATHS[v], **({"readOnly": True} if ro else {})}
@@ -466,6 +471,7 @@ def finetune_pod(run: Run, job: str, name: str, tracking_uri: str) -> FinetunePo
     container = _container(
         run,
         containers.finetune(run, job, tracking_uri),
+        cuda=True,
         resources=_gpu_resources(run, mounts_bucket=True, collector=True),
         securityContext=_CONTAINER_SECURITY,
         volumeMounts=scratch_mounts,
@@ -673,6 +679,7 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
     container = _container(
         run,
         containers.serve(run, model_uri, version, tracking_uri),
+        cuda=True,
         resources=_gpu_resources(run, mounts_bucket=placed_base),
         startupProbe={**health, "failureThreshold": 90},  # loading the model: up to 15 min
         livenessProbe=health,
@@ -734,6 +741,7 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
         run,
         containers.mlserver(run, tracking_uri, version),
         mounts=False,
+        cuda=True,  # its InferenceService gives it the GPU node
         securityContext={**_CONTAINER_SECURITY, "readOnlyRootFilesystem": False},
         resources={
             "requests": {"cpu": "1", "memory": "2Gi"},
