@@ -39,10 +39,12 @@ kubectl rollout status deployment/tunekit-serve -n=tunekit --timeout=20m
 
 kubectl apply -f https://github.com/cert-manager/cert-manager/releases/download/v1.17.2/cert-manager.yaml
 kubectl wait deployment --all -n=cert-manager --for=condition=Available --timeout=5m
-kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.15.2/kserve.yaml
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-kserve-namespace.yaml
+kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.21.0/kserve.yaml
 kubectl wait deployment/kserve-controller-manager -n=kserve --for=condition=Available --timeout=10m
-kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.15.2/kserve-cluster-resources.yaml
-kubectl patch configmap/inferenceservice-config -n=kserve --type=merge '-p={"data": {"deploy": "{\"defaultDeploymentMode\": \"RawDeployment\"}"}}'
+kubectl wait deployment/llmisvc-controller-manager -n=kserve --for=condition=Available --timeout=10m
+kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.21.0/kserve-cluster-resources.yaml
+kubectl patch configmap/inferenceservice-config -n=kserve --type=merge '-p={"data": {"deploy": "{\"defaultDeploymentMode\": \"Standard\"}"}}'
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-kserve.yaml
 kubectl wait inferenceservice/gemma2-text-to-sql -n=tunekit --for=condition=Ready --timeout=30m
 kubectl wait inferenceservice/gemma2-text-to-sql-vllm -n=tunekit --for=condition=Ready --timeout=30m

@@ -146,7 +146,7 @@ tunekit.compare_servers(run, question, context)
 # %% [markdown]
 # On `gke` the champion's adapter is also served by KServe's Hugging Face runtime (vLLM) on the
 # base model. It gets the same grammar in the request field its vLLM version reads
-# (`guided_grammar`, or `structured_outputs` from vLLM 0.11 on); the request, sent from inside
+# (`structured_outputs`; `guided_grammar` before vLLM 0.11); the request, sent from inside
 # the cluster:
 
 # %%

@@ -161,19 +161,54 @@ def test_servers_read_the_registry_as_the_reader_and_the_job_writes_as_the_admin
     assert helm_values(dry_run)["auth"]["defaultPermission"] == "READ"
 
 
-# --- KServe v0.15.2
+# --- KServe: the release on the cluster is the one the objects are validated against
+
+
+def test_the_cluster_gets_the_kserve_release_the_objects_are_checked_against(dry_run):
+    """tests/schemas.py validates InferenceServices and ServingRuntimes against the kserve
+    SDK's types; the cluster installs KSERVE_VERSION's release. A field the SDK knows and the
+    installed CRD does not would pass here and be pruned there: they must be one release (the
+    PyPI SDK 0.21.0 is KServe v0.21.0: python/kserve/pyproject.toml `version = "0.21.0"`)."""
+    from importlib import metadata
+
+    assert f"v{metadata.version('kserve')}" == workloads.KSERVE_VERSION
+    commands = (dry_run.dir / "gke" / "commands.sh").read_text()
+    assert f"kserve/kserve/releases/download/{workloads.KSERVE_VERSION}/kserve.yaml" in commands
+
+
+def test_kserve_installs_into_a_namespace_that_exists_in_standard_mode(dry_run):
+    """Since v0.17 install/<version>/kserve.yaml has no Namespace (hack/release/
+    generate-install.sh: `yq 'select(.kind != "Namespace")'`; v0.21.0's file opens with a CRD):
+    applied to a fresh cluster, its namespaced objects fail. kserve-cluster-resources.yaml
+    (v0.21.0) holds LLMInferenceServiceConfigs, admitted by llmisvc-controller-manager's webhook
+    (config/webhook/llmisvc, failurePolicy Fail): it must be Available first. The mode once
+    called RawDeployment is `Standard` (pkg/constants/constants.go `LegacyRawDeployment ...
+    deprecated: use Standard`); the webhook rewrites the old annotation, and the validator
+    refuses an update whose annotation differs from the status (inference_service_validation.go
+    "deploymentMode cannot be changed"): a server-side re-apply of the old value fights it."""
+    commands = (dry_run.dir / "gke" / "commands.sh").read_text()
+    install = commands.index("/kserve.yaml")
+    namespace = rendered_one(dry_run, "Namespace", "kserve")
+    assert namespace["metadata"]["name"] == "kserve"
+    assert -1 < commands.index("06-kserve-namespace.yaml") < install
+    llm = commands.index("deployment/llmisvc-controller-manager")
+    assert install < llm < commands.index("/kserve-cluster-resources.yaml")
+    assert '\\"defaultDeploymentMode\\": \\"Standard\\"' in commands or (
+        '"defaultDeploymentMode": "Standard"' in commands
+    )
+    for isvc in (o for o in rendered(dry_run) if o["kind"] == "InferenceService"):
+        assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
 
 
 def kserve_predictor_image(isvc: dict[str, Any]) -> str:
     """The image KServe's controller gives the predictor container.
 
-    install/v0.15.2/kserve-cluster-resources.yaml: ClusterServingRuntime
-    kserve-huggingfaceserver runs `kserve/huggingfaceserver:v0.15.2`, the CPU build
-    (python/huggingface_server_cpu.Dockerfile, vLLM for CPU); the CUDA build is the same tag
-    with `-gpu` (config/runtimes/kustomization.yaml `newTag: latest-gpu`).
-    pkg/controller/v1beta1/inferenceservice/utils/utils.go `UpdateImageTag`: with
-    `nvidia.com/gpu` in the container's *limits* and the runtime named kserve-huggingfaceserver
-    (or tfserving, torchserve), "-gpu" is appended unless the tag has it.
+    install/v0.21.0/kserve-cluster-resources.yaml: ClusterServingRuntime
+    kserve-huggingfaceserver runs `kserve/huggingfaceserver:v0.21.0`, the CPU build; the CUDA
+    build is the same tag with `-gpu`. pkg/controller/v1beta1/inferenceservice/utils/utils.go
+    `UpdateImageTag` (v0.20.0): with `nvidia.com/gpu` in the container's *limits* and the server
+    type huggingfaceserver (the runtime's `serving.kserve.io/server-type` annotation, else its
+    name), "-gpu" is appended unless the tag has it.
     """
     model = isvc["spec"]["predictor"]["model"]
     runtime = model.get("runtime")
@@ -187,7 +222,7 @@ def kserve_predictor_image(isvc: dict[str, Any]) -> str:
 
 
 def test_the_vllm_predictor_gets_kserves_cuda_build(dry_run):
-    """Item 7. The issue's premise does not hold at v0.15.2: the controller picks the -gpu
+    """Item 7. The issue's premise does not hold: the controller picks the -gpu
     image itself, given GPU limits and the Hugging Face runtime. The kit names that runtime
     (auto-selection would pick it by priority today, but a cluster with another runtime of
     higher priority for `huggingface` would silently change the image) and keeps the limits."""
@@ -200,7 +235,8 @@ def test_the_vllm_predictor_gets_kserves_cuda_build(dry_run):
 
 
 def test_vllm_is_not_offered_an_adapter_it_refuses(tmp_path):
-    """vLLM 0.8.5 (KServe 0.15's huggingfaceserver) loads no adapter with modules_to_save:
+    """vLLM (0.8.5 in KServe 0.15's huggingfaceserver, 0.24.0 in 0.21's) loads no adapter with
+    modules_to_save:
     vllm/lora/peft_helper.py "vLLM only supports modules_to_save being None"."""
     base = {"profile": "gke", "dry_run": True, "project_id": "p1"}
     run = tunekit.start_run(tmp_path / "a", **base)
@@ -211,7 +247,7 @@ def test_vllm_is_not_offered_an_adapter_it_refuses(tmp_path):
 
 def test_gpu_servers_are_replaced_not_surged(dry_run):
     """A rolling update of a one-replica GPU server starts the new pod beside the old one (KServe
-    raw mode: maxSurge 25% rounds up to 1, setDefaultDeploymentSpec), which needs a second GPU
+    Standard mode: maxSurge 25% rounds up to 1, setDefaultDeploymentSpec), which needs a second GPU
     node; `Recreate` frees the GPU first."""
     assert rendered_one(dry_run, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
     for isvc in (o for o in rendered(dry_run) if o["kind"] == "InferenceService"):
@@ -542,13 +578,22 @@ def test_vllm_finds_the_adapter_where_the_logged_model_keeps_it(dry_run):
     (MLflow's pyfunc puts each artifact under artifacts/<name>: tunekit.pyfunc_model.ADAPTER).
     The structured-output backend is named, xgrammar: under vLLM's "auto", a grammar xgrammar
     cannot parse goes to another backend and the engine dies (vllm-project/vllm#43920);
-    `--guided-decoding-backend` is vLLM 0.8.5's flag (vllm/engine/arg_utils.py)."""
+    vLLM 0.24.0 (KServe v0.21.0's image: python/kserve/pyproject.toml `vllm==0.24.0`) names it
+    `--structured-outputs-config`, a JSON StructuredOutputsConfig (vllm/config/
+    structured_outputs.py; vllm-project/vllm#22772 removed `--guided-decoding-*`). KServe's
+    huggingfaceserver reads its arguments with `parse_known_args` (huggingfaceserver/
+    __main__.py): an unknown flag, the old one or the dotted form (expanded only by
+    FlexibleArgumentParser.parse_args), is dropped without a word and the backend stays
+    "auto"."""
     from tunekit.pyfunc_model import ADAPTER
 
     args = rendered_one(dry_run, "InferenceService", "-vllm")["spec"]["predictor"]["model"]["args"]
     lora = next(a for a in args if a.startswith("--lora-modules="))
     assert lora.endswith(f"={workloads.MODEL_DIR}/artifacts/{ADAPTER}")
-    assert "--guided-decoding-backend=xgrammar" in args
+    [structured] = [a for a in args if a.startswith("--structured-outputs-config")]
+    flag, _, value = structured.partition("=")
+    assert flag == "--structured-outputs-config" and json.loads(value) == {"backend": "xgrammar"}
+    assert not [a for a in args if a.startswith("--guided-decoding")]
 
 
 # --- the GPU images' CUDA and the nodes' driver (tunekit.gpu_stack)

@@ -19,9 +19,9 @@ TUTORIAL = {
 
 
 # The vLLM in KServe's Hugging Face runtime image, by KServe release: kserve v0.15.2
-# python/huggingfaceserver/pyproject.toml (vllm = "0.8.5"), v0.20.0 python/kserve/pyproject.toml
-# (llm = ["vllm==0.24.0"])
-KSERVE_VLLM = {"v0.15.2": (0, 8, 5), "v0.20.0": (0, 24, 0)}
+# python/huggingfaceserver/pyproject.toml (vllm = "0.8.5"), v0.20.0 and v0.21.0
+# python/kserve/pyproject.toml (llm = ["vllm==0.24.0"])
+KSERVE_VLLM = {"v0.15.2": (0, 8, 5), "v0.20.0": (0, 24, 0), "v0.21.0": (0, 24, 0)}
 # vLLM's CompletionRequest took a grammar as top-level `guided_grammar` until 0.11.0 added
 # `structured_outputs: {grammar: ...}` (0.11 deprecates the old field, 0.12.0 removes it). Its
 # requests allow unknown fields (vllm/entrypoints/openai/protocol.py `OpenAIBaseModel`,

@@ -459,9 +459,9 @@ class Gke(LivePlatform):
         return run.state.update("serving", record)
 
     def _ensure_kserve(self, sh: Shell) -> None:
-        """cert-manager and KServe (RawDeployment) unless the cluster has them: KServe's CRDs,
-        its Hugging Face runtime and the RawDeployment default are each checked, so an install
-        that stopped half-way is completed by a re-run."""
+        """cert-manager and KServe (Standard mode, once called RawDeployment) unless the
+        cluster has them: KServe's CRDs, its Hugging Face runtime and the Standard default are
+        each checked, so an install that stopped half-way is completed by a re-run."""
         releases = "https://github.com/{}/releases/download/{}/{}"
         if not sh.kube.exists(*CRD, "certificates.cert-manager.io"):
             cert_manager = releases.format(
@@ -476,16 +476,20 @@ class Gke(LivePlatform):
         # cert-manager's and KServe's webhooks answer a little after their Deployments are
         # Available (the CA bundle is injected asynchronously): the applies that call them retry
         if not sh.kube.exists(*CRD, "inferenceservices.serving.kserve.io"):
+            # the release's kserve.yaml has no Namespace since v0.17 (its objects need one)
+            sh.apply("manifests/06-kserve-namespace.yaml", [workloads.kserve_namespace()])
             sh.run([*apply, kserve.format("kserve.yaml")], attempts=5)
-            sh.wait_available("kserve", deployment="kserve-controller-manager")
         runtime = ("serving.kserve.io/v1alpha1", "ClusterServingRuntime", workloads.HF_RUNTIME)
         if not sh.kube.exists(*runtime):
+            # the cluster resources hold LLMInferenceServiceConfigs, which the LLM controller's
+            # webhook admits (failurePolicy Fail): both controllers first
+            for controller in workloads.KSERVE_CONTROLLERS:
+                sh.wait_available(workloads.KSERVE_NAMESPACE, deployment=controller)
             sh.run([*apply, kserve.format("kserve-cluster-resources.yaml")], attempts=5)
-        raw = json.dumps(
-            {"data": {"deploy": json.dumps({"defaultDeploymentMode": "RawDeployment"})}}
-        )
-        sh.run(["kubectl", "patch", "configmap/inferenceservice-config", "-n=kserve",
-                "--type=merge", f"-p={raw}"])  # fmt: skip
+        mode = json.dumps({"data": {"deploy": json.dumps(
+            {"defaultDeploymentMode": workloads.KSERVE_MODE})}})  # fmt: skip
+        sh.run(["kubectl", "patch", "configmap/inferenceservice-config",
+                f"-n={workloads.KSERVE_NAMESPACE}", "--type=merge", f"-p={mode}"])  # fmt: skip
 
     def storage_uri(self, run: Run, version: str) -> str:
         """The gs:// folder of the registered version's model (MLflow serves artifacts by

@@ -36,9 +36,13 @@ MLFLOW_DB_SECRET = credentials.DATABASE
 MODEL_DIR = MOUNT_PATHS[containers.MODELS]
 MLFLOW_PORT, SERVE_PORT, POSTGRES_PORT = 5000, containers.SERVE_PORT, 5432
 POSTGRES_IMAGE = "postgres:17.6-bookworm"
-# KServe (RawDeployment mode: no Knative, no Istio) and the cert-manager it needs, installed by
-# stage 06 when the cluster has no KServe yet.
-KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.15.2", "v1.17.2"
+# KServe (Standard mode, once RawDeployment: no Knative, no Istio) and the cert-manager it
+# needs (v0.21.0's kserve-deps.env: v1.17.0 or newer), installed by stage 06 when the cluster
+# has no KServe yet; tests/schemas.py validates against the same release's SDK.
+KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.21.0", "v1.17.2"
+KSERVE_NAMESPACE, KSERVE_MODE = "kserve", "Standard"  # pkg/constants/constants.go
+# its Deployments (install/v0.21.0/kserve.yaml: config/manager, config/llmisvc)
+KSERVE_CONTROLLERS = ("kserve-controller-manager", "llmisvc-controller-manager")
 HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
 UID = 10001  # the images' non-root user
 SWEEP_LABEL = "tunekit.dev/sweep"  # a sweep's trial Jobs carry its id
@@ -765,14 +769,19 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
     }
 
 
+def kserve_namespace() -> dict[str, Any]:
+    """KServe's namespace, which its release's kserve.yaml no longer creates (v0.17 on)."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KSERVE_NAMESPACE}}
+
+
 def _inference_service(run: Run, name: str, model: dict[str, Any]) -> dict[str, Any]:
-    """An InferenceService (RawDeployment, on the GPU pool) whose predictor serves `model`
+    """An InferenceService (Standard mode, on the GPU pool) whose predictor serves `model`
     from `storageUri`, with the serving account and the GPU resources of the other servers."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": meta(
-            run, name, "serving", annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}
+            run, name, "serving", annotations={"serving.kserve.io/deploymentMode": KSERVE_MODE}
         ),
         "spec": {
             "predictor": {
@@ -820,9 +829,10 @@ def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
             f"--lora-modules={s.registered_model_name}-lora={MODEL_DIR}/artifacts/peft",
             # one structured-output backend, named: with "auto", a grammar xgrammar cannot
             # parse goes to another backend that the engine then compiles with xgrammar and
-            # dies (vllm-project/vllm#43920); named, a bad grammar is a 400 (vLLM 0.8.5
-            # vllm/engine/arg_utils.py `--guided-decoding-backend`)
-            "--guided-decoding-backend=xgrammar",
+            # dies (vllm-project/vllm#43920); named, a bad grammar is a 400. vLLM 0.24's flag
+            # takes JSON (vllm/config/structured_outputs.py); KServe drops unknown flags, and
+            # the dotted form, unread (huggingfaceserver/__main__.py parse_known_args)
+            '--structured-outputs-config={"backend":"xgrammar"}',
         ],
         "env": _secret_env(HF_TOKEN),
     }
@@ -831,7 +841,7 @@ def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
 
 def vllm_serves(run: Run) -> bool:
     """The vLLM InferenceService needs a Hub base model (not tiny-gemma2 or a local folder) and
-    an adapter of LoRA weights only (vLLM 0.8.5, in KServe 0.15's image, refuses
+    an adapter of LoRA weights only (vLLM 0.24.0, in KServe 0.21's image, refuses
     `modules_to_save`: vllm/lora/peft_helper.py)."""
     s = run.settings
     return not is_local_model(s.model_id) and not s.lora_modules_to_save
