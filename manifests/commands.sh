@@ -39,7 +39,7 @@ kubectl rollout status deployment/tunekit-serve -n=tunekit --timeout=20m
 
 kubectl apply -f https://github.com/cert-manager/cert-manager/releases/download/v1.17.2/cert-manager.yaml
 kubectl wait deployment --all -n=cert-manager --for=condition=Available --timeout=5m
-kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-kserve-namespace.yaml
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/addons/kserve-namespace.yaml
 kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.21.0/kserve.yaml
 kubectl wait deployment/kserve-controller-manager -n=kserve --for=condition=Available --timeout=10m
 kubectl wait deployment/llmisvc-controller-manager -n=kserve --for=condition=Available --timeout=10m

@@ -244,6 +244,14 @@ resource "google_container_node_pool" "gpu" {
   cluster        = google_container_cluster.tunekit.name
   node_locations = var.gpu_node_locations # zones that have the accelerator
 
+  lifecycle {
+    # checked when the pool is created or changed, not on destroy
+    precondition {
+      condition     = length(var.gpu_node_locations) > 0
+      error_message = "gpu_node_locations: list zones of the region that have gpu_type (gcloud compute accelerator-types list --filter=zone~REGION); GKE's own pick ignores accelerators."
+    }
+  }
+
   initial_node_count = 0
   autoscaling {
     total_min_node_count = 0

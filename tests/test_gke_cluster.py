@@ -403,6 +403,42 @@ def test_cleanup_waits_for_the_volumes_and_reports_a_disk_left(cluster, tmp_path
     said = capsys.readouterr().out
     assert "gcloud compute disks delete pvc-katib --zone=us-central1-b --project=p1" in said
     script = (run.dir / "gke" / "commands.sh").read_text()
-    namespaces = script.index(f"kubectl delete namespace {NS} kubeflow")
+    kit, katib = (script.index(f"kubectl delete namespace {ns} ") for ns in (NS, "kubeflow"))
     wait = script.index("kubectl wait --for=delete pv/pv-katib pv/pv-postgres")
-    assert namespaces < wait < script.index("terraform -chdir=")
+    assert kit < katib < wait < script.index("terraform -chdir=")
+
+
+# --- stage 06: one KServe release
+
+
+def test_a_cluster_with_another_kserve_release_is_refused_before_anything_changes(
+    cluster, tmp_path
+):
+    """KServe v0.15.2's configmap.go refuses a defaultDeploymentMode other than Serverless,
+    RawDeployment or ModelMesh (its webhook, its controller, its start): setting the kit's
+    `Standard` there would break every InferenceService. A cluster's own KServe of another
+    release is named and refused; nothing is patched or applied."""
+    from tunekit.backends.gke import workloads as w
+
+    cluster.put({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                 "metadata": {"name": "certificates.cert-manager.io"}})  # fmt: skip
+    cluster.put({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                 "metadata": {"name": "inferenceservices.serving.kserve.io"}})  # fmt: skip
+    manager = {"name": "manager", "image": "kserve/kserve-controller:v0.15.2"}
+    controller = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "kserve-controller-manager", "namespace": "kserve"},
+                  "spec": {"template": {"spec": {"containers": [manager]}}}}  # fmt: skip
+    cluster.put(controller)
+    run = _run(tmp_path)
+    sh = Shell(run, "06-deploy-kserve")
+    with pytest.raises(
+        RuntimeError, match=rf"runs KServe v0.15.2 .*renders for {w.KSERVE_VERSION}"
+    ):
+        Gke()._ensure_kserve(sh)
+    assert "kubectl patch" not in sh.script.read_text() and cluster.applied() == []
+    controller["spec"]["template"]["spec"]["containers"][0]["image"] = (
+        f"kserve/kserve-controller:{w.KSERVE_VERSION}"
+    )
+    cluster.put(controller)
+    Gke()._ensure_kserve(sh)  # the same release: kept, its mode set
+    assert "defaultDeploymentMode" in sh.script.read_text()

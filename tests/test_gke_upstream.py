@@ -19,6 +19,7 @@ from typing import Any
 
 import hcl2
 import pytest
+import yaml
 
 import tunekit
 from tunekit.backends.gke import mlflow_chart, node_sizing, workloads
@@ -188,9 +189,13 @@ def test_kserve_installs_into_a_namespace_that_exists_in_standard_mode(dry_run):
     "deploymentMode cannot be changed"): a server-side re-apply of the old value fights it."""
     commands = (dry_run.dir / "gke" / "commands.sh").read_text()
     install = commands.index("/kserve.yaml")
-    namespace = rendered_one(dry_run, "Namespace", "kserve")
-    assert namespace["metadata"]["name"] == "kserve"
-    assert -1 < commands.index("06-kserve-namespace.yaml") < install
+    namespace = yaml.safe_load(
+        (dry_run.dir / "gke" / "addons" / "kserve-namespace.yaml").read_text()
+    )
+    assert (namespace["kind"], namespace["metadata"]["name"]) == ("Namespace", "kserve")
+    assert -1 < commands.index("addons/kserve-namespace.yaml") < install
+    # stage 07 deletes manifests/ (its workloads), not KServe while it clears their finalizers
+    assert not (dry_run.dir / "gke" / "manifests" / "kserve-namespace.yaml").exists()
     llm = commands.index("deployment/llmisvc-controller-manager")
     assert install < llm < commands.index("/kserve-cluster-resources.yaml")
     assert '\\"defaultDeploymentMode\\": \\"Standard\\"' in commands or (
@@ -432,6 +437,11 @@ def test_the_gpu_pool_is_placed_in_zones_that_have_its_accelerator(dry_run, tmp_
     have the accelerator and refuses a pairing it does not know, before terraform runs."""
     pool = _resources(_terraform())["google_container_node_pool.gpu"]
     assert pool["node_locations"] == "${var.gpu_node_locations}"  # never GKE's pick
+    [precondition] = pool["lifecycle"][0]["precondition"]
+    assert precondition["condition"] == "${length(var.gpu_node_locations) > 0}"
+    # a default, so that `terraform destroy` with a tfvars file of an older kit still runs
+    # (Terraform checks a resource's preconditions when it plans to create or change it)
+    assert _variable_default(_terraform(), "gpu_node_locations") == []
     variables = json.loads((dry_run.dir / "gke" / "terraform.tfvars.json").read_text())
     assert (variables["region"], variables["gpu_type"]) == ("us-central1", "nvidia-l4")
     assert variables["gpu_node_locations"] == ["us-central1-a", "us-central1-b", "us-central1-c"]

@@ -634,3 +634,31 @@ def test_the_local_mlflow_caches_checked_logins(tmp_path, monkeypatch):
     ini.write_text(auth_ini("sqlite:///auth.db"))
     monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ini))
     assert read_auth_config().auth_cache_ttl_seconds == AUTH_CACHE_TTL_S > 0
+
+
+def test_a_trial_that_ends_early_waits_for_katibs_collector(monkeypatch):
+    """Katib v0.19.0's stdout collector picks the trial's main process once, when it starts
+    (pkg/metricscollector/v1beta1/common/pns.go); if the trainer has already exited (a driver
+    refused at once, bad settings), it takes the FUSE sidecar for it, which ends only after the
+    collector: the pod never ends. Under Katib the trainer stays until the collector has seen
+    it; outside Katib it ends at once."""
+    from tunekit import train
+
+    waited: list[float] = []
+    monkeypatch.setattr(train.time, "sleep", waited.append)
+
+    def refused(argv: list[str] | None = None) -> dict:
+        raise SystemExit("tunekit.train: no NVIDIA driver is visible")
+
+    monkeypatch.setattr(train, "main", refused)
+    with pytest.raises(SystemExit):
+        train.trial_aware_main([])
+    assert waited == []  # not a trial: no wait
+    monkeypatch.setenv(train.KATIB_TRIAL_ENV, "sw-abc-1234")
+    with pytest.raises(SystemExit, match="no NVIDIA driver"):
+        train.trial_aware_main([])
+    [wait] = waited
+    assert train.TRIAL_MIN_S - 5 < wait <= train.TRIAL_MIN_S
+    # the Job's command runs it: `python -m tunekit.train` (its __main__ block)
+    source = Path(train.__file__).read_text()
+    assert 'if __name__ == "__main__":\n    trial_aware_main()' in source

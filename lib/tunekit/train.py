@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -309,5 +310,27 @@ def _dataset(examples: list[dict[str, str]]):
     return Dataset.from_list(examples)
 
 
+# Katib's stdout collector takes as the trial's main process the one it finds when it starts
+# (katib v0.19.0 pkg/metricscollector/v1beta1/common/pns.go); a trainer that has already exited
+# leaves it the Cloud Storage FUSE sidecar, which ends only after it: the pod never ends. Under
+# Katib (its webhook sets KATIB_TRIAL_NAME in the trial's container), a trainer that ends early
+# stays until the collector has surely seen it.
+KATIB_TRIAL_ENV, TRIAL_MIN_S = "KATIB_TRIAL_NAME", 120.0
+
+
+def trial_aware_main(argv: list[str] | None = None) -> dict:
+    """`main`; under Katib, not ending before TRIAL_MIN_S after the start, whatever the end."""
+    started = time.monotonic()
+    try:
+        return main(argv)
+    finally:
+        if os.environ.get(KATIB_TRIAL_ENV):
+            left = TRIAL_MIN_S - (time.monotonic() - started)
+            if left > 0:
+                print(f"tunekit.train: ended early in a Katib trial; waiting {left:.0f} s for "
+                      "its collector to see it", file=sys.stderr, flush=True)  # fmt: skip
+                time.sleep(left)
+
+
 if __name__ == "__main__":
-    main()
+    trial_aware_main()

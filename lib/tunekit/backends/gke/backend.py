@@ -475,9 +475,13 @@ class Gke(LivePlatform):
                  "--force-conflicts", "-f"]  # fmt: skip
         # cert-manager's and KServe's webhooks answer a little after their Deployments are
         # Available (the CA bundle is injected asynchronously): the applies that call them retry
-        if not sh.kube.exists(*CRD, "inferenceservices.serving.kserve.io"):
+        if sh.kube.exists(*CRD, "inferenceservices.serving.kserve.io"):
+            _check_kserve_version(sh)
+        else:
             # the release's kserve.yaml has no Namespace since v0.17 (its objects need one)
-            sh.apply("manifests/06-kserve-namespace.yaml", [workloads.kserve_namespace()])
+            # (under addons/: stage 07 deletes what manifests/ holds, and KServe must stay
+            # while it removes its objects' finalizers)
+            sh.apply("addons/kserve-namespace.yaml", [workloads.kserve_namespace()])
             sh.run([*apply, kserve.format("kserve.yaml")], attempts=5)
         runtime = ("serving.kserve.io/v1alpha1", "ClusterServingRuntime", workloads.HF_RUNTIME)
         if not sh.kube.exists(*runtime):
@@ -525,9 +529,11 @@ class Gke(LivePlatform):
                    check=False)  # fmt: skip
         sh.run(["helm", "uninstall", "mlflow", f"--namespace={s.namespace}",
                 "--ignore-not-found"], check=False)  # fmt: skip
-        # a namespace's deletion deletes its claims once their pods are gone (it waits)
-        sh.run(["kubectl", "delete", "namespace", *namespaces, "--ignore-not-found",
-                f"--timeout={VOLUME_TIMEOUT}"], check=False)  # fmt: skip
+        # a namespace's deletion deletes its claims once their pods are gone (it waits); the
+        # kit's first, while Katib's controller is there to clear its objects' finalizers
+        for namespace in namespaces:
+            sh.run(["kubectl", "delete", "namespace", namespace, "--ignore-not-found",
+                    f"--timeout={VOLUME_TIMEOUT}"], check=False)  # fmt: skip
         left = self._wait_deleted(sh, volumes)
         var_file = sh.folder / "terraform.tfvars.json"
         sh.run(["terraform", f"-chdir={project_files.terraform_dir()}", "destroy",
@@ -560,6 +566,24 @@ class Gke(LivePlatform):
                 csi = found.get("spec", {}).get("csi", {})
                 left[volume] = csi.get("volumeHandle") or volume  # projects/P/zones/Z/disks/D
         return left
+
+
+def _check_kserve_version(sh: Shell) -> None:
+    """A cluster's own KServe must be the release the kit renders for: an older one refuses
+    what the kit sets (v0.15's webhook and controller reject the `Standard` mode: pkg/apis/
+    serving/v1beta1/configmap.go), a newer one may not serve what the kit renders."""
+    controller = workloads.KSERVE_CONTROLLERS[0]
+    found = sh.kube.get("apps/v1", "Deployment", controller, workloads.KSERVE_NAMESPACE)
+    pod = (found or {}).get("spec", {}).get("template", {}).get("spec", {})
+    images = [c.get("image", "") for c in pod.get("containers", [])]
+    tags = {image.rpartition(":")[2] for image in images if "kserve-controller" in image}
+    if tags and tags != {workloads.KSERVE_VERSION}:
+        raise RuntimeError(
+            f"the cluster runs KServe {', '.join(sorted(tags))} (deployment/{controller} in "
+            f"{workloads.KSERVE_NAMESPACE}); the kit renders for {workloads.KSERVE_VERSION}: "
+            "upgrade KServe to that release (https://github.com/kserve/kserve/releases) or "
+            "deploy on a cluster without KServe"
+        )
 
 
 def delete_disk(handle: str) -> list[str]:
