@@ -24,15 +24,15 @@ helm upgrade --install mlflow community-charts/mlflow --version=1.11.5 --namespa
 
 # Secret hf-token applied server-side with its values (redacted copy: runs/example/gke/manifests/03-secret-hf-token.yaml)
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/03-finetune-job.yaml
-# kubectl logs -f job/ft-10903b142c-1 -c train -n=tunekit, then the Job's condition Complete or Failed (followed through the API)
-gcloud storage cat gs://my-project-tunekit/tunekit/example/finetune/ft-10903b142c/result.json
+# kubectl logs -f job/ft-57d079b170-1 -c train -n=tunekit, then the Job's condition Complete or Failed (followed through the API)
+gcloud storage cat gs://my-project-tunekit/tunekit/example/finetune/ft-57d079b170/result.json
 
 # Secret hf-token applied server-side with its values (redacted copy: runs/example/gke/manifests/03-secret-hf-token.yaml)
 kubectl apply --server-side --field-manager=tunekit -k 'github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=v0.19.0'
 kubectl wait deployment --all -n=kubeflow --for=condition=Available --timeout=10m
 # ConfigMap kubeflow/katib-config: katib-config.yaml read, changed as runs/example/gke/katib/katib-config-change.yaml shows, applied server-side
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/03-sweep-experiment.yaml
-# kubectl get experiment/sw-eaa6a3b6ba -n=tunekit -w, until its condition Succeeded or Failed (followed through the API)
+# kubectl get experiment/sw-71129e8e37 -n=tunekit -w, until its condition Succeeded or Failed (followed through the API)
 
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/05-serve.yaml
 kubectl rollout status deployment/tunekit-serve -n=tunekit --timeout=20m

@@ -117,6 +117,30 @@ def test_the_fine_tune_job_is_named_by_the_training_settings_only():
         assert load_settings(profile="local", **changed).finetune_job != base, changed
 
 
+def test_the_job_names_of_the_default_settings_are_pinned():
+    """A job's name is how a fine-tune is found again: its result reused, its checkpoints
+    resumed (a gke Job of that name, a local job folder). A change here renames every job:
+    earlier runs' fine-tunes are not found and are trained again. Change the names only with
+    a note in the release (tunekit.settings.JOB_IDENTITY, JOB_NEUTRAL)."""
+    assert load_settings(profile="local").finetune_job == "ft-a8854e21be"
+    assert load_settings(profile="gke", project_id="p").finetune_job == "ft-57d079b170"
+
+
+def test_every_setting_says_whether_it_is_part_of_a_jobs_identity():
+    """A new setting that shapes the result but is left out would make two different
+    fine-tunes one (the second reuses the first's result); one put in without a neutral value
+    renames every job. JOB_IDENTITY lists each field; the digest is flat, so a field that moves
+    between groups keeps every name."""
+    from tunekit.settings import JOB_IDENTITY, JOB_NEUTRAL, identity_fields
+
+    assert set(JOB_IDENTITY) == set(Settings.model_fields)
+    assert set(JOB_NEUTRAL) <= set(identity_fields())
+    for name in ("gpu_zones", "image_tag", "registered_model_name", "dry_run"):
+        assert not JOB_IDENTITY[name], name
+    for name in ("constrained_decoding", "eval_set_rows", "lora_r", "seed", "max_steps"):
+        assert JOB_IDENTITY[name], name
+
+
 def test_settings_groups_are_what_peft_and_trl_take():
     from peft import LoraConfig
     from trl import SFTConfig
@@ -126,7 +150,9 @@ def test_settings_groups_are_what_peft_and_trl_take():
     names = [n for g in groups for n in type(g).names()]
     assert sorted(names) == sorted(Settings.model_fields)  # every setting in one group
     assert set(settings.lora.as_config()) <= set(LoraConfig.__dataclass_fields__)
+    # one consumer each: every field of the training group is an SFTConfig argument
     assert set(settings.training.as_config()) <= set(SFTConfig.__dataclass_fields__)
+    assert len(settings.training.as_config()) == len(type(settings.training).names())
 
 
 @pytest.mark.parametrize("name", ["hf_token", "HF_TOKEN", "mlflow_password", "api_secret"])

@@ -14,7 +14,7 @@ from typing import Any
 from tunekit import provenance
 from tunekit.experiment import REPRODUCES_TAG
 from tunekit.run import Run
-from tunekit.settings import GROUPS, TRAINING_GROUPS, Settings, SettingsError, load_settings
+from tunekit.settings import Settings, SettingsError, identity_fields, load_settings
 
 COMPARED = (
     "tuned_execution_accuracy",
@@ -67,14 +67,13 @@ def recorded(client: Any, run_id: str) -> Recorded:
         raise ReproduceRefused(f"run {run_id} is {found.info.status}: only a finished one")
     params = found.data.params
     values: dict[str, Any] = {}
-    for group in TRAINING_GROUPS:
-        for name in GROUPS[group].names():
-            if name in NOT_REPRODUCED or f"tunekit.{name}" not in params:
-                continue
-            value = params[f"tunekit.{name}"]
-            if Settings.model_fields[name].annotation == list[str]:  # logged joined by ","
-                value = [v for v in value.split(",") if v]
-            values[name] = value
+    for name in identity_fields():
+        if name in NOT_REPRODUCED or f"tunekit.{name}" not in params:
+            continue
+        value = params[f"tunekit.{name}"]
+        if Settings.model_fields[name].annotation == list[str]:  # logged joined by ","
+            value = [v for v in value.split(",") if v]
+        values[name] = value
     if "model_id" not in values:
         raise ReproduceRefused(f"run {run_id} is not a tunekit fine-tune (no tunekit.* params)")
     return Recorded(run_id, values, dict(found.data.tags), dict(found.data.metrics))

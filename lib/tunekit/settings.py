@@ -166,25 +166,10 @@ class LoraSettings(SettingsGroup):
 
 class TrainingSettings(SettingsGroup):
     """TRL's SFTConfig (names as in transformers' TrainingArguments; `warmup_ratio` is its
-    `warmup_steps` below 1), the experiment the fine-tune is tracked in, and the evaluation
-    by generation that ends it."""
+    `warmup_steps` below 1)."""
 
     renamed: ClassVar[dict[str, str]] = {"warmup_ratio": "warmup_steps"}
-    not_trainer: ClassVar[tuple[str, ...]] = (
-        "experiment_name",
-        "eval_max_new_tokens",
-        "eval_batch_size",
-        "constrained_decoding",
-        "free_literals",
-        "eval_set_rows",
-        "sweep_id",
-        "reproduces",
-        "nproc_per_node",
-        "num_nodes",
-        "distributed_strategy",
-    )
 
-    experiment_name: str = Field("gemma2-text-to-sql", description="MLflow experiment")
     max_steps: int = Field(500, ge=1, description="optimizer steps")
     per_device_train_batch_size: int = Field(4, ge=1, description="examples per step and device")
     gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per step")
@@ -196,30 +181,12 @@ class TrainingSettings(SettingsGroup):
     max_length: int = Field(512, ge=16, description="longest tokenized example kept")
     save_steps: int = Field(100, ge=1, description="checkpoint every this many steps")
     logging_steps: int = Field(10, ge=1, description="log metrics every this many steps")
-    eval_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest generated answer")
-    eval_batch_size: int = Field(32, ge=1, description="prompts per generate call")
-    constrained_decoding: bool = Field(
-        True,
-        description="answers are SQL over the question's own tables (a grammar per question: "
-        "tunekit.grammar), in evaluation and in every server; off: free text",
-    )
-    eval_set_rows: int = Field(
-        0,
-        ge=0,
-        description="evaluate on this many rows of each shipped set (validation, test), spread "
-        "over it; 0: all (quick runs, e.g. the tests)",
-    )
-    free_literals: bool = Field(
-        False,
-        description="constrained answers may compare with any short value, not only spans of "
-        "the question (as written or lower-cased)",
-    )
-    sweep_id: str = Field(
-        "", description="the sweep this fine-tune is a trial of (`tunekit sweep` sets it)"
-    )
-    reproduces: str = Field(
-        "", description="the MLflow run this fine-tune reproduces (`tunekit reproduce` sets it)"
-    )
+
+
+class DistributedSettings(SettingsGroup):
+    """How many training processes, where, and how they share the model (torchrun, Kubeflow
+    Trainer: `tunekit.distributed`)."""
+
     nproc_per_node: int = Field(
         0,
         ge=0,
@@ -241,9 +208,41 @@ class TrainingSettings(SettingsGroup):
         """Training processes in all: `nproc_per_node` on each of `num_nodes` machines."""
         return self.nproc_per_node * self.num_nodes
 
-    def as_config(self) -> dict[str, Any]:
-        """SFTConfig's arguments of this group."""
-        return {k: v for k, v in super().as_config().items() if k not in self.not_trainer}
+
+class EvaluationSettings(SettingsGroup):
+    """The evaluation by generation that ends a fine-tune (`tunekit.train.evaluate`), and how
+    the servers decode (`tunekit.inference`)."""
+
+    eval_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest generated answer")
+    eval_batch_size: int = Field(32, ge=1, description="prompts per generate call")
+    constrained_decoding: bool = Field(
+        True,
+        description="answers are SQL over the question's own tables (a grammar per question: "
+        "tunekit.grammar), in evaluation and in every server; off: free text",
+    )
+    eval_set_rows: int = Field(
+        0,
+        ge=0,
+        description="evaluate on this many rows of each shipped set (validation, test), spread "
+        "over it; 0: all (quick runs, e.g. the tests)",
+    )
+    free_literals: bool = Field(
+        False,
+        description="constrained answers may compare with any short value, not only spans of "
+        "the question (as written or lower-cased)",
+    )
+
+
+class TrackingSettings(SettingsGroup):
+    """Where a fine-tune is recorded (the MLflow experiment) and what it belongs to."""
+
+    experiment_name: str = Field("gemma2-text-to-sql", description="MLflow experiment")
+    sweep_id: str = Field(
+        "", description="the sweep this fine-tune is a trial of (`tunekit sweep` sets it)"
+    )
+    reproduces: str = Field(
+        "", description="the MLflow run this fine-tune reproduces (`tunekit reproduce` sets it)"
+    )
 
 
 class RegistrySettings(SettingsGroup):
@@ -261,12 +260,29 @@ GROUPS: dict[str, type[SettingsGroup]] = {
     "model": ModelSettings,
     "lora": LoraSettings,
     "training": TrainingSettings,
+    "distributed": DistributedSettings,
+    "evaluation": EvaluationSettings,
+    "tracking": TrackingSettings,
     "registry": RegistrySettings,
 }
-# What a fine-tune's result depends on: its job name is a digest of these groups
-TRAINING_GROUPS = ("data", "model", "lora", "training")
-# Training settings added later, at the value that leaves a job's name as it was before them
-_NEW_SINCE_FIRST_RELEASE = {
+# A fine-tune's identity: its job name (`Settings.finetune_job`) is a digest of the settings
+# marked True, flat (a field may move between groups and keep every name). Two settings that
+# agree on them are one fine-tune: its result is reused, its checkpoints resumed. Every field
+# is listed (tests/test_settings.py): a new one must say whether it shapes the result.
+JOB_IDENTITY: dict[str, bool] = {
+    **dict.fromkeys(PlatformSettings.names(), False),  # where it runs, not what it computes
+    **dict.fromkeys(DataSettings.names(), True),
+    **dict.fromkeys(ModelSettings.names(), True),
+    **dict.fromkeys(LoraSettings.names(), True),
+    **dict.fromkeys(TrainingSettings.names(), True),
+    **dict.fromkeys(DistributedSettings.names(), True),
+    **dict.fromkeys(EvaluationSettings.names(), True),  # the metrics the result records
+    **dict.fromkeys(TrackingSettings.names(), True),  # its run lives in that experiment
+    **dict.fromkeys(RegistrySettings.names(), False),  # which result is served
+}
+# Identity settings added after others' jobs were named, at the value that leaves those names
+# as they were (the field is then left out of the digest)
+JOB_NEUTRAL: dict[str, Any] = {
     "sweep_id": "",
     "reproduces": "",
     "nproc_per_node": 1,
@@ -275,9 +291,17 @@ _NEW_SINCE_FIRST_RELEASE = {
 }
 
 
+def identity_fields() -> list[str]:
+    """The settings a fine-tune's job name is made of, in declaration order."""
+    return [name for name, shapes in JOB_IDENTITY.items() if shapes]
+
+
 class Settings(  # bases in reverse: pydantic orders the fields platform first
     BaseSettings,
     RegistrySettings,
+    TrackingSettings,
+    EvaluationSettings,
+    DistributedSettings,
     TrainingSettings,
     LoraSettings,
     ModelSettings,
@@ -317,19 +341,32 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
         return self.group("training")
 
     @property
+    def distributed(self) -> DistributedSettings:
+        return self.group("distributed")
+
+    @property
+    def evaluation(self) -> EvaluationSettings:
+        return self.group("evaluation")
+
+    @property
+    def tracking(self) -> TrackingSettings:
+        return self.group("tracking")
+
+    @property
     def registry(self) -> RegistrySettings:
         return self.group("registry")
 
     @property
     def finetune_job(self) -> str:
-        """`ft-<digest>`: the fine-tune of these training settings (data, model, LoRA,
-        training). Settings of the platform or the registry do not change it; a sweep's trial
-        and a reproduction are fine-tunes of their own (`sweep_id`, `reproduces`)."""
-        shaping = {g: self.group(g).model_dump() for g in TRAINING_GROUPS}
-        for name, unset in _NEW_SINCE_FIRST_RELEASE.items():
-            if shaping["training"][name] == unset:  # earlier jobs' names stay as they were
-                del shaping["training"][name]
-        digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+        """`ft-<digest>`: the fine-tune of these settings (JOB_IDENTITY). Settings of the
+        platform or the registry do not change it; a sweep's trial and a reproduction are
+        fine-tunes of their own (`sweep_id`, `reproduces`)."""
+        identity = {
+            name: getattr(self, name)
+            for name in identity_fields()
+            if name not in JOB_NEUTRAL or getattr(self, name) != JOB_NEUTRAL[name]
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
         return f"ft-{digest}"
 
     def to_yaml(self) -> str:

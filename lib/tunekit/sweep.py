@@ -23,7 +23,7 @@ from typing import Any, Literal
 from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
 from tunekit.objective import COMPONENTS, OBJECTIVE, SCORE, rank_key
 from tunekit.run import Run
-from tunekit.settings import GROUPS, TRAINING_GROUPS, Settings, SettingsError, load_settings
+from tunekit.settings import Settings, SettingsError, identity_fields, load_settings
 
 Sampler = Literal["grid", "random", "tpe"]
 SAMPLERS: tuple[str, ...] = ("grid", "random", "tpe")
@@ -45,9 +45,9 @@ TABLE_FILE = "sweep/trials.json"
 
 
 def searchable() -> list[str]:
-    """The settings a sweep may vary: those of the training groups (they shape the result)."""
-    names = [n for g in TRAINING_GROUPS for n in GROUPS[g].names()]
-    return [n for n in names if n not in FIXED]
+    """The settings a sweep may vary: those of a fine-tune's identity (they shape the
+    result), but for the ones that name its experiment and the sweep."""
+    return [n for n in identity_fields() if n not in FIXED]
 
 
 def parse_grid(items: list[str]) -> dict[str, tuple[str, ...]]:
