@@ -24,7 +24,7 @@ CHOOSERS = (
     REPO / "lib" / "tunekit" / "registry.py",
     REPO / "lib" / "tunekit" / "sweep.py",
     REPO / "lib" / "tunekit" / "reproduce.py",
-    REPO / "lib" / "tunekit" / "backends" / "gke" / "workloads.py",
+    REPO / "lib" / "tunekit" / "backends" / "gke" / "katib.py",  # Katib's objective
     REPO / "bench" / "recipe_search.py",
 )
 _CREATE = re.compile(r"CREATE TABLE (\w+) \(([^)]*)\)")
@@ -148,6 +148,7 @@ def test_nothing_that_chooses_reads_the_test_set() -> None:
     """Stage 04's ranking, sweeps (Optuna, Katib's objective), reproduce's comparison and the
     recipe search name neither the test set nor a metric on it; the kit reads the test set in
     one place only, the fine-tune's report (train.evaluate)."""
+    assert all(path.is_file() for path in CHOOSERS), [p for p in CHOOSERS if not p.is_file()]
     assert [hit for path in CHOOSERS for hit in _reads_the_test_set(path)] == []
     readers = {
         str(path.relative_to(REPO))
