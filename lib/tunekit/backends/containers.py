@@ -140,10 +140,15 @@ ADMIN_LOGIN = mlflow_login(credentials.ADMIN)  # the fine-tune writes its run
 READER_LOGIN = mlflow_login(credentials.READER)  # servers only read the registry
 
 
-def finetune(run: Run, job: str, tracking_uri: str) -> Container:
+def finetune(
+    run: Run, job: str, tracking_uri: str, params: Mapping[str, str] | None = None
+) -> Container:
     """`python -m tunekit.train` with the job's settings file into `<workspace>/finetune/<job>`,
     resuming from its last checkpoint; launched by `torchrun` when the settings ask for more
-    than one process (`tunekit.distributed`: each platform gives torchrun its rendezvous)."""
+    than one process (`tunekit.distributed`: each platform gives torchrun its rendezvous).
+    `params` (a sweep's trial): `--param` values over the settings file, and the output in
+    `<workspace>/finetune/<the trial settings' job name>`, as a single fine-tune of the same
+    settings would write it."""
     s = run.settings
     command = distributed.LAUNCHER if distributed.launched(s) else ("python", "-m", "tunekit.train")
     local_data = s.dataset == "synthetic" or Path(s.dataset).expanduser().is_file()
@@ -162,11 +167,15 @@ def finetune(run: Run, job: str, tracking_uri: str) -> Container:
         args=(
             "--config",
             InMount(CONFIG, "config.yaml"),
-            "--output-dir",
-            InMount(WORKSPACE, f"finetune/{job}"),
+            *(
+                ("--output-dir", InMount(WORKSPACE, f"finetune/{job}"))
+                if params is None
+                else ("--jobs-dir", InMount(WORKSPACE, "finetune"))
+            ),
             "--models-dir",
             InMount(WORKSPACE, "models"),
             "--resume",
+            *(f"--param={name}={value}" for name, value in (params or {}).items()),
         ),
         env=env,
         secret_env={**HF_TOKEN, **ADMIN_LOGIN},

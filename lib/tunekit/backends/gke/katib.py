@@ -34,7 +34,6 @@ from typing import Any
 import yaml
 
 from tunekit import distributed
-from tunekit.backends.containers import MOUNT_PATHS, WORKSPACE
 from tunekit.backends.gke import workloads
 from tunekit.backends.gke.kube import CRD
 from tunekit.backends.gke.shell import Shell
@@ -166,20 +165,16 @@ def experiment(
                 "`sh -c` unquoted; use values of letters, digits and ._+:/@%=,- only"
             )
     base = sweep.base.model_copy(update={"sweep_id": sweep.id})
-    configmap, job = workloads.finetune_job(run, sweep.id, tracking_uri, base.to_yaml())
+    # the fine-tune's own Job, each trial's values as parameters (Katib fills them in)
+    params = {name: f"${{trialParameters.{name}}}" for name in sweep.space}
+    configmap, job = workloads.finetune_job(
+        run, sweep.id, tracking_uri, base.to_yaml(), params=params
+    )
+    # unnamed, labelled by the sweep: Katib names each trial's Job
     job["metadata"] = {"labels": {workloads.SWEEP_LABEL: sweep.id, **workloads.PART_OF}}
     pod = job["spec"]["template"]
     pod["metadata"]["labels"] = {workloads.SWEEP_LABEL: sweep.id, **workloads.PART_OF}
     container = pod["spec"]["containers"][0]
-    args = container["args"]
-    at = args.index("--output-dir")
-    container["args"] = [
-        *args[:at],
-        "--jobs-dir",
-        f"{MOUNT_PATHS[WORKSPACE]}/finetune",
-        *args[at + 2 :],
-        *(f"--param={name}=${{trialParameters.{name}}}" for name in sweep.space),
-    ]
     score, tie_break = OBJECTIVE
     spec = {
         "objective": {
@@ -212,7 +207,6 @@ def experiment(
         "metadata": workloads.meta(run, sweep.id, "sweep", annotations=annotations),
         "spec": spec,
     }
-    configmap["metadata"]["name"] = f"{sweep.id}-config"
     return [configmap, experiment]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,9 @@ class FinetunePod:
     container: dict[str, Any]
 
 
-def finetune_pod(run: Run, job: str, name: str, tracking_uri: str) -> FinetunePod:
+def finetune_pod(
+    run: Run, job: str, name: str, tracking_uri: str, params: Mapping[str, str] | None = None
+) -> FinetunePod:
     """The fine-tune's pod on the GPU pool: the training container (`containers.finetune`) with
     all of a node's GPUs, its settings file, the run's folder in the bucket as `/workspace`
     (Cloud Storage FUSE), scratch space for a read-only root, the train service account."""
@@ -62,7 +65,7 @@ def finetune_pod(run: Run, job: str, name: str, tracking_uri: str) -> FinetunePo
     )
     container = pod_container(
         run,
-        containers.finetune(run, job, tracking_uri),
+        containers.finetune(run, job, tracking_uri, params),
         cuda=True,
         resources=gpu_resources(run, mounts_bucket=True, collector=True),
         securityContext=CONTAINER_SECURITY,
@@ -89,7 +92,12 @@ def finetune_pod(run: Run, job: str, name: str, tracking_uri: str) -> FinetunePo
 
 
 def finetune_job(
-    run: Run, job: str, tracking_uri: str, config_yaml: str, attempt: int = 1
+    run: Run,
+    job: str,
+    tracking_uri: str,
+    config_yaml: str,
+    attempt: int = 1,
+    params: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The ConfigMap with the job's settings and the workload `<job>-<attempt>` running
     `tunekit.train` into `/workspace/finetune/<job>`: a Job for one process, a Kubeflow
@@ -100,7 +108,8 @@ def finetune_job(
     new attempt after a failed one. A preemption is retried without counting as a failure; a
     training process that exits with an error (Python's exit status 1, or 2 for bad arguments)
     fails the Job at once, as a retry would fail the same way; a pod lost otherwise (killed,
-    its node gone) is retried; running past `job_deadline_h` fails the Job.
+    its node gone) is retried; running past `job_deadline_h` fails the Job. `params`: a
+    sweep's trial (`containers.finetune`).
     """
     s = run.settings
     name = f"{job}-{attempt}"
@@ -112,7 +121,7 @@ def finetune_job(
     }
     if distributed.launched(s):
         return [configmap, finetune_trainjob(run, job, name, tracking_uri, attempt)]
-    pod = finetune_pod(run, job, name, tracking_uri)
+    pod = finetune_pod(run, job, name, tracking_uri, params)
     return [
         configmap,
         {
