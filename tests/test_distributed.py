@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 import tunekit
 from tunekit import distributed
-from tunekit.backends.gke import workloads
+from tunekit.backends.gke import addons, workloads
 from tunekit.credentials import child_environment
 from tunekit.models import TINY_DIR
 from tunekit.recipe import sft_arguments
@@ -363,10 +363,10 @@ def test_the_stage_installs_the_trainer_where_the_cluster_lacks_it(gke_distribut
     script = (gke_distributed.dir / "gke" / "commands.sh").read_text()
     manager = script.find(
         "-k 'github.com/kubeflow/trainer.git/manifests/overlays/manager?ref="
-        + workloads.TRAINER_VERSION
+        + addons.TRAINER_VERSION
     )
     wait = script.find("kubectl wait deployment --all -n=kubeflow-system")
-    runtimes = script.find("manifests/overlays/runtimes?ref=" + workloads.TRAINER_VERSION)
+    runtimes = script.find("manifests/overlays/runtimes?ref=" + addons.TRAINER_VERSION)
     job = script.find("03-finetune-job.yaml")
     assert -1 < manager < wait < runtimes < job
 

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 import tunekit
 from tunekit import credentials
-from tunekit.backends.gke import Gke, workloads
+from tunekit.backends.gke import Gke, addons, workloads
 from tunekit.backends.gke.kube import KubeError
 from tunekit.backends.gke.shell import Shell
 from tunekit.credentials import child_environment
@@ -418,7 +418,6 @@ def test_a_cluster_with_another_kserve_release_is_refused_before_anything_change
     RawDeployment or ModelMesh (its webhook, its controller, its start): setting the kit's
     `Standard` there would break every InferenceService. A cluster's own KServe of another
     release is named and refused; nothing is patched or applied."""
-    from tunekit.backends.gke import workloads as w
 
     cluster.put({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                  "metadata": {"name": "certificates.cert-manager.io"}})  # fmt: skip
@@ -432,13 +431,13 @@ def test_a_cluster_with_another_kserve_release_is_refused_before_anything_change
     run = _run(tmp_path)
     sh = Shell(run, "06-deploy-kserve")
     with pytest.raises(
-        RuntimeError, match=rf"runs KServe v0.15.2 .*renders for {w.KSERVE_VERSION}"
+        RuntimeError, match=rf"runs KServe v0.15.2 .*renders for {addons.KSERVE_VERSION}"
     ):
-        Gke()._ensure_kserve(sh)
+        addons.ensure_kserve(sh)
     assert "kubectl patch" not in sh.script.read_text() and cluster.applied() == []
     controller["spec"]["template"]["spec"]["containers"][0]["image"] = (
-        f"kserve/kserve-controller:{w.KSERVE_VERSION}"
+        f"kserve/kserve-controller:{addons.KSERVE_VERSION}"
     )
     cluster.put(controller)
-    Gke()._ensure_kserve(sh)  # the same release: kept, its mode set
+    addons.ensure_kserve(sh)  # the same release: kept, its mode set
     assert "defaultDeploymentMode" in sh.script.read_text()

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 import tunekit
-from tunekit.backends.gke import mlflow_chart, node_sizing, workloads
+from tunekit.backends.gke import addons, mlflow_chart, node_sizing, workloads
 from tunekit.settings import SettingsError
 
 from .conftest import REPO, gke_series, helm_values, rendered, rendered_one
@@ -172,9 +172,9 @@ def test_the_cluster_gets_the_kserve_release_the_objects_are_checked_against(dry
     PyPI SDK 0.21.0 is KServe v0.21.0: python/kserve/pyproject.toml `version = "0.21.0"`)."""
     from importlib import metadata
 
-    assert f"v{metadata.version('kserve')}" == workloads.KSERVE_VERSION
+    assert f"v{metadata.version('kserve')}" == addons.KSERVE_VERSION
     commands = (dry_run.dir / "gke" / "commands.sh").read_text()
-    assert f"kserve/kserve/releases/download/{workloads.KSERVE_VERSION}/kserve.yaml" in commands
+    assert f"kserve/kserve/releases/download/{addons.KSERVE_VERSION}/kserve.yaml" in commands
 
 
 def test_kserve_installs_into_a_namespace_that_exists_in_standard_mode(dry_run):
@@ -217,7 +217,7 @@ def kserve_predictor_image(isvc: dict[str, Any]) -> str:
     """
     model = isvc["spec"]["predictor"]["model"]
     runtime = model.get("runtime")
-    images = {workloads.HF_RUNTIME: f"kserve/huggingfaceserver:{workloads.KSERVE_VERSION}"}
+    images = {workloads.HF_RUNTIME: f"kserve/huggingfaceserver:{addons.KSERVE_VERSION}"}
     if runtime is None or runtime not in images:
         raise AssertionError(f"predictor runtime {runtime!r}: not KServe's Hugging Face runtime")
     image = model.get("image") or images[runtime]
@@ -232,9 +232,7 @@ def test_the_vllm_predictor_gets_kserves_cuda_build(dry_run):
     (auto-selection would pick it by priority today, but a cluster with another runtime of
     higher priority for `huggingface` would silently change the image) and keeps the limits."""
     vllm = rendered_one(dry_run, "InferenceService", "-vllm")
-    assert (
-        kserve_predictor_image(vllm) == f"kserve/huggingfaceserver:{workloads.KSERVE_VERSION}-gpu"
-    )
+    assert kserve_predictor_image(vllm) == f"kserve/huggingfaceserver:{addons.KSERVE_VERSION}-gpu"
     without_gpu = {"spec": {"predictor": {"model": {"runtime": workloads.HF_RUNTIME}}}}
     assert not kserve_predictor_image(without_gpu).endswith("-gpu")
 

@@ -66,7 +66,7 @@ def vllm_request(
     """The question as a request to stage 06's vLLM InferenceService (gke, when it was
     deployed): its in-cluster URL, the body (`completion_request`, for the vLLM of the installed
     KServe) and the `curl` command that sends it from inside the cluster; None without one."""
-    from tunekit.backends.gke.workloads import KSERVE_VERSION
+    from tunekit.backends.gke.addons import KSERVE_VERSION
 
     recorded = run.state.section("serving").get("vllm")
     if not recorded:

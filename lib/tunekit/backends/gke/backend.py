@@ -18,11 +18,9 @@ from google.cloud import storage
 
 from tunekit import credentials, distributed, project_files, tracking
 from tunekit.backends.base import LivePlatform
-from tunekit.backends.gke import katib, mlflow_chart, workloads
+from tunekit.backends.gke import addons, katib, mlflow_chart, workloads
 from tunekit.backends.gke.kube import (
     COMPLETION_INDEX_LABEL,
-    CRD,
-    FIELD_MANAGER,
     GKE_ACCELERATOR_LABEL,
     JobFailed,
     job_outcome,
@@ -267,7 +265,7 @@ class Gke(LivePlatform):
         """
         sh, s = self.shell(run, "03-finetune"), run.settings
         if distributed.launched(s):
-            self._ensure_trainer(sh)
+            addons.ensure_trainer(sh)
         self._apply_hf_token(sh, run)
         job = s.finetune_job  # the fine-tune's checkpoints, in every attempt
         result_uri = workloads.finetune_result_uri(run, job)
@@ -319,19 +317,6 @@ class Gke(LivePlatform):
                 "sweep", {"id": sweep.id, "parent_run_id": parent, "experiment": sweep.id}
             )
         return summarize(run, client, sweep, parent)
-
-    def _ensure_trainer(self, sh: Shell) -> None:
-        """Kubeflow Trainer (its CRDs, controller and webhook, and the JobSet it builds on, in
-        namespace kubeflow-system), then its training runtimes, unless the cluster has the
-        TrainJob CRD; the order and the wait are upstream's (kubeflow/trainer v2.3.0
-        docs/operator-guides/installation.md, hack/e2e-setup-cluster.sh)."""
-        if sh.kube.exists(*CRD, f"trainjobs.{workloads.TRAINER_GROUP}"):
-            return
-        for overlay in ("manager", "runtimes"):
-            sh.apply_kustomization("github.com/kubeflow/trainer.git/manifests/overlays/"
-                                   f"{overlay}?ref={workloads.TRAINER_VERSION}")  # fmt: skip
-            if overlay == "manager":  # its webhook admits the runtimes
-                sh.wait_available(workloads.TRAINER_NAMESPACE)
 
     def finetune_result(self, sh: Shell, result_uri: str) -> dict[str, Any]:
         return json.loads(sh.output(["gcloud", "storage", "cat", result_uri]))
@@ -428,7 +413,7 @@ class Gke(LivePlatform):
         vLLM InferenceService with the LoRA adapter (OpenAI API). Waits until they are ready."""
         sh, s = self.shell(run, "06-deploy-kserve"), run.settings
         name, version = s.registered_model_name, champion_version(run)
-        self._ensure_kserve(sh)
+        addons.ensure_kserve(sh)
         storage_uri = self.storage_uri(run, version)
         services = [workloads.mlserver_inference_service(run, storage_uri)]
         if workloads.vllm_serves(run):
@@ -457,43 +442,6 @@ class Gke(LivePlatform):
                 "model": f"{name}-lora",
             }
         return run.state.update("serving", record)
-
-    def _ensure_kserve(self, sh: Shell) -> None:
-        """cert-manager and KServe (Standard mode, once called RawDeployment) unless the
-        cluster has them: KServe's CRDs, its Hugging Face runtime and the Standard default are
-        each checked, so an install that stopped half-way is completed by a re-run."""
-        releases = "https://github.com/{}/releases/download/{}/{}"
-        if not sh.kube.exists(*CRD, "certificates.cert-manager.io"):
-            cert_manager = releases.format(
-                "cert-manager/cert-manager", workloads.CERT_MANAGER_VERSION, "cert-manager.yaml"
-            )
-            sh.run(["kubectl", "apply", "-f", cert_manager])
-            sh.wait_available("cert-manager", timeout="5m")
-        kserve = releases.format("kserve/kserve", workloads.KSERVE_VERSION, "{}")
-        # --server-side: the InferenceService CRD is too large for client-side apply's annotation
-        apply = ["kubectl", "apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
-                 "--force-conflicts", "-f"]  # fmt: skip
-        # cert-manager's and KServe's webhooks answer a little after their Deployments are
-        # Available (the CA bundle is injected asynchronously): the applies that call them retry
-        if sh.kube.exists(*CRD, "inferenceservices.serving.kserve.io"):
-            _check_kserve_version(sh)
-        else:
-            # the release's kserve.yaml has no Namespace since v0.17 (its objects need one)
-            # (under addons/: stage 07 deletes what manifests/ holds, and KServe must stay
-            # while it removes its objects' finalizers)
-            sh.apply("addons/kserve-namespace.yaml", [workloads.kserve_namespace()])
-            sh.run([*apply, kserve.format("kserve.yaml")], attempts=5)
-        runtime = ("serving.kserve.io/v1alpha1", "ClusterServingRuntime", workloads.HF_RUNTIME)
-        if not sh.kube.exists(*runtime):
-            # the cluster resources hold LLMInferenceServiceConfigs, which the LLM controller's
-            # webhook admits (failurePolicy Fail): both controllers first
-            for controller in workloads.KSERVE_CONTROLLERS:
-                sh.wait_available(workloads.KSERVE_NAMESPACE, deployment=controller)
-            sh.run([*apply, kserve.format("kserve-cluster-resources.yaml")], attempts=5)
-        mode = json.dumps({"data": {"deploy": json.dumps(
-            {"defaultDeploymentMode": workloads.KSERVE_MODE})}})  # fmt: skip
-        sh.run(["kubectl", "patch", "configmap/inferenceservice-config",
-                f"-n={workloads.KSERVE_NAMESPACE}", "--type=merge", f"-p={mode}"])  # fmt: skip
 
     def storage_uri(self, run: Run, version: str) -> str:
         """The gs:// folder of the registered version's model (MLflow serves artifacts by
@@ -566,24 +514,6 @@ class Gke(LivePlatform):
                 csi = found.get("spec", {}).get("csi", {})
                 left[volume] = csi.get("volumeHandle") or volume  # projects/P/zones/Z/disks/D
         return left
-
-
-def _check_kserve_version(sh: Shell) -> None:
-    """A cluster's own KServe must be the release the kit renders for: an older one refuses
-    what the kit sets (v0.15's webhook and controller reject the `Standard` mode: pkg/apis/
-    serving/v1beta1/configmap.go), a newer one may not serve what the kit renders."""
-    controller = workloads.KSERVE_CONTROLLERS[0]
-    found = sh.kube.get("apps/v1", "Deployment", controller, workloads.KSERVE_NAMESPACE)
-    pod = (found or {}).get("spec", {}).get("template", {}).get("spec", {})
-    images = [c.get("image", "") for c in pod.get("containers", [])]
-    tags = {image.rpartition(":")[2] for image in images if "kserve-controller" in image}
-    if tags and tags != {workloads.KSERVE_VERSION}:
-        raise RuntimeError(
-            f"the cluster runs KServe {', '.join(sorted(tags))} (deployment/{controller} in "
-            f"{workloads.KSERVE_NAMESPACE}); the kit renders for {workloads.KSERVE_VERSION}: "
-            "upgrade KServe to that release (https://github.com/kserve/kserve/releases) or "
-            "deploy on a cluster without KServe"
-        )
 
 
 def delete_disk(handle: str) -> list[str]:

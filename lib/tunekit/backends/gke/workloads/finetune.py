@@ -26,15 +26,13 @@ from tunekit.backends.gke.workloads.pods import (
 )
 from tunekit.run import Run
 
-# Kubeflow Trainer, installed by stage 03 where the cluster lacks it; its `torch-distributed`
+# Kubeflow Trainer (tunekit.backends.gke.addons installs it); its `torch-distributed`
 # runtime, whose one replicated job and container are both `node` (v2.3.0
 # manifests/base/runtimes/torch_distributed.yaml); a patch's manager is a domain-prefixed
 # path (pkg/runtime/framework/plugins/jobset/jobset.go `IsDomainPrefixedPath`)
-TRAINER_VERSION = "v2.3.0"
 TRAINER_GROUP = TRAINER_API.split("/")[0]
 TRAINER_RUNTIME, TRAINER_JOB, TRAINER_CONTAINER = "torch-distributed", "node", "node"
 TRAINER_PATCH_MANAGER = "tunekit.dev/tunekit"
-TRAINER_NAMESPACE = "kubeflow-system"
 # PodSpecPatch's fields (trainjob_types.go): what a runtime patch may set on the pods
 TRAINJOB_POD_FIELDS = ("serviceAccountName", "securityContext", "nodeSelector", "tolerations",
                        "volumes", "affinity", "imagePullSecrets")  # fmt: skip

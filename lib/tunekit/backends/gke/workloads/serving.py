@@ -24,13 +24,7 @@ from tunekit.backends.gke.workloads.pods import (
 from tunekit.models import is_local_model, places_base
 from tunekit.run import Run
 
-# KServe (Standard mode, once RawDeployment: no Knative, no Istio) and the cert-manager it
-# needs (v0.21.0's kserve-deps.env: v1.17.0 or newer), installed by stage 06 when the cluster
-# has no KServe yet; tests/schemas.py validates against the same release's SDK.
-KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.21.0", "v1.17.2"
-KSERVE_NAMESPACE, KSERVE_MODE = "kserve", "Standard"  # pkg/constants/constants.go
-# its Deployments (install/v0.21.0/kserve.yaml: config/manager, config/llmisvc)
-KSERVE_CONTROLLERS = ("kserve-controller-manager", "llmisvc-controller-manager")
+KSERVE_MODE = "Standard"  # KServe's mode without Knative (pkg/constants/constants.go)
 HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
 
 
@@ -141,11 +135,6 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
             "containers": [container],
         },
     }
-
-
-def kserve_namespace() -> dict[str, Any]:
-    """KServe's namespace, which its release's kserve.yaml no longer creates (v0.17 on)."""
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KSERVE_NAMESPACE}}
 
 
 def _inference_service(run: Run, name: str, model: dict[str, Any]) -> dict[str, Any]:
