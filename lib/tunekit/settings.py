@@ -518,9 +518,9 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
 
     def _check_gpu_zones(self) -> None:
         """The GPU pool gets zones of the region: those given, else those known to have the
-        accelerator (tunekit.backends.gke.node_sizing.ZONES); an unknown pairing is refused
+        accelerator (tunekit.machines.ZONES); an unknown pairing is refused
         before terraform creates a pool that GKE cannot place."""
-        from tunekit.backends.gke.node_sizing import ZONES, gpu_zones
+        from tunekit.machines import ZONES, gpu_zones
 
         if not self.gpu_zones:
             self.gpu_zones = gpu_zones(self.gpu_type, self.region)
@@ -536,8 +536,8 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
 
     def _check_gpu_machine(self) -> None:
         """The GPU pool's machine exists, carries `gpu_type` and has `gpu_count` GPUs: the
-        pods are sized from it (tunekit.backends.gke.node_sizing)."""
-        from tunekit.backends.gke.node_sizing import MACHINES
+        pods are sized from it (tunekit.machines, tunekit.backends.gke.node_sizing)."""
+        from tunekit.machines import MACHINES
 
         machine = MACHINES.get(self.gpu_machine_type)
         if machine is None:
