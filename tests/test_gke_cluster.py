@@ -151,6 +151,11 @@ def test_the_sweep_changes_katibs_live_collector_entry_and_keeps_the_rest(cluste
     stdout = next(c for c in config["runtime"]["metricsCollectors"] if c["kind"] == "StdOut")
     assert stdout["waitAllProcesses"] is False
     assert config["init"] == yaml.safe_load(KATIB_CONFIG)["init"]
+    # not under manifests/: stage 07 deletes what that folder holds (`0[3-6]-*.yaml`), and
+    # Katib's own ConfigMap must stay while its controller clears the sweep's objects
+    written = {p.relative_to(run.dir / "gke").as_posix() for p in (run.dir / "gke").rglob("*.yaml")}
+    assert "katib/katib-config.yaml" in written
+    assert not [p for p in written if p.startswith("manifests/") and "katib-config" in p]
 
 
 # --- stage 03: the fine-tune Job

@@ -112,7 +112,9 @@ def use_collector(sh: Shell) -> None:
         "metadata": {"name": CONFIG_MAP, "namespace": NAMESPACE},
         "data": data,
     }
-    sh.apply("manifests/03-katib-config.yaml", [config_map])
+    # under katib/, not manifests/: stage 07 deletes what manifests/ holds, and Katib's own
+    # ConfigMap must stay while its controller clears the sweep's objects
+    sh.apply("katib/katib-config.yaml", [config_map])
 
 
 def suggestion_ingress(run: Run) -> dict[str, Any]:
