@@ -14,7 +14,13 @@ from typing import Any
 from tunekit import provenance
 from tunekit.experiment import REPRODUCES_TAG
 from tunekit.run import Run
-from tunekit.settings import Settings, SettingsError, identity_fields, load_settings
+from tunekit.settings import (
+    Settings,
+    SettingsError,
+    TrackingSettings,
+    identity_fields,
+    load_settings,
+)
 
 COMPARED = (
     "tuned_execution_accuracy",
@@ -22,7 +28,7 @@ COMPARED = (
     "validation_tuned_execution_accuracy",
     "validation_tuned_exact_match",
 )  # what must match, within tolerance
-NOT_REPRODUCED = ("experiment_name", "sweep_id", "reproduces")  # the new run's own
+NOT_REPRODUCED = TrackingSettings.names()  # the new run's own: its experiment, sweep, origin
 
 
 class ReproduceRefused(SettingsError):

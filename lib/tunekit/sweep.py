@@ -23,7 +23,13 @@ from typing import Any, Literal
 from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
 from tunekit.objective import COMPONENTS, OBJECTIVE, SCORE, rank_key
 from tunekit.run import Run
-from tunekit.settings import Settings, SettingsError, identity_fields, load_settings
+from tunekit.settings import (
+    Settings,
+    SettingsError,
+    TrackingSettings,
+    identity_fields,
+    load_settings,
+)
 
 Sampler = Literal["grid", "random", "tpe"]
 SAMPLERS: tuple[str, ...] = ("grid", "random", "tpe")
@@ -39,8 +45,8 @@ def default_space(base: Settings) -> dict[str, tuple[str, ...]]:
     }
 
 
-# Training settings a trial may not vary: they name the experiment and the sweep itself.
-FIXED = ("experiment_name", "sweep_id", "reproduces")
+# Settings a trial may not vary: the tracking group's, which name the experiment and the sweep.
+FIXED = TrackingSettings.names()
 TABLE_FILE = "sweep/trials.json"
 
 
