@@ -62,7 +62,7 @@ for secret in mlflow-db:mlflow mlflow-auth:admin mlflow-reader:reader; do
 done
 kubectl apply -f "$RUN_DIR/kind/02-postgres.yaml"
 kubectl -n "$NS" rollout status statefulset/postgres --timeout=5m
-CHART=$("$PY" -c 'from tunekit.backends.gke import mlflow_chart as c; print(c.NAME, c.VERSION, c.REPOSITORY)')
+CHART=$("$PY" -c 'from tunekit.backends import mlflow_chart as c; print(c.NAME, c.VERSION, c.REPOSITORY)')
 read -r CHART_NAME CHART_VERSION CHART_REPOSITORY <<<"$CHART"
 helm repo add community-charts "$CHART_REPOSITORY" --force-update
 helm upgrade --install mlflow "$CHART_NAME" --version "$CHART_VERSION" -n "$NS" \

@@ -49,7 +49,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _no_mlflow_login() -> Iterator[None]:
     """Every test starts without an MLflow login, as a fresh kernel does: whatever talks to
-    MLflow must log in itself (`tunekit.tracking.use_login`)."""
+    MLflow must log in itself (`tunekit.stages.use_login`)."""
     for name in LOGIN_VARIABLES:
         os.environ.pop(name, None)
     yield

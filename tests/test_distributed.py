@@ -32,7 +32,7 @@ from tunekit.models import TINY_DIR
 from tunekit.recipe import sft_arguments
 from tunekit.run import recorded_run
 from tunekit.settings import SettingsError, load_settings
-from tunekit.tracking import use_login
+from tunekit.stages import use_login
 
 from .conftest import CLOUD_TOOLS, REPO, fake_tools, rendered, tunekit_cli, wait_for_checkpoint
 from .schemas import validate

@@ -34,7 +34,7 @@ from tunekit.evaluate import Schema, parse_query
 from tunekit.experiment import TABLE_FILES
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
-from tunekit.tracking import use_login
+from tunekit.stages import use_login
 from tunekit.train import RESULT_FILE, last_complete_checkpoint
 
 from .conftest import REPO, assert_secrets_stay_in_their_file, tunekit_cli, wait_for_checkpoint

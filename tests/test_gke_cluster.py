@@ -27,7 +27,7 @@ from tunekit.backends.gke import Gke, addons, workloads
 from tunekit.backends.gke.kube import KubeError
 from tunekit.backends.gke.shell import Shell
 from tunekit.credentials import child_environment
-from tunekit.tracking import use_login
+from tunekit.stages import use_login
 
 from .conftest import REPO, at_a_terminal, fake_tools
 from .kube_fake import FakeKubeAPI

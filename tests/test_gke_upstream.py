@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 import tunekit
-from tunekit.backends.gke import addons, mlflow_chart, node_sizing, workloads
+from tunekit.backends import mlflow_chart
+from tunekit.backends.gke import addons, node_sizing, workloads
 from tunekit.settings import SettingsError
 
 from .conftest import REPO, gke_series, helm_values, rendered, rendered_one
@@ -30,7 +31,7 @@ from .conftest import REPO, gke_series, helm_values, rendered, rendered_one
 TERRAFORM = REPO / "terraform"
 
 
-# --- MLflow: community-charts/mlflow (tunekit.backends.gke.mlflow_chart models its templates)
+# --- MLflow: community-charts/mlflow (tunekit.backends.mlflow_chart models its templates)
 
 
 def test_mlflow_users_live_in_a_postgres_database_that_is_created(dry_run):
@@ -120,7 +121,7 @@ def test_the_chart_pin_is_a_release_and_pinned_in_one_place():
     assert CHART_RELEASES.get(mlflow_chart.VERSION) == mlflow_chart.APP_VERSION
     pins = re.compile(r"--version[ =]\d+\.\d+\.\d+|1\.11\.7")
     places = [*REPO.glob("ci/*"), *REPO.glob("*.md"), *REPO.glob("lib/tunekit/**/*.py")]
-    places.remove(REPO / "lib" / "tunekit" / "backends" / "gke" / "mlflow_chart.py")  # the one
+    places.remove(REPO / "lib" / "tunekit" / "backends" / "mlflow_chart.py")  # the one
     stray = [str(p.relative_to(REPO)) for p in places if p.is_file() and pins.search(p.read_text())]
     assert stray == []  # ci/kind-e2e.sh reads mlflow_chart.VERSION too
 

@@ -12,7 +12,7 @@ from tunekit import inference
 from tunekit.backends.gke import addons
 from tunekit.evaluate import Schema, parse_query
 from tunekit.grammar import ContextError, Tables, accepts, question_spans, sql_grammar
-from tunekit.serving import KSERVE_VLLM, TUTORIAL, completion_request
+from tunekit.serving import TUTORIAL, completion_request
 
 CONTEXT = "CREATE TABLE ship (ship_id INTEGER, name VARCHAR, flag VARCHAR, tonnage INTEGER)"
 QUESTION = "How many ships sail under the flag of Peru?"
@@ -152,9 +152,9 @@ def test_vllm_gets_the_grammar_in_the_field_its_version_reads() -> None:
     sent to a new vLLM the old field is answered unconstrained. The installed KServe (v0.21.0)
     runs vLLM 0.24.0 (vllm/entrypoints/openai/completion/protocol.py `structured_outputs`)."""
 
-    old = completion_request(QUESTION, CONTEXT, "m-lora", KSERVE_VLLM["v0.15.2"])
+    old = completion_request(QUESTION, CONTEXT, "m-lora", addons.KSERVE_VLLM["v0.15.2"])
     assert old["guided_grammar"] == sql_grammar(QUESTION, CONTEXT)
     assert "structured_outputs" not in old and old["model"] == "m-lora"
-    new = completion_request(QUESTION, CONTEXT, "m-lora", KSERVE_VLLM[addons.KSERVE_VERSION])
+    new = completion_request(QUESTION, CONTEXT, "m-lora", addons.KSERVE_VLLM[addons.KSERVE_VERSION])
     assert new["structured_outputs"] == {"grammar": sql_grammar(QUESTION, CONTEXT)}
     assert "guided_grammar" not in new and new["prompt"].endswith("Answer:")

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import tunekit
-from tunekit.backends import containers
-from tunekit.backends.gke import mlflow_chart, workloads
+from tunekit.backends import containers, mlflow_chart
+from tunekit.backends.gke import workloads
 
 from .conftest import REPO
 

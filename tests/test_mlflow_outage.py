@@ -50,7 +50,7 @@ from tunekit.mlflow_outage import (
 from tunekit.run import recorded_run
 from tunekit.services import free_port
 from tunekit.settings import SettingsError, load_settings
-from tunekit.tracking import use_login
+from tunekit.stages import use_login
 from tunekit.train import last_complete_checkpoint
 
 from .conftest import REPO, tunekit_cli

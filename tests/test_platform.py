@@ -18,7 +18,7 @@ from tunekit import experiment, tracking
 from tunekit.backends import backend_for
 from tunekit.backends.local import processes
 from tunekit.services import healthy, running_services, stop_service
-from tunekit.tracking import use_login
+from tunekit.stages import use_login
 
 from .conftest import REPO, at_a_terminal
 

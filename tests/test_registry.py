@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 import tunekit
 from tunekit.registry import CHAMPION, compare_runs, register_best
 from tunekit.run import Run
-from tunekit.tracking import use_login
+from tunekit.stages import use_login
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -70,7 +70,7 @@ def test_best_run_is_registered_with_champion_alias_once(registry_run) -> None:
     best = finetune(client, experiment, accuracy=0.90, eval_loss=0.10)
     finetune(client, experiment, accuracy=0.99, eval_loss=0.01, status="FAILED")  # not finished
 
-    table = compare_runs(run)
+    table = compare_runs(run, client)
     assert list(table.run_id) == [best, tie_high_loss, worse]
 
     first = register_best(run, client)

@@ -21,9 +21,8 @@ from tunekit.run import recorded_run
 from tunekit.runner import parse_stages
 from tunekit.services import healthy, running_services
 from tunekit.settings import SettingsError
-from tunekit.stages import STAGES
+from tunekit.stages import STAGES, use_login
 from tunekit.state import RunState
-from tunekit.tracking import use_login
 
 from .conftest import REPO, TINY_FINETUNE, tunekit_cli
 

@@ -101,7 +101,8 @@ def test_mlflow_models_serve_of_the_champion_gets_the_tutorials_sql(served: dict
 
     from tunekit.credentials import READER, child_environment
     from tunekit.services import free_port
-    from tunekit.tracking import login, tracking_uri
+    from tunekit.stages import login
+    from tunekit.tracking import tracking_uri
 
     run = recorded_run(served["run_dir"])
     reader, port = login(run, READER), free_port()

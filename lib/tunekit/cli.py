@@ -228,7 +228,7 @@ def reproduce(
 ) -> None:
     """Fine-tune a recorded run again from its MLflow record (settings, commit, data digests)
     into a new run tagged tunekit.reproduces; exit 1 if its metrics differ beyond --tolerance."""
-    from tunekit.reproduce import reproduce as run_reproduction
+    from tunekit.stages import reproduce as run_reproduction
 
     try:
         the_run = open_run(run_dir or "")

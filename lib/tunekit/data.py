@@ -156,16 +156,12 @@ def check_held_out(rows: list[dict[str, str]], indices: list[int], settings: Any
         )
 
 
-def preview_examples(run: Any, n: int = 3) -> Any:
+def preview_examples(train: list[dict[str, str]], n: int = 3) -> Any:
     """The first `n` training examples as the model sees them (a pandas DataFrame)."""
     import pandas as pd
 
-    from tunekit.backends import backend_for
     from tunekit.prompts import build_example
 
-    if (splits := backend_for(run).training_rows(run)) is None:
-        return None
-    train, _ = splits
     return pd.DataFrame([build_example(r, eos_token="<eos>") for r in train[:n]])
 
 

@@ -224,13 +224,13 @@ def _end_run(run_id: str, status: str) -> None:
 
 def run_tags(settings: Settings) -> dict[str, str]:
     """What the run is and what reproduces it (`tunekit.provenance`); nothing secret."""
-    from tunekit import __version__
+    from tunekit.provenance import kit_version
 
     tags = {
         "tunekit.profile": settings.profile,
         "tunekit.model_id": settings.model_id,
         "tunekit.dataset": settings.dataset,
-        "tunekit.version": __version__,
+        "tunekit.version": kit_version(),
         "tunekit.git_commit": provenance.git_commit(),
         "tunekit.git_dirty": provenance.git_dirty(),
         **{f"tunekit.package.{p}": v for p, v in provenance.package_versions().items()},

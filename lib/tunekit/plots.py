@@ -7,13 +7,14 @@ from typing import Any
 from tunekit import progress
 from tunekit.objective import score
 from tunekit.run import Run
-from tunekit.tracking import client, tracking_uri, ui_url
+from tunekit.stages import compare_runs, tracking_client
+from tunekit.tracking import tracking_uri, ui_url
 
 
 def training_curves(run: Run) -> Any:
     """Loss and learning rate of the run's fine-tune, step by step (None where the backend
     has no tracking server to read)."""
-    if (mlflow_client := client(run)) is None:
+    if (mlflow_client := tracking_client(run)) is None:
         return None
     import matplotlib.pyplot as plt
 
@@ -41,7 +42,7 @@ def base_vs_tuned(run: Run) -> Any:
     """Execution accuracy of the base and the tuned model, answering as the servers do, and of
     the tuned model answering the other way (free or constrained), on the held-out rows, the
     validation set and the test set (`tunekit.eval_sets`), side by side."""
-    if (mlflow_client := client(run)) is None:
+    if (mlflow_client := tracking_client(run)) is None:
         return None
     import matplotlib.pyplot as plt
 
@@ -84,8 +85,6 @@ def evaluation_summary(metrics: dict[str, Any]) -> Any:
 def runs_compared(run: Run, run_ids: list[str] | None = None) -> Any:
     """The experiment's evaluated fine-tunes (or `run_ids` of them): execution accuracy and
     eval loss, best first."""
-    from tunekit.registry import compare_runs
-
     table = compare_runs(run)
     if table.empty:
         return None
@@ -121,7 +120,7 @@ def _runs_figure(table: Any) -> Any:
 def sweep_trials(run: Run) -> Any:
     """The run's last sweep, read from MLflow: the objective of each trial against each swept
     setting (failed trials as red crosses at 0), the best one circled."""
-    if (mlflow_client := client(run)) is None:
+    if (mlflow_client := tracking_client(run)) is None:
         return None
     import matplotlib.pyplot as plt
 
@@ -177,8 +176,6 @@ def _finetune_run_id(run: Run) -> str:
 def choose_runs(run: Run) -> Any:
     """Tick the runs to compare and the plot follows (ipywidgets). Headless, or with no person
     at the notebook, it is the static plot of every run."""
-    from tunekit.registry import compare_runs
-
     table = compare_runs(run)  # once: the picker redraws from it
     if table.empty:
         return None

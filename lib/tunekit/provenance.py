@@ -16,6 +16,14 @@ TRAINING_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "data
 UNKNOWN = "unknown"
 
 
+def kit_version() -> str:
+    """The installed tunekit's version (`0+unknown` from a source tree that is not installed)."""
+    try:
+        return version("tunekit")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(

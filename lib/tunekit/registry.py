@@ -15,7 +15,7 @@ from tunekit.experiment import SWEEP_ROLE_TAG
 from tunekit.objective import SCORE, best_first
 from tunekit.run import Run
 from tunekit.settings import Settings
-from tunekit.tracking import client, model_version_url, tracking_uri
+from tunekit.tracking import model_version_url, tracking_uri
 
 CHAMPION = "champion"
 METRICS = (
@@ -38,13 +38,12 @@ def champion_uri(settings: Settings) -> str:
     return f"models:/{settings.registered_model_name}@{CHAMPION}"
 
 
-def compare_runs(run: Run) -> Any:
+def compare_runs(run: Run, mlflow_client: Any) -> Any:
     """The experiment's finished, evaluated fine-tunes, best first (a pandas DataFrame; empty
-    where the backend has no tracking server to read). A sweep's parent run, which repeats its
-    best trial's metrics, is not a fine-tune."""
+    without a tracking server to read, `mlflow_client` None). A sweep's parent run, which
+    repeats its best trial's metrics, is not a fine-tune."""
     import pandas as pd
 
-    mlflow_client = client(run)
     if mlflow_client is None:
         return pd.DataFrame(columns=["run_id", "run_name", *METRICS, *PARAMS])
     experiment_id = _experiment_id(run)
@@ -70,7 +69,7 @@ def register_best(run: Run, mlflow_client: Any) -> dict[str, Any]:
     """Register the best run's model (or the setting `pin_run_id`'s), alias it `champion`;
     record it."""
     pin_run_id = run.settings.pin_run_id
-    candidates = compare_runs(run)
+    candidates = compare_runs(run, mlflow_client)
     if pin_run_id:
         chosen = candidates[candidates["run_id"] == pin_run_id]
         if chosen.empty:

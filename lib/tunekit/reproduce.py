@@ -103,7 +103,7 @@ def check(
     """Refuse (ReproduceRefused) where the data or the code differ; the warnings otherwise."""
     warnings = []
     if rows is None:
-        warnings.append("the data is not read here (a dry run): its digests are not checked")
+        warnings.append("the data is not read here: its digests are not checked")
     else:
         for split, split_rows in zip(("train", "eval"), rows, strict=True):
             then = original.tags.get(provenance.data_tag(split))
@@ -153,23 +153,11 @@ def compare(
     return rows, all(r["ok"] for r in rows)
 
 
-def reproduce(
-    run: Run, ref: str, allow_other_commit: bool = False, tolerance: float = 0.01
+def record(
+    run: Run, original: Recorded, result: dict[str, Any], tolerance: float, warnings: list[str]
 ) -> dict[str, Any]:
-    """Fine-tune `ref` (a run id or a registered model's URI) again on this run's platform;
-    the metrics side by side, recorded in the run's state (`reproduce`)."""
-    from tunekit.backends import backend_for
-
-    backend = backend_for(run)
-    client = backend.tracking_client(run)
-    if client is None:
-        raise ReproduceRefused("a dry run has no MLflow to read the recorded run from")
-    original = recorded(client, resolve_run_id(client, ref))
-    settings = settings_for(run, original)
-    warnings = check(original, backend.training_rows(Run(run.dir, settings)), allow_other_commit)
-    for warning in warnings:
-        print(f"tunekit: note: {warning}", flush=True)
-    result = backend.finetune(Run(run.dir, settings))
+    """The reproduction `result` of `original` compared, recorded in the run's state
+    (`reproduce`)."""
     table, matches = compare(original, result, tolerance)
     return run.state.update(
         "reproduce",

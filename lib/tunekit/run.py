@@ -141,7 +141,7 @@ def _validated(path: Path, values: dict[str, Any]) -> Settings:
 
 def _record(path: Path, settings: Settings) -> Run:
     """Record the run (once) and its settings."""
-    from tunekit import __version__
+    from tunekit.provenance import kit_version
 
     path.mkdir(parents=True, exist_ok=True)
     with RunState(path).edit() as data:
@@ -150,7 +150,7 @@ def _record(path: Path, settings: Settings) -> Run:
             {
                 "id": path.name,
                 "created": datetime.now(UTC).isoformat(),
-                "tunekit_version": __version__,
+                "tunekit_version": kit_version(),
             },
         )
         data["settings"] = settings.model_dump()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from tunekit.prompts import build_prompt
@@ -18,10 +19,6 @@ TUTORIAL = {
 }
 
 
-# The vLLM in KServe's Hugging Face runtime image, by KServe release: kserve v0.15.2
-# python/huggingfaceserver/pyproject.toml (vllm = "0.8.5"), v0.20.0 and v0.21.0
-# python/kserve/pyproject.toml (llm = ["vllm==0.24.0"])
-KSERVE_VLLM = {"v0.15.2": (0, 8, 5), "v0.20.0": (0, 24, 0), "v0.21.0": (0, 24, 0)}
 # vLLM's CompletionRequest took a grammar as top-level `guided_grammar` until 0.11.0 added
 # `structured_outputs: {grammar: ...}` (0.11 deprecates the old field, 0.12.0 removes it). Its
 # requests allow unknown fields (vllm/entrypoints/openai/protocol.py `OpenAIBaseModel`,
@@ -64,14 +61,14 @@ def vllm_request(
     run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"]
 ) -> dict[str, Any] | None:
     """The question as a request to stage 06's vLLM InferenceService (gke, when it was
-    deployed): its in-cluster URL, the body (`completion_request`, for the vLLM of the installed
-    KServe) and the `curl` command that sends it from inside the cluster; None without one."""
-    from tunekit.backends.gke.addons import KSERVE_VERSION
-
+    deployed): its in-cluster URL, the body (`completion_request`, for the vLLM version stage
+    06 recorded) and the `curl` command that sends it from inside the cluster; None without
+    one."""
     recorded = run.state.section("serving").get("vllm")
     if not recorded:
         return None
-    body = completion_request(question, context, recorded["model"], KSERVE_VLLM[KSERVE_VERSION],
+    vllm = tuple(recorded["vllm_version"])
+    body = completion_request(question, context, recorded["model"], vllm,
                               free_literals=run.settings.free_literals)  # fmt: skip
     curl = (f"curl -s -X POST {recorded['openai_url']} -H 'Content-Type: application/json' "
             f"-d {shlex.quote(json.dumps(body))}")  # fmt: skip
@@ -92,8 +89,14 @@ def v2_request(prompt: str) -> dict[str, Any]:
     return {"inputs": [{"name": "args", "shape": [1], "datatype": "BYTES", "data": [prompt]}]}
 
 
-def ask(run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"],
-        server: str = "fastapi", expected: str = "") -> dict[str, Any]:  # fmt: skip
+# POSTs a body to a deployed server's endpoint, answers its JSON (None where nothing is
+# deployed to ask): the run's backend's `ask`
+Post = Callable[[str, dict[str, Any]], "dict[str, Any] | None"]
+
+
+def ask(run: Run, post: Post, question: str = TUTORIAL["question"],
+        context: str = TUTORIAL["context"], server: str = "fastapi",
+        expected: str = "") -> dict[str, Any]:  # fmt: skip
     """Ask a running server (`fastapi` of 05, `mlserver` of 06) one question: its SQL, the
     version that answered, the `curl` command that asks the same and, given the `expected`
     SQL (empty: the tutorial's answer to the tutorial's question), whether the answer is
@@ -112,9 +115,7 @@ def ask(run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL[
         f"curl -s -X POST {endpoint} -H 'Content-Type: application/json' "
         f"-d {shlex.quote(json.dumps(body))}"
     )
-    from tunekit.backends import backend_for
-
-    answer = backend_for(run).ask(run, endpoint, body)
+    answer = post(endpoint, body)
     if answer is None:
         return {"sql": "(not asked: nothing is deployed)", "question": question, "curl": curl,
                 "model_version": recorded["model_version"], "response": None,
@@ -138,7 +139,7 @@ def judge(question: str, context: str, expected: str, sql: str) -> bool | None:
 
 
 def compare_servers(
-    run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"]
+    run: Run, post: Post, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"]
 ) -> Any:
     """The same question to each server the run deployed (05's FastAPI, 06's MLServer): a
     table of server, version and SQL. Both serve the champion greedily, so the SQL matches."""
@@ -150,7 +151,7 @@ def compare_servers(
         if not run.state.section("serving").get(server, {}).get("url"):
             continue  # its stage did not run
         try:
-            answer = ask(run, question, context, server=server)
+            answer = ask(run, post, question, context, server=server)
         except requests.ConnectionError:
             answer = {"sql": "(not reachable: stopped?)", "model_version": None}
         rows.append({"server": server, "version": answer["model_version"], "sql": answer["sql"]})

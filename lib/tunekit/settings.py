@@ -491,9 +491,9 @@ class Settings(  # bases in reverse: pydantic orders the fields platform first
         if not self.bucket:
             self.bucket = f"{self.project_id}-tunekit" if self.profile == "gke" else "tunekit"
         if not self.image_tag:
-            from tunekit import __version__
+            from tunekit.provenance import kit_version
 
-            self.image_tag = __version__
+            self.image_tag = kit_version()
         return self
 
     def _check_processes(self) -> None:

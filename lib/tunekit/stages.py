@@ -1,12 +1,21 @@
-"""The public function of each stage. Notebooks call these; the run's profile picks the backend."""
+"""The public function of each stage, and what the notebooks read from the run's platform
+between them. The run's profile picks the backend (`backend_for`): the one layer that does;
+the modules below receive a client, rows or a function to ask a server with."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+from tunekit import credentials, data, registry, serving, tracking
+from tunekit import reproduce as reproduction
 from tunekit.backends import backend_for
 from tunekit.run import Run
+from tunekit.serving import TUTORIAL
 from tunekit.sweep import Sweep
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 STAGES = (
     "01-cluster",
@@ -58,3 +67,80 @@ def deploy_kserve(run: Run) -> dict[str, Any]:
 def cleanup(run: Run) -> dict[str, Any]:
     """Stage 07: stop everything the run's state records. Safe to run twice."""
     return backend_for(run).cleanup(run)
+
+
+# --- what the notebooks read from the run's platform between the stages
+
+
+def login(run: Run, name: str = credentials.ADMIN) -> dict[str, str]:
+    """The login of credential `name` (the admin by default): the run's secrets file locally,
+    the Kubernetes Secret on GKE."""
+    return backend_for(run).read_secret(run, name)
+
+
+def use_login(run: Run, name: str = credentials.ADMIN) -> None:
+    """Log this process's MLflow client in as credential `name` of the run."""
+    tracking.log_in(login(run, name))
+
+
+def tracking_client(run: Run) -> MlflowClient | None:
+    """The MlflowClient of the run's server, logged in as the admin; None where the backend has
+    no server to read."""
+    return backend_for(run).tracking_client(run)
+
+
+def verify_artifact_store(run: Run) -> dict[str, Any]:
+    """Stage 02's check: a small artifact logged through the server appears in the bucket."""
+    backend = backend_for(run)
+    mlflow_client, storage = backend.tracking_client(run), backend.storage_client(run)
+    if mlflow_client is None or storage is None:
+        print("the artifact check is skipped: this backend has no server to check")
+        return {"checked": False}
+    return tracking.verify_artifact_store(mlflow_client, storage, run.settings.bucket, run.id)
+
+
+def compare_runs(run: Run) -> Any:
+    """The experiment's finished, evaluated fine-tunes, best first (a pandas DataFrame):
+    what stage 04 chooses from."""
+    return registry.compare_runs(run, tracking_client(run))
+
+
+def preview_examples(run: Run, n: int = 3) -> Any:
+    """The first `n` training examples as the model sees them (a pandas DataFrame; None where
+    the backend reads no rows)."""
+    if (splits := backend_for(run).training_rows(run)) is None:
+        return None
+    return data.preview_examples(splits[0], n)
+
+
+def ask(run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"],
+        server: str = "fastapi", expected: str = "") -> dict[str, Any]:  # fmt: skip
+    """Ask the run's `fastapi` (05) or `mlserver` (06) server one question (`serving.ask`)."""
+    return serving.ask(run, partial(backend_for(run).ask, run), question, context, server,
+                       expected)  # fmt: skip
+
+
+def compare_servers(
+    run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"]
+) -> Any:
+    """The same question to each server the run deployed: server, version and SQL."""
+    return serving.compare_servers(run, partial(backend_for(run).ask, run), question, context)
+
+
+def reproduce(
+    run: Run, ref: str, allow_other_commit: bool = False, tolerance: float = 0.01
+) -> dict[str, Any]:
+    """`tunekit reproduce`: fine-tune `ref` (a run id or a registered model's URI) again on
+    this run's platform; the metrics side by side, recorded in the run's state (`reproduce`)."""
+    backend = backend_for(run)
+    client = backend.tracking_client(run)
+    if client is None:
+        raise reproduction.ReproduceRefused(
+            "this backend has no MLflow server to read the recorded run from"
+        )
+    original = reproduction.recorded(client, reproduction.resolve_run_id(client, ref))
+    again = Run(run.dir, reproduction.settings_for(run, original))
+    warnings = reproduction.check(original, backend.training_rows(again), allow_other_commit)
+    for warning in warnings:
+        print(f"tunekit: note: {warning}", flush=True)
+    return reproduction.record(run, original, backend.finetune(again), tolerance, warnings)

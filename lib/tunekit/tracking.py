@@ -4,8 +4,8 @@ bucket.
 MLflow runs as on the cluster, everywhere: the basic-auth app with an admin generated per run,
 the arguments the community-charts/mlflow chart renders from the kit's values, the schema
 migrated by the server's own MLflow before it starts, and a read-only user for the model
-servers. Every stage that talks to MLflow logs in itself (`client`), from the run's credentials:
-a kernel or a process never inherits a login from an earlier stage.
+servers. Every stage that talks to MLflow logs in itself (`logged_in_client`), from the run's
+credentials: a kernel or a process never inherits a login from an earlier stage.
 """
 
 from __future__ import annotations
@@ -87,20 +87,9 @@ def tracking_uri(run: Run) -> str:
     return uri
 
 
-def login(run: Run, name: str = credentials.ADMIN) -> dict[str, str]:
-    """The login of credential `name` (the admin by default): the run's secrets file locally,
-    the Kubernetes Secret on GKE."""
-    from tunekit.backends import backend_for
-
-    return backend_for(run).read_secret(run, name)
-
-
-def use_login(run: Run, name: str = credentials.ADMIN) -> None:
-    """Log this process's MLflow client in (MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD)."""
-    _log_in(login(run, name))
-
-
-def _log_in(found: dict[str, str]) -> None:
+def log_in(found: dict[str, str]) -> None:
+    """Log this process's MLflow client in as `found` (a credential: username, password);
+    MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD."""
     user, password = credentials.LOGIN_VARIABLES
     os.environ[user], os.environ[password] = found["username"], found["password"]
 
@@ -109,16 +98,8 @@ def logged_in_client(run: Run, admin: dict[str, str]) -> Any:
     """An MlflowClient of the run's tracking server, this process logged in as `admin`."""
     from mlflow import MlflowClient
 
-    _log_in(admin)
+    log_in(admin)
     return MlflowClient(tracking_uri(run))
-
-
-def client(run: Run) -> Any:
-    """The backend's MlflowClient of the run, logged in as the admin; None where there is no
-    server to read (the gke plan)."""
-    from tunekit.backends import backend_for
-
-    return backend_for(run).tracking_client(run)
 
 
 # The MLflow 3 UI shows an experiment of this kind in its model-training view (runs, charts,
@@ -170,30 +151,26 @@ def ensure_reader(uri: str, admin: dict[str, str], reader: dict[str, str]) -> No
         )
 
 
-def verify_artifact_store(run: Run) -> dict[str, Any]:
-    """Log a small artifact through the server and find it as a blob in the bucket.
+def verify_artifact_store(
+    mlflow_client: Any, storage: Any, bucket: str, label: str
+) -> dict[str, Any]:
+    """Log a small artifact through the server (`mlflow_client`, logged in as the admin) and
+    find it as a blob in `bucket` (`storage`, a google-cloud-storage client).
 
     The check run goes to its own experiment so that it never competes with fine-tunes.
     """
-    from tunekit.backends import backend_for
-
-    backend = backend_for(run)
-    mlflow_client, storage = backend.tracking_client(run), backend.storage_client(run)
-    if mlflow_client is None or storage is None:
-        print("the artifact check is skipped: this backend has no server to check")
-        return {"checked": False}
     experiment_id = ensure_experiment(mlflow_client.tracking_uri, CHECK_EXPERIMENT)
-    mlflow_run = mlflow_client.create_run(experiment_id, run_name=f"artifact-check-{run.id}")
+    mlflow_run = mlflow_client.create_run(experiment_id, run_name=f"artifact-check-{label}")
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.txt"
-        probe.write_text(f"tunekit run {run.id}\n")
+        probe.write_text(f"tunekit run {label}\n")
         mlflow_client.log_artifact(mlflow_run.info.run_id, str(probe))
     mlflow_client.set_terminated(mlflow_run.info.run_id)
     prefix = f"{ARTIFACT_PREFIX}/{experiment_id}/{mlflow_run.info.run_id}/"
-    blobs = [b.name for b in storage.list_blobs(run.settings.bucket, prefix=prefix)]
+    blobs = [b.name for b in storage.list_blobs(bucket, prefix=prefix)]
     if not blobs:
         raise RuntimeError(
             f"MLflow accepted an artifact but no blob appeared under "
-            f"gs://{run.settings.bucket}/{prefix}: check the server's --artifacts-destination"
+            f"gs://{bucket}/{prefix}: check the server's --artifacts-destination"
         )
     return {"checked": True, "mlflow_run_id": mlflow_run.info.run_id, "blobs": blobs}

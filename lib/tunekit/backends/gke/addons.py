@@ -16,6 +16,10 @@ from tunekit.backends.gke.workloads import HF_RUNTIME, KSERVE_MODE, TRAINER_GROU
 # needs (v0.21.0's kserve-deps.env: v1.17.0 or newer), installed by stage 06 when the cluster
 # has no KServe yet; tests/schemas.py validates against the same release's SDK.
 KSERVE_VERSION, CERT_MANAGER_VERSION = "v0.21.0", "v1.17.2"
+# The vLLM in KServe's Hugging Face runtime image, by KServe release: kserve v0.15.2
+# python/huggingfaceserver/pyproject.toml (vllm = "0.8.5"), v0.20.0 and v0.21.0
+# python/kserve/pyproject.toml (llm = ["vllm==0.24.0"])
+KSERVE_VLLM = {"v0.15.2": (0, 8, 5), "v0.20.0": (0, 24, 0), "v0.21.0": (0, 24, 0)}
 KSERVE_NAMESPACE = "kserve"
 # its Deployments (install/v0.21.0/kserve.yaml: config/manager, config/llmisvc)
 KSERVE_CONTROLLERS = ("kserve-controller-manager", "llmisvc-controller-manager")

@@ -17,8 +17,9 @@ from typing import Any
 from google.cloud import storage
 
 from tunekit import credentials, distributed, project_files, tracking
+from tunekit.backends import mlflow_chart
 from tunekit.backends.base import LivePlatform
-from tunekit.backends.gke import addons, katib, mlflow_chart, workloads
+from tunekit.backends.gke import addons, katib, workloads
 from tunekit.backends.gke.kube import (
     COMPLETION_INDEX_LABEL,
     GKE_ACCELERATOR_LABEL,
@@ -169,7 +170,7 @@ class Gke(LivePlatform):
 
     def mlflow_objects(self, run: Run, url: str) -> str:
         """The experiment (its id) and the reader user, made through the server at `url`."""
-        tracking.use_login(run)
+        tracking.log_in(self.read_secret(run, credentials.ADMIN))
         experiment_id = tracking.ensure_experiment(url, run.settings.experiment_name)
         tracking.ensure_reader(
             url,
@@ -440,6 +441,7 @@ class Gke(LivePlatform):
             record["vllm"] = {
                 "openai_url": f"{vllm}/openai/v1/completions",
                 "model": f"{name}-lora",
+                "vllm_version": list(addons.KSERVE_VLLM[addons.KSERVE_VERSION]),
             }
         return run.state.update("serving", record)
 

@@ -44,7 +44,7 @@ class Local(LivePlatform):
         """Start `mlflow server` (basic auth, proxied artifacts in the bucket; SQLite, or
         PostgreSQL with `mlflow_backend=postgresql`); get the experiment and the reader."""
         server = self._mlflow(run)
-        tracking.use_login(run)
+        tracking.log_in(self.read_secret(run, credentials.ADMIN))
         experiment_id = tracking.ensure_experiment(server["url"], run.settings.experiment_name)
         secrets = credentials.LocalSecrets(run.dir)
         tracking.ensure_reader(

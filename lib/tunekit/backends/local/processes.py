@@ -164,10 +164,10 @@ def install_runtime(path: Path) -> Path:
 
 
 def server_arguments(run: Run, host: str, port: str, backend_store_uri: str) -> list[str]:
-    """`mlflow server`'s arguments as community-charts/mlflow renders them from the kit's
-    values (`tunekit.backends.gke.mlflow_chart.server_args`), listening on `host`:`port`."""
-    from tunekit.backends.gke import mlflow_chart
-    from tunekit.backends.gke.workloads import mlflow_values
+    """`mlflow server`'s arguments as community-charts/mlflow renders them from the values the
+    cluster's server gets (`mlflow_chart.server_values`), listening on `host`:`port`."""
+    from tunekit.backends import mlflow_chart
 
-    values = {**mlflow_values(run), "serverHost": host, "service": {"containerPort": port}}
+    values = {**mlflow_chart.server_values(run), "serverHost": host,
+              "service": {"containerPort": port}}  # fmt: skip
     return mlflow_chart.server_args(values, backend_store_uri)

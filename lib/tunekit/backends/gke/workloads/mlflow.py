@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunekit.backends import mlflow_chart
 from tunekit.backends.gke.workloads.pods import (
     CONTAINER_SECURITY,
     MLFLOW_AUTH_SECRET,
@@ -18,13 +19,7 @@ from tunekit.backends.gke.workloads.pods import (
     pod_security,
 )
 from tunekit.run import Run
-from tunekit.tracking import (
-    ARTIFACT_PREFIX,
-    AUTH_DATABASE,
-    DEFAULT_PERMISSION,
-    TRACKING_DATABASE,
-    extra_args,
-)
+from tunekit.tracking import AUTH_DATABASE, TRACKING_DATABASE
 
 POSTGRES_IMAGE = "postgres:17.6-bookworm"
 
@@ -51,6 +46,7 @@ def mlflow_values(run: Run) -> dict[str, Any]:
         "driver": "psycopg2",
     }
     login = {"name": MLFLOW_DB_SECRET, "usernameKey": "username", "passwordKey": "password"}
+    server = mlflow_chart.server_values(run)
     return {
         "fullnameOverride": "mlflow",
         "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
@@ -71,13 +67,9 @@ def mlflow_values(run: Run) -> dict[str, Any]:
             "postgres": {"enabled": True, "database": TRACKING_DATABASE, **database},
             "existingDatabaseSecret": login,
         },
-        "artifactRoot": {
-            "proxiedArtifactStorage": True,
-            "gcs": {"enabled": True, "bucket": s.bucket, "path": ARTIFACT_PREFIX},
-        },
+        "artifactRoot": server["artifactRoot"],
         "auth": {
-            "enabled": True,
-            "defaultPermission": DEFAULT_PERMISSION,
+            **server["auth"],
             "existingAdminSecret": {
                 "name": MLFLOW_AUTH_SECRET,
                 "usernameKey": "username",
@@ -92,7 +84,7 @@ def mlflow_values(run: Run) -> dict[str, Any]:
                 "existingSecret": login,
             },
         },
-        "extraArgs": extra_args(run),
+        "extraArgs": server["extraArgs"],
         "extraEnvVars": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         "podSecurityContext": pod_security(),
         # the chart's container default sets runAsUser/runAsGroup 1001, which Helm keeps unless

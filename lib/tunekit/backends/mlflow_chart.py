@@ -1,5 +1,7 @@
 """What the community-charts/mlflow chart makes of the kit's Helm values.
 
+The local and the gke profile both start MLflow from these values (`server_values`): the
+cluster through the chart, the local profile with `server_args`, the same arguments as the pod.
 There is no Helm on the machines the kit is developed on, so what the chart's templates do with
 our values is written down here, each rule with the template it comes from (chart VERSION, read
 at the tag `mlflow-<VERSION>` of github.com/community-charts/helm-charts, folder charts/mlflow).
@@ -13,6 +15,9 @@ from __future__ import annotations
 import copy
 import re
 from typing import Any
+
+from tunekit.run import Run
+from tunekit.tracking import ARTIFACT_PREFIX, DEFAULT_PERMISSION, extra_args
 
 NAME = "community-charts/mlflow"
 REPOSITORY = "https://community-charts.github.io/helm-charts"
@@ -44,6 +49,19 @@ DEFAULTS: dict[str, Any] = {
     "auth": {"sqliteFile": "basic_auth.db", "sqliteFullPath": "", "postgres": {"enabled": False}},
     "extraArgs": {},
 }
+
+
+def server_values(run: Run) -> dict[str, Any]:
+    """The values that decide `mlflow server`'s arguments, the same on the cluster and
+    locally: artifacts proxied to the run's bucket, the basic-auth app, the extra arguments."""
+    return {
+        "artifactRoot": {
+            "proxiedArtifactStorage": True,
+            "gcs": {"enabled": True, "bucket": run.settings.bucket, "path": ARTIFACT_PREFIX},
+        },
+        "auth": {"enabled": True, "defaultPermission": DEFAULT_PERMISSION},
+        "extraArgs": extra_args(run),
+    }
 
 
 def merged(values: dict[str, Any]) -> dict[str, Any]:
