@@ -27,7 +27,7 @@ ABOVE_BACKENDS = {
     "tunekit.plots",
 }
 # the setting that asks for the gke plan; what acts on it is in backends/
-DRY_RUN_SETTING = "tunekit.settings"
+DRY_RUN_SETTING = "tunekit.settings_groups"
 
 
 def module_name(path: Path) -> str:
@@ -79,7 +79,7 @@ def test_no_module_imports_from_a_layer_above_it():
 
 def test_nothing_outside_the_backends_knows_of_the_dry_run():
     """The plan is a backend: the modules outside backends/ read what a backend gives them and
-    never ask whether it is the plan (the setting is defined in settings.py, and the stages
+    never ask whether it is the plan (the setting is defined in settings_groups.py, and the stages
     pass it on untouched)."""
     naming = re.compile(r"[Dd]ry.run|\bPlan\b|[Tt]he (gke )?plan\b")
     found = [

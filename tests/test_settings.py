@@ -121,7 +121,7 @@ def test_the_job_names_of_the_default_settings_are_pinned():
     """A job's name is how a fine-tune is found again: its result reused, its checkpoints
     resumed (a gke Job of that name, a local job folder). A change here renames every job:
     earlier runs' fine-tunes are not found and are trained again. Change the names only with
-    a note in the release (tunekit.settings.JOB_IDENTITY, JOB_NEUTRAL)."""
+    a note in the release (tunekit.settings_groups.JOB_IDENTITY, JOB_NEUTRAL)."""
     assert load_settings(profile="local").finetune_job == "ft-a8854e21be"
     assert load_settings(profile="gke", project_id="p").finetune_job == "ft-57d079b170"
 
@@ -131,7 +131,7 @@ def test_every_setting_says_whether_it_is_part_of_a_jobs_identity():
     fine-tunes one (the second reuses the first's result); one put in without a neutral value
     renames every job. JOB_IDENTITY lists each field; the digest is flat, so a field that moves
     between groups keeps every name."""
-    from tunekit.settings import JOB_IDENTITY, JOB_NEUTRAL, identity_fields
+    from tunekit.settings_groups import JOB_IDENTITY, JOB_NEUTRAL, identity_fields
 
     assert set(JOB_IDENTITY) == set(Settings.model_fields)
     assert set(JOB_NEUTRAL) <= set(identity_fields())

@@ -14,13 +14,8 @@ from typing import Any
 from tunekit import provenance
 from tunekit.experiment import REPRODUCES_TAG
 from tunekit.run import Run
-from tunekit.settings import (
-    Settings,
-    SettingsError,
-    TrackingSettings,
-    identity_fields,
-    load_settings,
-)
+from tunekit.settings import Settings, SettingsError, load_settings
+from tunekit.settings_groups import TrackingSettings, identity_fields
 
 COMPARED = (
     "tuned_execution_accuracy",

@@ -23,13 +23,8 @@ from typing import Any, Literal
 from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
 from tunekit.objective import COMPONENTS, OBJECTIVE, SCORE, rank_key
 from tunekit.run import Run
-from tunekit.settings import (
-    Settings,
-    SettingsError,
-    TrackingSettings,
-    identity_fields,
-    load_settings,
-)
+from tunekit.settings import Settings, SettingsError, load_settings
+from tunekit.settings_groups import TrackingSettings, identity_fields
 
 Sampler = Literal["grid", "random", "tpe"]
 SAMPLERS: tuple[str, ...] = ("grid", "random", "tpe")
