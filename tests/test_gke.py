@@ -21,8 +21,8 @@ import yaml
 import tunekit
 from tunekit.backends import containers
 from tunekit.backends.gke import workloads
-from tunekit.backends.gke.backend import planned_outputs, terraform_variables
 from tunekit.backends.gke.shell import CommandError
+from tunekit.backends.gke.terraform import planned_outputs, terraform_variables
 from tunekit.settings import SettingsError
 
 from .conftest import GKE_SECRET, REPO, fake_tools, rendered, rendered_one, tunekit_cli
@@ -327,3 +327,23 @@ def test_manifests_folder_is_the_current_rendering(tmp_path, monkeypatch):
         )
         # an object used twice is written twice: a reader of the file sees each probe whole
         assert not re.search(r"(^|\s)[&*]id\d+", path.read_text(), re.M), f"alias in {path.name}"
+
+
+def test_the_recording_shell_answers_as_a_new_project_would(dry_run, monkeypatch):
+    """The plan is data: its shell answers the commands whose output the stages read
+    (terraform's outputs from the variables, no fine-tune result yet) and records PLANNED for
+    values only a live platform has; a running shell answers none of that itself."""
+    from tunekit.backends.gke.plan import Plan
+    from tunekit.backends.gke.shell import PLANNED, Shell
+
+    sh = Plan().shell(dry_run, "test")
+    outputs = json.loads(sh.output(["terraform", "-chdir=terraform", "output", "-json"]))
+    assert {k: v["value"] for k, v in outputs.items()} == planned_outputs(dry_run)
+    result = json.loads(sh.output(["gcloud", "storage", "cat", "gs://b/jobs/j/result.json"]))
+    assert result["mlflow_run_id"] == PLANNED and result["steps"] == 0
+    assert sh.output(["gcloud", "artifacts", "docker", "images", "describe", "x"]) == ""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert (sh.live(2), sh.environ("HF_TOKEN")) == (PLANNED, PLANNED)
+    live = Shell(dry_run, "test")
+    assert (live.live(2), live.environ("HF_TOKEN")) == (2, "")
+    assert sh.kube.gpus("nvidia-l4") == 0 and sh.kube.jobs("ns", "a=b") == []

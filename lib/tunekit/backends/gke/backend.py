@@ -4,13 +4,13 @@ Kubernetes API.
 Each stage renders what it applies from the settings (`workloads`), writes it into `<run>/gke/`
 and runs the commands through a `Shell`; objects, Secrets and the fine-tune Job go through the
 Kubernetes API (`kube`), recorded in commands.sh as the kubectl equivalent. The `Plan`
-(`gke.plan`, setting `dry_run`) makes the same calls with a shell that only records them.
+(`gke.plan`, setting `dry_run`) makes the same calls with a shell that only records them and
+answers with planned values.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from typing import Any
 
@@ -19,15 +19,13 @@ from google.cloud import storage
 from tunekit import credentials, distributed, project_files, tracking
 from tunekit.backends import mlflow_chart
 from tunekit.backends.base import LivePlatform
-from tunekit.backends.gke import addons, katib, workloads
+from tunekit.backends.gke import addons, jobs, katib, workloads
+from tunekit.backends.gke.images import build_images
 from tunekit.backends.gke.kube import (
-    COMPLETION_INDEX_LABEL,
     GKE_ACCELERATOR_LABEL,
-    JobFailed,
-    job_outcome,
 )
 from tunekit.backends.gke.shell import Shell
-from tunekit.progress import TrainingProgress
+from tunekit.backends.gke.terraform import terraform_variables
 from tunekit.registry import champion_uri
 from tunekit.run import Run
 from tunekit.services import ServiceSpec, ensure_service, running_services, stop_all
@@ -38,36 +36,6 @@ from tunekit.tracking import artifacts_destination
 # The credentials stage 02 keeps in Secrets: PostgreSQL's user, MLflow's admin and reader.
 MLFLOW_SECRETS = (credentials.DATABASE, credentials.ADMIN, credentials.READER)
 VOLUME_TIMEOUT = "10m"  # how long stage 07 waits for a namespace, then for its volumes, to go
-
-
-def terraform_variables(run: Run) -> dict[str, Any]:
-    """The variables tunekit sets in terraform/ (each must be declared in variables.tf)."""
-    s = run.settings
-    return {
-        "project_id": s.project_id,
-        "region": s.region,
-        "cluster_name": s.cluster_name,
-        "bucket": s.bucket,
-        "namespace": s.namespace,
-        "gpu_type": s.gpu_type,
-        "gpu_count": s.gpu_count,
-        "gpu_machine_type": s.gpu_machine_type,
-        "gpu_spot": s.gpu_spot,
-        "gpu_node_locations": s.gpu_zones,
-        "num_nodes": s.num_nodes,
-    }
-
-
-def planned_outputs(run: Run) -> dict[str, Any]:
-    """What `terraform output -json` gives, known from the variables."""
-    s = run.settings
-    return {
-        "cluster_name": s.cluster_name,
-        "location": s.region,
-        "bucket": s.bucket,
-        "registry": workloads.registry(run),
-        "build_service_account": f"{s.cluster_name}-build@{s.project_id}.iam.gserviceaccount.com",
-    }
 
 
 class Gke(LivePlatform):
@@ -88,7 +56,8 @@ class Gke(LivePlatform):
         tf = ["terraform", f"-chdir={project_files.terraform_dir()}"]
         sh.run([*tf, "init", "-input=false"])
         sh.run([*tf, "apply", "-input=false", "-auto-approve", f"-var-file={var_file}"])
-        outputs = self.terraform_outputs(sh, run, tf)
+        raw = json.loads(sh.output([*tf, "output", "-json"]))
+        outputs = {k: v["value"] for k, v in raw.items()}
         # The control plane's DNS endpoint: reachable from anywhere, authorized by IAM; its IP
         # endpoint takes only the networks of `master_authorized_networks` (none by default).
         sh.run(["gcloud", "container", "clusters", "get-credentials", s.cluster_name,
@@ -110,19 +79,11 @@ class Gke(LivePlatform):
                 "bucket_url": f"gs://{outputs['bucket']}",
                 "registry": outputs["registry"],
                 "build_service_account": outputs["build_service_account"],
-                "gpus_ready": self.live_value(gpus),
+                "gpus_ready": sh.live(gpus),
                 "endpoints": {},
                 "commands": str(sh.script),
             },
         )
-
-    def terraform_outputs(self, sh: Shell, run: Run, tf: list[str]) -> dict[str, Any]:
-        raw = json.loads(sh.output([*tf, "output", "-json"]))
-        return {k: v["value"] for k, v in raw.items()}
-
-    def live_value(self, value: Any) -> Any:
-        """What the state records for a value read from the platform (the plan: a marker)."""
-        return value
 
     # --- stage 02
 
@@ -130,7 +91,7 @@ class Gke(LivePlatform):
         """PostgreSQL and MLflow (Helm) with basic auth; a port-forward to its UI and API;
         the experiment and the read-only user of the model servers."""
         sh, s = self.shell(run, "02-mlflow"), run.settings
-        self._build_images(sh, run)  # the chart runs the kit's MLflow image, its migration too
+        build_images(sh, run)  # the chart runs the kit's MLflow image, its migration too
         self._ensure_secrets(sh, run)
         sh.apply("manifests/02-postgres.yaml", workloads.postgres(run))
         sh.run(["kubectl", "rollout", "status", "statefulset/postgres", f"-n={s.namespace}",
@@ -218,41 +179,6 @@ class Gke(LivePlatform):
             else:
                 sh.note(f"Secret {name} exists: kept")
 
-    def _build_images(self, sh: Shell, run: Run) -> None:
-        """Cloud Build builds and pushes the kit's images tagged `image_tag` (once per tag)."""
-        from tunekit.provenance import git_commit, git_dirty
-
-        s = run.settings
-        probe = workloads.image(run, "finetune")
-        describe = ["gcloud", "artifacts", "docker", "images", "describe", probe,
-                    f"--project={s.project_id}"]  # fmt: skip
-        # recorded so that a replay of commands.sh goes on to the build when it fails
-        shown = f"{shlex.join(describe)} || true  # built already? then the build is skipped"
-        done = sh.run(describe, shown=shown, capture=True, check=False)
-        if done and done.returncode == 0:
-            print(f"images {s.image_tag} are built already")
-            return
-        planned = planned_outputs(run)
-        account = run.state.section("cluster").get(
-            "build_service_account", planned["build_service_account"]
-        )
-        context = project_files.build_context(sh.folder / "build-context")
-        sh.run(
-            [
-                "gcloud",
-                "builds",
-                "submit",
-                str(context),
-                f"--config={context / 'cloudbuild.yaml'}",
-                f"--project={s.project_id}",
-                f"--region={s.region}",
-                f"--service-account=projects/{s.project_id}/serviceAccounts/{account}",
-                f"--gcs-source-staging-dir=gs://{s.bucket}/cloudbuild/source",
-                f"--substitutions=_REGISTRY={planned['registry']},_TAG={s.image_tag},"
-                f"_GIT_COMMIT={git_commit()},_GIT_DIRTY={git_dirty()}",
-            ]
-        )
-
     # --- stage 03
 
     def finetune(self, run: Run) -> dict[str, Any]:
@@ -270,20 +196,20 @@ class Gke(LivePlatform):
         self._apply_hf_token(sh, run)
         job = s.finetune_job  # the fine-tune's checkpoints, in every attempt
         result_uri = workloads.finetune_result_uri(run, job)
-        name, attempt, state = self._current_attempt(sh, run, job)
+        name, attempt, state = jobs.current_attempt(sh, run, job)
         if state != "complete":
             if state is None:  # none yet, or the last one failed: a new attempt
                 objects = workloads.finetune_job(
                     run, job, workloads.in_cluster_tracking_uri(run), s.to_yaml(), attempt
                 )
                 sh.apply("manifests/03-finetune-job.yaml", objects)
-            self._follow(sh, run, name)
-        result = self.finetune_result(sh, result_uri)
+            jobs.follow(sh, run, name)
+        result = json.loads(sh.output(["gcloud", "storage", "cat", result_uri]))
         return run.state.update(
             "finetune",
             {
                 **result,
-                "status": self.live_value("finished"),
+                "status": sh.live("finished"),
                 "job": name,
                 "attempt": attempt,
                 "job_uri": result_uri.rsplit("/", 1)[0],
@@ -293,15 +219,12 @@ class Gke(LivePlatform):
 
     def _apply_hf_token(self, sh: Shell, run: Run) -> None:
         """The Secret with $HF_TOKEN the fine-tune's pods read (gated models need it)."""
-        if token := self.hf_token():
+        if token := sh.environ("HF_TOKEN"):
             secret = workloads.secret(run, workloads.HF_SECRET, {"HF_TOKEN": token})
             sh.apply_secret("manifests/03-secret-hf-token.yaml", secret)
         else:
             print("HF_TOKEN is not set: gated models such as google/gemma-2-9b cannot be "
                   "downloaded")  # fmt: skip
-
-    def hf_token(self) -> str:
-        return os.environ.get("HF_TOKEN", "")
 
     def sweep(self, run: Run, sweep: Sweep) -> dict[str, Any]:
         """The sweep as a Katib Experiment (Katib installed first where the cluster lacks it):
@@ -311,77 +234,13 @@ class Gke(LivePlatform):
         sh = self.shell(run, "03-sweep")
         self._apply_hf_token(sh, run)
         client = self.tracking_client(run)
-        parent = parent_run(run, client, sweep) if client else self.live_value("")
+        parent = parent_run(run, client, sweep) if client else sh.live("")
         katib.run_sweep(sh, run, sweep, workloads.in_cluster_tracking_uri(run), parent)
         if client is None:  # the plan: no MLflow to summarise in
             return run.state.update(
                 "sweep", {"id": sweep.id, "parent_run_id": parent, "experiment": sweep.id}
             )
         return summarize(run, client, sweep, parent)
-
-    def finetune_result(self, sh: Shell, result_uri: str) -> dict[str, Any]:
-        return json.loads(sh.output(["gcloud", "storage", "cat", result_uri]))
-
-    def _current_attempt(self, sh: Shell, run: Run, job: str) -> tuple[str, int, str | None]:
-        """The Job to use for fine-tune `job`: (name, attempt, "complete" | "active" | None),
-        None meaning a new attempt is to be applied."""
-        previous = sh.kube.jobs(run.settings.namespace, f"{workloads.FINETUNE_LABEL}={job}")
-        attempts = {attempt_of(j): j for j in previous}  # a TrainJob's: its JobSet's Job
-        if not attempts:
-            return f"{job}-1", 1, None
-        last = max(attempts)
-        outcome = job_outcome(attempts[last])
-        if outcome is None:
-            print(f"fine-tune Job {job}-{last} is still running: following it")
-            return f"{job}-{last}", last, "active"
-        if outcome.status == "complete":
-            print(f"fine-tune Job {job}-{last} finished already: its result is reused")
-            return f"{job}-{last}", last, "complete"
-        print(f"fine-tune Job {job}-{last} failed ({outcome.reason}): attempt {last + 1} "
-              "resumes from its last checkpoint")  # fmt: skip
-        return f"{job}-{last + 1}", last + 1, None
-
-    def _follow(self, sh: Shell, run: Run, name: str) -> None:
-        """Stream the Job's training logs (progress lines shown, all in logs/) until it ends."""
-        s = run.settings
-        if distributed.launched(s):
-            sh.note(f"kubectl logs -f -l={COMPLETION_INDEX_LABEL}=0,jobset.sigs.k8s.io/"
-                    f"jobset-name={name} -c node -n={s.namespace}, then the condition Complete "
-                    f"or Failed of Job {name}-node-0 (followed through the API)")  # fmt: skip
-        else:
-            sh.note(f"kubectl logs -f job/{name} -c train -n={s.namespace}, then the Job's "
-                    "condition Complete or Failed (followed through the API)")  # fmt: skip
-        log = run.logs_dir / f"finetune-{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-
-        def status(now: str) -> None:
-            run.state.update("finetune", {"status": now, "job": name, "log": str(log)})
-            print(f"fine-tune Job {name}: {now}", flush=True)
-
-        with log.open("a") as out, TrainingProgress(f"fine-tune {name}") as progress:
-
-            def line(text: str) -> None:
-                out.write(text + "\n")
-                out.flush()
-                progress.feed(text)
-
-            try:
-                if distributed.launched(s):  # the main process's lines: node 0's pod
-                    job = sh.kube.trainjob_job(s.namespace, name, s.schedule_timeout_s)
-                    sh.kube.follow_job(s.namespace, job, workloads.TRAINER_CONTAINER,
-                                       on_line=line, on_status=status,
-                                       schedule_timeout_s=s.schedule_timeout_s,
-                                       pod_selector=f"{COMPLETION_INDEX_LABEL}=0")  # fmt: skip
-                else:
-                    sh.kube.follow_job(s.namespace, name, "train", on_line=line,
-                                       on_status=status,
-                                       schedule_timeout_s=s.schedule_timeout_s)  # fmt: skip
-            except JobFailed as e:
-                run.state.update("finetune", {"status": "failed", "job": name})
-                raise RuntimeError(
-                    f"{e}\nRe-run stage 03 to start a new attempt that resumes from the last "
-                    f"checkpoint (full log: {log})"
-                ) from None
 
     # --- stages 05 and 06
 
@@ -498,7 +357,7 @@ class Gke(LivePlatform):
                 "still_running": sorted(running_services(run)),
                 "volumes_deleted": [v for v in volumes if v not in left],
                 "disks_left": sorted(left.values()),
-                "destroyed": self.live_value(True),
+                "destroyed": sh.live(True),
                 "commands": str(sh.script),
             },
         )
@@ -527,9 +386,3 @@ def delete_disk(handle: str) -> list[str]:
     where = "--zone" if parts[2] == "zones" else "--region"
     return ["gcloud", "compute", "disks", "delete", parts[5], f"{where}={parts[3]}",
             f"--project={parts[1]}"]  # fmt: skip
-
-
-def attempt_of(job: Any) -> int:
-    """A fine-tune Job's attempt: its label, else (Jobs of earlier kits) its name's end."""
-    labels = job.metadata.labels or {}
-    return int(labels.get(workloads.ATTEMPT_LABEL) or job.metadata.name.rsplit("-", 1)[1])

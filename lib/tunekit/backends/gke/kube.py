@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 FIELD_MANAGER = "tunekit"
 JOB_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods by the Job controller (1.27+)
@@ -43,6 +43,39 @@ def _api_error(e: Exception, what: str) -> KubeError:
     status = getattr(e, "status", "")
     reason = getattr(e, "reason", "") or type(e).__name__
     return KubeError(f"{what}: the Kubernetes API answered {status} {reason}".strip())
+
+
+class Cluster(Protocol):
+    """What the gke stages ask of a cluster's API: `Kube` answers from a live cluster, the
+    plan's `EmptyCluster` as a new cluster would (nothing there yet)."""
+
+    def apply(self, obj: dict[str, Any]) -> None: ...
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
+    def exists(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> bool: ...
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None: ...
+    def volume_claims(self, namespace: str) -> dict[str, str]: ...
+    def jobs(self, namespace: str, selector: str) -> list[Any]: ...
+    def gpus(self, accelerator: str) -> int: ...
+    def follow_job(
+        self,
+        namespace: str,
+        name: str,
+        container: str,
+        on_line: Callable[[str], None] = print,
+        on_status: Callable[[str], None] = lambda status: None,
+        schedule_timeout_s: float = 1800,
+        poll_s: float = 10,
+        pod_selector: str = "",
+    ) -> JobOutcome: ...
+    def trainjob_job(
+        self, namespace: str, name: str, timeout_s: float = 1800, poll_s: float = 10
+    ) -> str: ...
+    def log_tail(self, namespace: str, pod: str, container: str, lines: int = 30) -> str: ...
+    def events(self, namespace: str, names: list[str]) -> str: ...
 
 
 class Kube:

@@ -9,24 +9,36 @@ live platform can answer (terraform's outputs, the fine-tune's result, MLflow) i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from tunekit.backends.gke import workloads
-from tunekit.backends.gke.backend import Gke, planned_outputs
-from tunekit.backends.gke.kube import JobOutcome, Kube
-from tunekit.backends.gke.shell import Shell
+from tunekit.backends.gke.backend import Gke
+from tunekit.backends.gke.kube import JobOutcome
+from tunekit.backends.gke.shell import PLANNED, Shell
+from tunekit.backends.gke.terraform import planned_outputs
 from tunekit.run import Run
 
-DRY = "dry-run"  # what the plan records where a real run records a live value
+DRY = PLANNED  # what the plan records where a real run records a live value
+# what `gcloud storage cat` of the fine-tune's result.json would print
+PLANNED_RESULT = {"mlflow_run_id": DRY, "model_uri": DRY, "steps": 0, "eval_loss": None}
 
 
-class EmptyCluster(Kube):
-    """The Kubernetes API of a cluster that has nothing yet; applies are recorded by the shell
-    only."""
+def planned_output(run: Run, argv: list[str]) -> str:
+    """What a command whose output the gke stages read would print on a new project:
+    terraform's outputs (known from the variables), the fine-tune's result (none yet)."""
+    if argv[0] == "terraform" and argv[-2:] == ["output", "-json"]:
+        return json.dumps({k: {"value": v} for k, v in planned_outputs(run).items()})
+    if argv[:3] == ["gcloud", "storage", "cat"]:
+        return json.dumps(PLANNED_RESULT)
+    return ""
 
-    def __init__(self) -> None:
-        pass  # no API client: nothing is ever sent
+
+class EmptyCluster:
+    """The Kubernetes API (`Cluster`) of a cluster that has nothing yet; applies are recorded
+    by the shell only, nothing is ever sent."""
 
     def log_tail(self, namespace: str, pod: str, container: str, lines: int = 30) -> str:
         return ""
@@ -80,14 +92,8 @@ class Plan(Gke):
     """What `Gke` would do, recorded in `<run>/gke/` and printed; nothing runs."""
 
     def shell(self, run: Run, stage: str) -> Shell:
-        return Shell(run, stage, record_only=True, kube=EmptyCluster())
-
-    def live_value(self, value: Any) -> Any:
-        return DRY
-
-    def terraform_outputs(self, sh: Shell, run: Run, tf: list[str]) -> dict[str, Any]:
-        sh.output([*tf, "output", "-json"])
-        return planned_outputs(run)
+        return Shell(run, stage, record_only=True, kube=EmptyCluster(),
+                     planned=partial(planned_output, run))  # fmt: skip
 
     def port_forward(self, run: Run, name: str, target: str, port: int, health: str) -> str:
         """The in-cluster address: a plan starts no port-forward."""
@@ -104,14 +110,6 @@ class Plan(Gke):
 
     def read_secret(self, run: Run, name: str) -> dict[str, str]:
         raise RuntimeError(f"a dry run has no cluster to read Secret {name} from")
-
-    def hf_token(self) -> str:
-        """The token from the environment, or a stand-in: the plan shows the Secret's apply."""
-        return super().hf_token() or DRY
-
-    def finetune_result(self, sh: Shell, result_uri: str) -> dict[str, Any]:
-        sh.output(["gcloud", "storage", "cat", result_uri])
-        return {"mlflow_run_id": DRY, "model_uri": DRY, "steps": 0, "eval_loss": None}
 
     def register_model(self, run: Run) -> dict[str, Any]:
         """The alias the later stages serve, no version yet."""

@@ -10,17 +10,19 @@ shows the kubectl equivalent of each.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tunekit.backends.gke.kube import FIELD_MANAGER, Kube
+from tunekit.backends.gke.kube import FIELD_MANAGER, Cluster, Kube
 from tunekit.run import Run
 
 
@@ -33,6 +35,7 @@ class _Plain(yaml.SafeDumper):
 
 
 REDACTED = "<set at apply time; never written>"
+PLANNED = "dry-run"  # what a recording shell answers where a live platform gives a value
 
 
 class CommandError(RuntimeError):
@@ -41,10 +44,20 @@ class CommandError(RuntimeError):
 
 class Shell:
     """Runs (or, `record_only`, only records) the commands of one run's gke stages; `kube` is
-    the cluster's API (by default the kubeconfig's current context)."""
+    the cluster's API (by default the kubeconfig's current context). Recording only, it answers
+    what a live platform would: a command's output from `planned` (argv -> its stdout), a
+    value read from the platform (`live`) and from the environment (`environ`) as PLANNED."""
 
-    def __init__(self, run: Run, stage: str, record_only: bool = False, kube: Kube | None = None):
+    def __init__(
+        self,
+        run: Run,
+        stage: str,
+        record_only: bool = False,
+        kube: Cluster | None = None,
+        planned: Callable[[list[str]], str] | None = None,
+    ):
         self.record_only = record_only
+        self._planned = planned
         self.folder = run.dir / "gke"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.script = self.folder / "commands.sh"
@@ -102,9 +115,20 @@ class Shell:
         return done
 
     def output(self, argv: list[str]) -> str:
-        """Run `argv` and return its standard output ('' when recording only)."""
+        """Run `argv` and return its standard output (recording only: the planned output)."""
         done = self.run(argv, capture=True)
-        return done.stdout if done else ""
+        if done is None:
+            return self._planned(argv) if self._planned else ""
+        return done.stdout
+
+    def live(self, value: Any) -> Any:
+        """`value`, read from the platform, as the state records it (recording only: PLANNED)."""
+        return PLANNED if self.record_only else value
+
+    def environ(self, name: str) -> str:
+        """Environment variable `name` of this process (recording only: PLANNED where unset,
+        so that the plan shows what a set variable leads to)."""
+        return os.environ.get(name, "") or (PLANNED if self.record_only else "")
 
     @staticmethod
     def _tee(argv: list[str]) -> tuple[int, deque[str]]:
@@ -118,7 +142,7 @@ class Shell:
             return proc.wait(), last
 
     @property
-    def kube(self) -> Kube:
+    def kube(self) -> Cluster:
         """The cluster's API."""
         if self._kube is None:
             self._kube = Kube()
