@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tunekit import evaluate
+from tunekit import sqlite_sandbox
 from tunekit.evaluate import score
 
 TABLE = "CREATE TABLE t (a INTEGER, b VARCHAR)"
@@ -258,7 +258,7 @@ def counting_to(condition: str) -> str:
 def test_each_query_has_its_own_budget() -> None:
     """A gold answer that uses most of the step limit leaves the prediction its whole limit."""
     per_row = steps_of(counting_to("x < 1001")) / 1000
-    n = int(0.7 * evaluate.QUERY_STEPS / per_row)  # each query takes 70% of the limit
+    n = int(0.7 * sqlite_sandbox.QUERY_STEPS / per_row)  # each query takes 70% of the limit
     row = {"question": "q", "context": TABLE, "answer": counting_to(f"x < {n}")}
     result = score(row, counting_to(f"x <= {n - 1}"))
     assert (result.execution, result.error, result.gold_error) == (True, "", ""), result

@@ -28,6 +28,7 @@ from tunekit.mlflow_outage import (
     say,
     through_outage,
 )
+from tunekit.model_logging import log_adapter_once
 from tunekit.prompts import build_prompt
 from tunekit.settings import Settings
 
@@ -40,9 +41,6 @@ TABLE_FILES = {
     "validation": "evaluation/validation_predictions.json",
     "test": "evaluation/test_predictions.json",
 }
-MODEL_NAME = "model"
-MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",
-                  "sqlglot", "xgrammar")  # fmt: skip
 SWEEP_TAG = "tunekit.sweep_id"  # a sweep's parent run and its trials carry the sweep's id
 SWEEP_ROLE_TAG = "tunekit.sweep_role"  # "parent" or "trial"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
@@ -359,82 +357,3 @@ def log_table_once(run_id: str, table: dict[str, list], artifact_file: str) -> N
     folder = artifact_file.rsplit("/", 1)[0]
     if artifact_file not in {a.path for a in client.list_artifacts(run_id, folder)}:
         client.log_table(run_id, pd.DataFrame(table), artifact_file=artifact_file)
-
-
-def log_adapter_once(
-    run: FinetuneRun,
-    model: Any,
-    tokenizer: Any,
-    base: str,
-    settings: Settings,
-    example: dict[str, str],
-) -> str:
-    """The run's adapter model: the READY one an earlier try logged, else logged now (after
-    deleting a half-logged one, so that the run holds one model); its URI."""
-    client = MlflowClient()
-    models = [
-        m
-        for m in client.search_logged_models(
-            [run.experiment_id], filter_string=f"source_run_id = '{run.run_id}'"
-        )
-        if m.name == MODEL_NAME
-    ]
-    for found in models:
-        if str(found.status) == "READY":
-            return f"models:/{found.model_id}"
-    for found in models:
-        client.delete_logged_model(found.model_id)
-    return log_adapter(model, tokenizer, base, settings, example)
-
-
-def log_adapter(
-    model: Any, tokenizer: Any, base: str, settings: Settings, example: dict[str, str]
-) -> str:
-    """Log the LoRA adapter (not the base weights) as the kit's pyfunc model
-    (`tunekit.pyfunc_model`: the servers' generation, constrained as `constrained_decoding`
-    says); its URI. A local base is named by its path; MLflow then also checks that the logged
-    model loads and answers the example (a Hub base is not loaded twice on the training GPU)."""
-    import shutil
-    import tempfile
-
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    from tunekit import pyfunc_model
-
-    signature = ModelSignature(
-        inputs=Schema([ColSpec("string")]), outputs=Schema([ColSpec("string")])
-    )
-    with tempfile.TemporaryDirectory() as scratch:
-        adapter = Path(scratch) / pyfunc_model.ADAPTER
-        model.save_pretrained(adapter)
-        tokenizer.save_pretrained(adapter)
-        code = Path(scratch) / "tunekit"
-        code.mkdir()
-        for name in pyfunc_model.CODE:
-            shutil.copyfile(Path(pyfunc_model.__file__).with_name(name), code / name)
-        local = Path(base).is_dir()
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=str(pyfunc_model.ENTRY),
-            artifacts={pyfunc_model.ADAPTER: str(adapter)},
-            code_paths=[str(code)],
-            model_config={
-                "base_model": base,
-                "max_new_tokens": settings.eval_max_new_tokens,
-                "constrained": settings.constrained_decoding,
-                "free_literals": settings.free_literals,
-            },
-            signature=signature,
-            input_example=[build_prompt(example["question"], example["context"])]
-            if local
-            else None,
-            pip_requirements=pip_requirements(),
-        )
-    return info.model_uri
-
-
-def pip_requirements() -> list[str]:
-    """Pinned requirements of the logged model (inferring them imports half of PyPI)."""
-    versions = provenance.package_versions(MODEL_PACKAGES)
-    return [f"mlflow=={mlflow.__version__}", *(f"{p}=={v}" for p, v in versions.items())]
