@@ -124,3 +124,15 @@ def upward_of(source: str, as_path: Path) -> set[tuple[str, str]]:
 
     with unittest.mock.patch.object(Path, "read_text", lambda self: source):
         return upward(as_path)
+
+
+MOST_LINES = 400  # a module longer than this is split by what its parts are about
+
+
+def test_no_module_is_over_400_lines():
+    long = {
+        str(path.relative_to(LIB)): n
+        for path in sorted((LIB / "tunekit").rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > MOST_LINES
+    }
+    assert not long, f"modules over {MOST_LINES} lines: {long}"
