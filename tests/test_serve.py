@@ -460,3 +460,12 @@ def test_down_stops_both_servers(served: dict, tmp_path: Path) -> None:
     assert done.returncode == 0
     assert not running_services(run) and not healthy(f"{served['url']}/healthz")
     assert not healthy(f"{served['mlserver']['url']}/v2/health/live")
+
+
+def test_the_local_series_writes_what_the_records_declare(served: dict) -> None:
+    """What stages 01-06 recorded, section by section, against `tunekit.records`."""
+    from .test_records import check
+
+    state = recorded_run(served["run_dir"]).state
+    assert {"cluster", "mlflow", "finetune", "registry", "serving"} <= set(state.read())
+    assert check(state) == []

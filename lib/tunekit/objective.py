@@ -16,9 +16,9 @@ data only (tests/test_eval_sets.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
-SCORE = "score"  # higher is better
+SCORE: Final = "score"  # higher is better
 TIE_BREAK = "eval_loss"  # lower is better
 OBJECTIVE = (SCORE, TIE_BREAK)
 # The score's parts, weighed equally

@@ -13,6 +13,7 @@ from typing import Any
 
 from tunekit.experiment import SWEEP_ROLE_TAG
 from tunekit.objective import SCORE, best_first
+from tunekit.records import RegistryRecord
 from tunekit.run import Run
 from tunekit.settings import Settings
 from tunekit.tracking import model_version_url, tracking_uri
@@ -29,7 +30,6 @@ METRICS = (
     "eval_loss",
     "train_loss",
 )
-RECORDED = (SCORE, "tuned_execution_accuracy", "validation_tuned_execution_accuracy")  # in state
 PARAMS = ("max_steps", "learning_rate", "lora_r", "per_device_train_batch_size", "seed")
 
 
@@ -65,7 +65,7 @@ def compare_runs(run: Run, mlflow_client: Any) -> Any:
     return pd.DataFrame(best_first(rows), columns=["run_id", "run_name", *METRICS, *PARAMS])
 
 
-def register_best(run: Run, mlflow_client: Any) -> dict[str, Any]:
+def register_best(run: Run, mlflow_client: Any) -> RegistryRecord:
     """Register the best run's model (or the setting `pin_run_id`'s), alias it `champion`;
     record it."""
     pin_run_id = run.settings.pin_run_id
@@ -104,7 +104,9 @@ def register_best(run: Run, mlflow_client: Any) -> dict[str, Any]:
             "run_id": best["run_id"],
             "pinned": bool(pin_run_id),
             "created": created,
-            **{m: best[m] for m in RECORDED},
+            "score": best[SCORE],
+            "tuned_execution_accuracy": best["tuned_execution_accuracy"],
+            "validation_tuned_execution_accuracy": best["validation_tuned_execution_accuracy"],
             "ui_url": model_version_url(tracking_uri(run), name, version.version),
         },
     )

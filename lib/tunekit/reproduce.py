@@ -9,15 +9,22 @@ other, into a new MLflow run tagged `tunekit.reproduces=<run id>`, and the metri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from tunekit import provenance
 from tunekit.experiment import REPRODUCES_TAG
+from tunekit.records import FinetuneRecord, ReproduceRecord
 from tunekit.run import Run
 from tunekit.settings import Settings, SettingsError, load_settings
 from tunekit.settings_groups import TrackingSettings, identity_fields
 
-COMPARED = (
+Compared = Literal[
+    "tuned_execution_accuracy",
+    "tuned_exact_match",
+    "validation_tuned_execution_accuracy",
+    "validation_tuned_exact_match",
+]
+COMPARED: tuple[Compared, ...] = (
     "tuned_execution_accuracy",
     "tuned_exact_match",
     "validation_tuned_execution_accuracy",
@@ -129,7 +136,7 @@ def check(
 
 
 def compare(
-    original: Recorded, result: dict[str, Any], tolerance: float
+    original: Recorded, result: FinetuneRecord, tolerance: float
 ) -> tuple[list[dict[str, Any]], bool]:
     """The compared metrics side by side, and whether each is within `tolerance`."""
     rows = []
@@ -149,8 +156,8 @@ def compare(
 
 
 def record(
-    run: Run, original: Recorded, result: dict[str, Any], tolerance: float, warnings: list[str]
-) -> dict[str, Any]:
+    run: Run, original: Recorded, result: FinetuneRecord, tolerance: float, warnings: list[str]
+) -> ReproduceRecord:
     """The reproduction `result` of `original` compared, recorded in the run's state
     (`reproduce`)."""
     table, matches = compare(original, result, tolerance)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunekit.prompts import build_prompt
+from tunekit.records import ServerName
 from tunekit.run import Run
 
 # The GKE tutorial's own question and context (its kserve/input.json), and the SQL that
@@ -95,7 +96,7 @@ Post = Callable[[str, dict[str, Any]], "dict[str, Any] | None"]
 
 
 def ask(run: Run, post: Post, question: str = TUTORIAL["question"],
-        context: str = TUTORIAL["context"], server: str = "fastapi",
+        context: str = TUTORIAL["context"], server: ServerName = "fastapi",
         expected: str = "") -> dict[str, Any]:  # fmt: skip
     """Ask a running server (`fastapi` of 05, `mlserver` of 06) one question: its SQL, the
     version that answered, the `curl` command that asks the same and, given the `expected`
@@ -147,7 +148,8 @@ def compare_servers(
     import requests
 
     rows = []
-    for server in ("fastapi", "mlserver"):
+    servers: tuple[ServerName, ...] = ("fastapi", "mlserver")
+    for server in servers:
         if not run.state.section("serving").get(server, {}).get("url"):
             continue  # its stage did not run
         try:

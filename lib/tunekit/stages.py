@@ -10,6 +10,17 @@ from typing import TYPE_CHECKING, Any
 from tunekit import credentials, data, registry, serving, tracking
 from tunekit import reproduce as reproduction
 from tunekit.backends import backend_for
+from tunekit.records import (
+    CleanupRecord,
+    ClusterRecord,
+    FinetuneRecord,
+    MlflowRecord,
+    RegistryRecord,
+    ReproduceRecord,
+    ServerName,
+    ServingRecord,
+    SweepRecord,
+)
 from tunekit.run import Run
 from tunekit.serving import TUTORIAL
 from tunekit.sweep import Sweep
@@ -28,43 +39,43 @@ STAGES = (
 )
 
 
-def create_cluster(run: Run) -> dict[str, Any]:
+def create_cluster(run: Run) -> ClusterRecord:
     """Stage 01: the cluster and the artifact bucket (locally: a GCS emulator)."""
     return backend_for(run).create_cluster(run)
 
 
-def start_mlflow(run: Run) -> dict[str, Any]:
+def start_mlflow(run: Run) -> MlflowRecord:
     """Stage 02: the MLflow tracking server with artifacts in the bucket, and the experiment."""
     return backend_for(run).start_mlflow(run)
 
 
-def finetune(run: Run) -> dict[str, Any]:
+def finetune(run: Run) -> FinetuneRecord:
     """Stage 03: a LoRA fine-tune tracked as one MLflow run; resumes one that stopped."""
     return backend_for(run).finetune(run)
 
 
-def sweep(run: Run, sweep: Sweep) -> dict[str, Any]:
+def sweep(run: Run, sweep: Sweep) -> SweepRecord:
     """Stage 03, many fine-tunes: the trials of `sweep`, each a child run of one MLflow parent
     run that gets the best trial's metrics; stage 04 then registers the best."""
     return backend_for(run).sweep(run, sweep)
 
 
-def register_model(run: Run) -> dict[str, Any]:
+def register_model(run: Run) -> RegistryRecord:
     """Stage 04: the best fine-tune (or `pin_run_id`) registered with alias `champion`."""
     return backend_for(run).register_model(run)
 
 
-def deploy_simple(run: Run) -> dict[str, Any]:
+def deploy_simple(run: Run) -> ServingRecord:
     """Stage 05: `tunekit.serve` (FastAPI) on the champion; locally a uvicorn service."""
     return backend_for(run).deploy_simple(run)
 
 
-def deploy_kserve(run: Run) -> dict[str, Any]:
+def deploy_kserve(run: Run) -> ServingRecord:
     """Stage 06: MLServer (KServe's V2 runtime) on the champion; locally `mlserver start`."""
     return backend_for(run).deploy_kserve(run)
 
 
-def cleanup(run: Run) -> dict[str, Any]:
+def cleanup(run: Run) -> CleanupRecord:
     """Stage 07: stop everything the run's state records. Safe to run twice."""
     return backend_for(run).cleanup(run)
 
@@ -114,7 +125,7 @@ def preview_examples(run: Run, n: int = 3) -> Any:
 
 
 def ask(run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"],
-        server: str = "fastapi", expected: str = "") -> dict[str, Any]:  # fmt: skip
+        server: ServerName = "fastapi", expected: str = "") -> dict[str, Any]:  # fmt: skip
     """Ask the run's `fastapi` (05) or `mlserver` (06) server one question (`serving.ask`)."""
     return serving.ask(run, partial(backend_for(run).ask, run), question, context, server,
                        expected)  # fmt: skip
@@ -129,7 +140,7 @@ def compare_servers(
 
 def reproduce(
     run: Run, ref: str, allow_other_commit: bool = False, tolerance: float = 0.01
-) -> dict[str, Any]:
+) -> ReproduceRecord:
     """`tunekit reproduce`: fine-tune `ref` (a run id or a registered model's URI) again on
     this run's platform; the metrics side by side, recorded in the run's state (`reproduce`)."""
     backend = backend_for(run)

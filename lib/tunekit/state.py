@@ -8,11 +8,24 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from filelock import FileLock
 
+from tunekit.records import (
+    CleanupRecord,
+    ClusterRecord,
+    FinetuneRecord,
+    MlflowRecord,
+    RegistryRecord,
+    ReproduceRecord,
+    ServingRecord,
+    SweepRecord,
+)
+
 STATE_FILE = "state.json"
+# the sections of the run itself, not of a stage: the settings, the series' stages, services
+Untyped = Literal["settings", "stages", "services"]
 
 
 class StateError(RuntimeError):
@@ -37,8 +50,27 @@ class RunState:
         except json.JSONDecodeError as e:
             raise StateError(f"{self.path} is not valid JSON ({e}); fix or remove it") from None
 
-    def section(self, name: str) -> dict[str, Any]:
-        """One stage's section; {} when the stage has not recorded anything."""
+    @overload
+    def section(self, name: Literal["cluster"]) -> ClusterRecord: ...
+    @overload
+    def section(self, name: Literal["mlflow"]) -> MlflowRecord: ...
+    @overload
+    def section(self, name: Literal["finetune"]) -> FinetuneRecord: ...
+    @overload
+    def section(self, name: Literal["sweep"]) -> SweepRecord: ...
+    @overload
+    def section(self, name: Literal["registry"]) -> RegistryRecord: ...
+    @overload
+    def section(self, name: Literal["serving"]) -> ServingRecord: ...
+    @overload
+    def section(self, name: Literal["cleanup"]) -> CleanupRecord: ...
+    @overload
+    def section(self, name: Literal["reproduce"]) -> ReproduceRecord: ...
+    @overload
+    def section(self, name: Untyped) -> dict[str, Any]: ...
+    def section(self, name: str) -> Any:
+        """One stage's section (its type in `tunekit.records`); {} when the stage has not
+        recorded anything."""
         return self.read().get(name, {})
 
     @contextmanager
@@ -49,7 +81,25 @@ class RunState:
             yield data
             self._write(data)
 
-    def update(self, section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    @overload
+    def update(self, section: Literal["cluster"], values: ClusterRecord) -> ClusterRecord: ...
+    @overload
+    def update(self, section: Literal["mlflow"], values: MlflowRecord) -> MlflowRecord: ...
+    @overload
+    def update(self, section: Literal["finetune"], values: FinetuneRecord) -> FinetuneRecord: ...
+    @overload
+    def update(self, section: Literal["sweep"], values: SweepRecord) -> SweepRecord: ...
+    @overload
+    def update(self, section: Literal["registry"], values: RegistryRecord) -> RegistryRecord: ...
+    @overload
+    def update(self, section: Literal["serving"], values: ServingRecord) -> ServingRecord: ...
+    @overload
+    def update(self, section: Literal["cleanup"], values: CleanupRecord) -> CleanupRecord: ...
+    @overload
+    def update(self, section: Literal["reproduce"], values: ReproduceRecord) -> ReproduceRecord: ...
+    @overload
+    def update(self, section: Untyped, values: Mapping[str, Any]) -> dict[str, Any]: ...
+    def update(self, section: str, values: Mapping[str, Any]) -> Any:
         """Merge `values` into `section` and return the section as written."""
         with self.edit() as data:
             data.setdefault(section, {}).update(values)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
 from tunekit.objective import COMPONENTS, OBJECTIVE, SCORE, rank_key
+from tunekit.records import SweepRecord
 from tunekit.run import Run
 from tunekit.settings import Settings, SettingsError, load_settings
 from tunekit.settings_groups import TrackingSettings, identity_fields
@@ -194,7 +195,7 @@ def trials_table(run: Run, client: Any, sweep: Sweep, parent_id: str) -> list[di
     return sorted(rows, key=lambda row: rank_key(row, scored=row["status"] == "FINISHED"))
 
 
-def summarize(run: Run, client: Any, sweep: Sweep, parent_id: str) -> dict[str, Any]:
+def summarize(run: Run, client: Any, sweep: Sweep, parent_id: str) -> SweepRecord:
     """Log the best trial's metrics and the table of trials on the parent run and end it
     (FINISHED if a trial finished, else FAILED); record the sweep in the run's state."""
     from mlflow.entities import Metric
@@ -218,17 +219,16 @@ def summarize(run: Run, client: Any, sweep: Sweep, parent_id: str) -> dict[str, 
         client.set_tag(parent_id, "tunekit.sweep.best_run_id", best["run_id"])
     client.log_dict(parent_id, table, TABLE_FILE)
     client.set_terminated(parent_id, "FINISHED" if best else "FAILED")
-    return run.state.update(
-        "sweep",
-        {
-            "id": sweep.id,
-            "parent_run_id": parent_id,
-            "space": sweep.space,
-            "sampler": sweep.sampler,
-            "trials": table,
-            "finished": len(finished),
-            "failed": sum(t["status"] == "FAILED" for t in table),
-            "best_run_id": best["run_id"] if best else None,
-            **({SCORE: best[SCORE]} if best else {}),
-        },
-    )
+    record: SweepRecord = {
+        "id": sweep.id,
+        "parent_run_id": parent_id,
+        "space": sweep.space,
+        "sampler": sweep.sampler,
+        "trials": table,
+        "finished": len(finished),
+        "failed": sum(t["status"] == "FAILED" for t in table),
+        "best_run_id": best["run_id"] if best else None,
+    }
+    if best:
+        record["score"] = best[SCORE]
+    return run.state.update("sweep", record)

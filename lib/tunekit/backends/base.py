@@ -7,6 +7,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import requests
 
+from tunekit.records import (
+    CleanupRecord,
+    ClusterRecord,
+    FinetuneRecord,
+    MlflowRecord,
+    RegistryRecord,
+    ServingRecord,
+    SweepRecord,
+)
 from tunekit.run import Run
 
 if TYPE_CHECKING:
@@ -25,17 +34,17 @@ class Backend(Protocol):
 
     profile: str
 
-    def create_cluster(self, run: Run) -> dict[str, Any]: ...
-    def start_mlflow(self, run: Run) -> dict[str, Any]: ...
-    def finetune(self, run: Run) -> dict[str, Any]: ...
-    def sweep(self, run: Run, sweep: Sweep) -> dict[str, Any]:
+    def create_cluster(self, run: Run) -> ClusterRecord: ...
+    def start_mlflow(self, run: Run) -> MlflowRecord: ...
+    def finetune(self, run: Run) -> FinetuneRecord: ...
+    def sweep(self, run: Run, sweep: Sweep) -> SweepRecord:
         """Stage 03's search: the trials of `sweep` as child runs of its MLflow parent run."""
         ...
 
-    def register_model(self, run: Run) -> dict[str, Any]: ...
-    def deploy_simple(self, run: Run) -> dict[str, Any]: ...
-    def deploy_kserve(self, run: Run) -> dict[str, Any]: ...
-    def cleanup(self, run: Run) -> dict[str, Any]: ...
+    def register_model(self, run: Run) -> RegistryRecord: ...
+    def deploy_simple(self, run: Run) -> ServingRecord: ...
+    def deploy_kserve(self, run: Run) -> ServingRecord: ...
+    def cleanup(self, run: Run) -> CleanupRecord: ...
 
     def open_ui(self, run: Run) -> dict[str, Any]:
         """Make the MLflow UI of the run reachable again (without re-running its stages):
@@ -74,7 +83,7 @@ class LivePlatform:
     def read_secret(self, run: Run, name: str) -> dict[str, str]:
         raise NotImplementedError
 
-    def register_model(self, run: Run) -> dict[str, Any]:
+    def register_model(self, run: Run) -> RegistryRecord:
         """Register the best fine-tune (or `pin_run_id`) with alias `champion`."""
         from tunekit.registry import register_best
 

@@ -26,6 +26,14 @@ from tunekit.backends.gke.kube import (
 )
 from tunekit.backends.gke.shell import Shell
 from tunekit.backends.gke.terraform import terraform_variables
+from tunekit.records import (
+    CleanupRecord,
+    ClusterRecord,
+    FinetuneRecord,
+    MlflowRecord,
+    ServingRecord,
+    SweepRecord,
+)
 from tunekit.registry import champion_uri
 from tunekit.run import Run
 from tunekit.services import ServiceSpec, ensure_service, running_services, stop_all
@@ -48,7 +56,7 @@ class Gke(LivePlatform):
 
     # --- stage 01
 
-    def create_cluster(self, run: Run) -> dict[str, Any]:
+    def create_cluster(self, run: Run) -> ClusterRecord:
         """terraform apply; cluster credentials; GPU nodes; namespace and service accounts."""
         sh, s = self.shell(run, "01-cluster"), run.settings
         var_file = sh.folder / "terraform.tfvars.json"
@@ -87,7 +95,7 @@ class Gke(LivePlatform):
 
     # --- stage 02
 
-    def start_mlflow(self, run: Run) -> dict[str, Any]:
+    def start_mlflow(self, run: Run) -> MlflowRecord:
         """PostgreSQL and MLflow (Helm) with basic auth; a port-forward to its UI and API;
         the experiment and the read-only user of the model servers."""
         sh, s = self.shell(run, "02-mlflow"), run.settings
@@ -181,7 +189,7 @@ class Gke(LivePlatform):
 
     # --- stage 03
 
-    def finetune(self, run: Run) -> dict[str, Any]:
+    def finetune(self, run: Run) -> FinetuneRecord:
         """Run `tunekit.train` as a Job (its image built in stage 02) and follow it.
 
         The Job's attempt continues where the last one stopped: a finished one is reused, a
@@ -226,7 +234,7 @@ class Gke(LivePlatform):
             print("HF_TOKEN is not set: gated models such as google/gemma-2-9b cannot be "
                   "downloaded")  # fmt: skip
 
-    def sweep(self, run: Run, sweep: Sweep) -> dict[str, Any]:
+    def sweep(self, run: Run, sweep: Sweep) -> SweepRecord:
         """The sweep as a Katib Experiment (Katib installed first where the cluster lacks it):
         `parallel` trials at a time, each the fine-tune's Job with the trial's settings; the
         MLflow parent run is made first, followed until Katib ends the Experiment, then given
@@ -244,7 +252,7 @@ class Gke(LivePlatform):
 
     # --- stages 05 and 06
 
-    def deploy_simple(self, run: Run) -> dict[str, Any]:
+    def deploy_simple(self, run: Run) -> ServingRecord:
         """The FastAPI Deployment and Service on the champion; a port-forward to ask it."""
         sh, s = self.shell(run, "05-deploy-simple"), run.settings
         version = champion_version(run)
@@ -268,7 +276,7 @@ class Gke(LivePlatform):
             },
         )
 
-    def deploy_kserve(self, run: Run) -> dict[str, Any]:
+    def deploy_kserve(self, run: Run) -> ServingRecord:
         """The kit's MLServer runtime and InferenceService (V2); with a Hub base model also the
         vLLM InferenceService with the LoRA adapter (OpenAI API). Waits until they are ready."""
         sh, s = self.shell(run, "06-deploy-kserve"), run.settings
@@ -285,7 +293,7 @@ class Gke(LivePlatform):
                     f"-n={s.namespace}", "--for=condition=Ready", "--timeout=30m"])  # fmt: skip
         ready = f"/v2/models/{name}/ready"
         url = self.port_forward(run, "mlserver", f"svc/{name}-predictor", 80, ready)
-        record: dict[str, Any] = {
+        record: ServingRecord = {
             "mlserver": {
                 "url": url,
                 "in_cluster_url": workloads.in_cluster_url(run, f"{name}-predictor"),
@@ -321,7 +329,7 @@ class Gke(LivePlatform):
 
     # --- stage 07
 
-    def cleanup(self, run: Run) -> dict[str, Any]:
+    def cleanup(self, run: Run) -> CleanupRecord:
         """Delete the workloads, MLflow and PostgreSQL, the namespaces the kit's installs made
         volumes in; wait until those volumes (Persistent Disks) are gone; terraform destroy.
         A volume still there after the wait is reported with its disk: destroying the

@@ -19,6 +19,7 @@ from tunekit.backends.gke.backend import Gke
 from tunekit.backends.gke.kube import JobOutcome
 from tunekit.backends.gke.shell import PLANNED, Shell
 from tunekit.backends.gke.terraform import planned_outputs
+from tunekit.records import RegistryRecord
 from tunekit.run import Run
 
 DRY = PLANNED  # what the plan records where a real run records a live value
@@ -111,7 +112,7 @@ class Plan(Gke):
     def read_secret(self, run: Run, name: str) -> dict[str, str]:
         raise RuntimeError(f"a dry run has no cluster to read Secret {name} from")
 
-    def register_model(self, run: Run) -> dict[str, Any]:
+    def register_model(self, run: Run) -> RegistryRecord:
         """The alias the later stages serve, no version yet."""
         from tunekit.registry import CHAMPION, champion_uri
 

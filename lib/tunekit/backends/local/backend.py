@@ -13,6 +13,14 @@ from tunekit import credentials, run_lock, tracking
 from tunekit.backends.base import LivePlatform
 from tunekit.backends.local import finetune, postgres, processes
 from tunekit.objective import SCORE
+from tunekit.records import (
+    CleanupRecord,
+    ClusterRecord,
+    FinetuneRecord,
+    MlflowRecord,
+    ServingRecord,
+    SweepRecord,
+)
 from tunekit.registry import champion_uri
 from tunekit.run import Run
 from tunekit.services import ensure_service, running_services, stop_all
@@ -25,7 +33,7 @@ class Local(LivePlatform):
 
     profile = "local"
 
-    def create_cluster(self, run: Run) -> dict[str, Any]:
+    def create_cluster(self, run: Run) -> ClusterRecord:
         """Start the GCS emulator (objects under the run dir) and create the bucket."""
         emulator = self._emulator(run)
         bucket = self.storage_client(run).bucket(run.settings.bucket)
@@ -40,7 +48,7 @@ class Local(LivePlatform):
             },
         )
 
-    def start_mlflow(self, run: Run) -> dict[str, Any]:
+    def start_mlflow(self, run: Run) -> MlflowRecord:
         """Start `mlflow server` (basic auth, proxied artifacts in the bucket; SQLite, or
         PostgreSQL with `mlflow_backend=postgresql`); get the experiment and the reader."""
         server = self._mlflow(run)
@@ -95,7 +103,7 @@ class Local(LivePlatform):
             client_options=ClientOptions(api_endpoint=processes.emulator_endpoint(run)),
         )
 
-    def finetune(self, run: Run) -> dict[str, Any]:
+    def finetune(self, run: Run) -> FinetuneRecord:
         """Run `python -m tunekit.train` as a subprocess; resume it if it stopped half-way.
         Holding the run dir (RunBusyError naming the holder if another process does), it first
         starts the GCS emulator and MLflow of stages 01-02 again if they stopped."""
@@ -114,7 +122,7 @@ class Local(LivePlatform):
             # read again: a restarted MLflow may listen on another port
             return finetune.run_local(run, tracking.tracking_uri(run))
 
-    def sweep(self, run: Run, sweep: Sweep) -> dict[str, Any]:
+    def sweep(self, run: Run, sweep: Sweep) -> SweepRecord:
         """The trials one after another (the machine has two cores), as Optuna's sampler asks
         for them; each is `finetune` with the trial's settings. A failed trial is told to Optuna
         as failed and the next one starts."""
@@ -151,7 +159,7 @@ class Local(LivePlatform):
                 raise
             return summarize(run, client, sweep, parent)
 
-    def deploy_simple(self, run: Run) -> dict[str, Any]:
+    def deploy_simple(self, run: Run) -> ServingRecord:
         """Start (or reuse) `tunekit.serve` under uvicorn on the champion; wait until ready."""
         server = ensure_service(run, processes.fastapi_spec(run))
         return run.state.update(
@@ -167,7 +175,7 @@ class Local(LivePlatform):
             },
         )
 
-    def deploy_kserve(self, run: Run) -> dict[str, Any]:
+    def deploy_kserve(self, run: Run) -> ServingRecord:
         """Start (or reuse) MLServer with the MLflow runtime on the champion (V2 protocol)."""
         server = ensure_service(run, processes.mlserver_spec(run))
         name = run.settings.registered_model_name
@@ -184,7 +192,7 @@ class Local(LivePlatform):
             },
         )
 
-    def cleanup(self, run: Run) -> dict[str, Any]:
+    def cleanup(self, run: Run) -> CleanupRecord:
         """Stop every service the state records; the run dir (data, logs) stays for `tunekit
         ui`."""
         stopped = stop_all(run)

@@ -18,7 +18,7 @@ import signal
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import psutil
 
@@ -26,6 +26,7 @@ from tunekit import distributed
 from tunekit.backends import containers
 from tunekit.credentials import LocalSecrets, child_environment
 from tunekit.progress import TrainingProgress
+from tunekit.records import FinetuneRecord, FinetuneResult
 from tunekit.run import Run
 from tunekit.services import log_tail, terminate_groups
 from tunekit.state import write_atomic
@@ -54,7 +55,7 @@ def _link_models(run: Run) -> None:
         link.symlink_to(cache, target_is_directory=True)
 
 
-def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
+def run_local(run: Run, tracking_uri: str) -> FinetuneRecord:
     """Train in a subprocess (streaming its progress lines), or reuse the finished result.
     The caller holds the run dir (`run_lock.exclusive`): no other trainer can start on it."""
     job = job_dir(run)
@@ -66,14 +67,15 @@ def run_local(run: Run, tracking_uri: str) -> dict[str, Any]:
     return _train(run, job, tracking_uri)
 
 
-def read_result(job: Path) -> dict[str, Any] | None:
+def read_result(job: Path) -> FinetuneResult | None:
     """The finished job's result; None if it has none, or one that does not parse (cut short
     by a crash): the job is then not finished."""
     try:
         result = json.loads((job / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return result if isinstance(result, dict) and "mlflow_run_id" in result else None
+    finished = isinstance(result, dict) and "mlflow_run_id" in result
+    return cast(FinetuneResult, result) if finished else None
 
 
 def trainers(run: Run) -> list[psutil.Process]:
@@ -116,7 +118,7 @@ def stop_orphans(run: Run, timeout: float = 15.0) -> list[int]:
     return [p.pid for p in found]
 
 
-def _train(run: Run, job: Path, tracking_uri: str) -> dict[str, Any]:
+def _train(run: Run, job: Path, tracking_uri: str) -> FinetuneRecord:
     job.mkdir(parents=True, exist_ok=True)
     write_atomic(job / "config.yaml", run.settings.to_yaml())
     _link_models(run)
@@ -196,7 +198,7 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
-def _record(run: Run, job: Path, result: dict[str, Any], reused: bool) -> dict[str, Any]:
+def _record(run: Run, job: Path, result: FinetuneResult, reused: bool) -> FinetuneRecord:
     return run.state.update(
         "finetune",
         {
