@@ -1,7 +1,7 @@
 """Benchmark: LoRA training throughput of 1 against N training processes, side by side.
 
 Each measurement is one torchrun launch of this file's `worker`, which trains with the kit's
-own recipe (`tunekit.recipe` through `tunekit.training`: the same SFTConfig, LoraConfig and
+own recipe (`tunekit.recipe` through `tunekit.train_parts`: the same SFTConfig, LoraConfig and
 DDP/FSDP arguments `tunekit.train` uses) for `--steps` optimizer steps on synthetic rows and
 reports tokens/s over all processes, the first `--warmup` steps left out. Launches alternate
 (1, N, 1, N, ...) so that a drifting machine affects both alike. Not a test: numbers depend
@@ -67,7 +67,7 @@ def worker(args: argparse.Namespace) -> None:
     from tunekit.models import load_base
     from tunekit.prompts import build_example
     from tunekit.settings import load_settings
-    from tunekit.training import lora_config, sft_config
+    from tunekit.train_parts import lora_config, sft_config
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     gpu = args.model == "gemma-2-9b"

@@ -7,7 +7,7 @@ and the time spent in MLflow logging as a share of the training time.
   (a) tutorial: batch 4, gradient accumulation 2, group_by_length, LoRA r=32 alpha=64 on
       q_proj/v_proj, max length 256, loss on the whole text, logging every 5 steps to MLflow
       synchronously;
-  (b) tunekit:  the local profile's settings through `tunekit.training` (the code `tunekit.train`
+  (b) tunekit:  the local profile's settings through `tunekit.train_parts` (the code `tunekit.train`
       runs), logging asynchronously.
 
 Both see the same number of training sequences. Not a test: numbers depend on the machine.
@@ -42,7 +42,7 @@ import tunekit
 from tunekit.models import load_base
 from tunekit.prompts import build_example
 from tunekit.settings import load_settings
-from tunekit.training import ThroughputCallback, lora_config, sft_config
+from tunekit.train_parts import ThroughputCallback, lora_config, sft_config
 
 
 def tutorial_recipe(output_dir: Path, sequences: int) -> tuple[SFTConfig, LoraConfig]:

@@ -48,9 +48,9 @@ from rich.table import Table
 import tunekit
 from tunekit.backends.local.processes import fastapi_spec, mlserver_spec
 from tunekit.data import load_splits
+from tunekit.local_services import ServiceSpec, ensure_service, free_port, stop_service
 from tunekit.prompts import build_prompt
-from tunekit.services import ServiceSpec, ensure_service, free_port, stop_service
-from tunekit.serving import champion_version, v2_request
+from tunekit.server_requests import champion_version, v2_request
 from tunekit.tracking import tracking_uri
 
 CONCURRENCY = (1, 8, 16)

@@ -32,10 +32,10 @@ from typing import Any
 import httpx
 import psutil
 
+from tunekit.local_services import running_services
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
-from tunekit.services import running_services
-from tunekit.serving import v2_request
+from tunekit.server_requests import v2_request
 
 TEMPERATURES = (0.0, 0.0, 0.3, 0.7, 1e-45)
 NEW_TOKENS = (8, 32, 64)

@@ -150,7 +150,7 @@ tunekit.compare_servers(run, question, context)
 # the cluster:
 
 # %%
-vllm = tunekit.serving.vllm_request(run, question, context)
+vllm = tunekit.server_requests.vllm_request(run, question, context)
 print(vllm["curl"] if vllm else "(no vLLM InferenceService on this profile)")
 
 # %% [markdown]

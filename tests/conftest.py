@@ -16,7 +16,7 @@ import pytest
 import tunekit
 from tunekit.backends.local.finetune import MODELS_DIR_ENV
 from tunekit.credentials import LOGIN_VARIABLES, SECRETS_FILE, child_environment
-from tunekit.services import running_services, stop_all
+from tunekit.local_services import running_services, stop_all
 
 # No test reaches the Hugging Face Hub; libraries read this once, at import, so set it first.
 os.environ["HF_HUB_OFFLINE"] = "1"

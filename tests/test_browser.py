@@ -24,8 +24,8 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 
 from tunekit.credentials import ADMIN, LocalSecrets
+from tunekit.local_services import free_port, running_services, stop_all
 from tunekit.run import recorded_run
-from tunekit.services import free_port, running_services, stop_all
 
 from .conftest import REPO, TINY_FINETUNE
 

@@ -243,7 +243,7 @@ def test_every_synthetic_row_passes_the_held_out_check_quickly() -> None:
 def test_a_file_dataset_is_recorded_as_a_local_source(tmp_path):
     """The fine-tune's MLflow inputs name the file (this failed with an ImportError: MLflow
     3.17 registers its artifact dataset sources, it does not export them)."""
-    from tunekit.experiment import dataset_source
+    from tunekit.mlflow_record import dataset_source
     from tunekit.settings import load_settings
 
     rows = tmp_path / "rows.jsonl"

@@ -303,9 +303,9 @@ def test_the_trainjob_and_the_job_share_one_pod(tmp_path: Path) -> None:
     base = {"profile": "gke", "project_id": "p", "gpu_count": 4,
             "gpu_machine_type": "g2-standard-48"}  # fmt: skip
     many = Run(tmp_path, load_settings(**base, num_nodes=2))
-    trainjob = workloads.finetune_job(many, "ft-x", "http://mlflow", "x: 1")[1]
+    trainjob = workloads.finetune_objects(many, "ft-x", "http://mlflow", "x: 1")[1]
     one = Run(tmp_path, load_settings(**base, nproc_per_node=1))
-    job = workloads.finetune_job(one, "ft-x", "http://mlflow", "x: 1")[1]
+    job = workloads.finetune_objects(one, "ft-x", "http://mlflow", "x: 1")[1]
     pod_spec = job["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     trainer = trainjob["spec"]["trainer"]

@@ -31,7 +31,7 @@ from tunekit.backends.local.finetune import job_dir
 from tunekit.credentials import child_environment
 from tunekit.eval_sets import test_rows, validation_rows
 from tunekit.evaluate import Schema, parse_query
-from tunekit.experiment import TABLE_FILES
+from tunekit.mlflow_record import TABLE_FILES
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
 from tunekit.stages import use_login

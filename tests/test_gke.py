@@ -173,7 +173,7 @@ def test_local_processes_and_pods_run_the_same_containers(run):
     assert process.env["MLFLOW_TRACKING_URI"] == "http://tracking:5000"
     assert process.env["MLFLOW_TRACKING_USERNAME"] == "mlflow-auth/username"
     assert "HF_TOKEN" not in process.env  # a Secret the run has not: left to the environment
-    (job,) = [o for o in workloads.finetune_job(run, "ft-x", "http://tracking:5000", "a: 1\n")
+    (job,) = [o for o in workloads.finetune_objects(run, "ft-x", "http://tracking:5000", "a: 1\n")
               if o["kind"] == "Job"]  # fmt: skip
     pod = job["spec"]["template"]["spec"]["containers"][0]
     assert pod["command"] == ["python", "-m", "tunekit.train"]

@@ -12,7 +12,7 @@ from tunekit import inference
 from tunekit.backends.gke import addons
 from tunekit.evaluate import Schema, parse_query
 from tunekit.grammar import ContextError, Tables, accepts, question_spans, sql_grammar
-from tunekit.serving import TUTORIAL, completion_request
+from tunekit.server_requests import TUTORIAL, completion_request
 
 CONTEXT = "CREATE TABLE ship (ship_id INTEGER, name VARCHAR, flag VARCHAR, tonnage INTEGER)"
 QUESTION = "How many ships sail under the flag of Peru?"

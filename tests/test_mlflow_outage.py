@@ -39,7 +39,7 @@ from mlflow.tracking import MlflowClient
 
 import tunekit
 from tunekit.credentials import child_environment
-from tunekit.experiment import TABLE_FILES, FinetuneRun
+from tunekit.local_services import free_port
 from tunekit.mlflow_outage import (
     DroppedBatches,
     MetricBuffer,
@@ -47,8 +47,8 @@ from tunekit.mlflow_outage import (
     replay_metrics,
     through_outage,
 )
+from tunekit.mlflow_record import TABLE_FILES, FinetuneRun
 from tunekit.run import recorded_run
-from tunekit.services import free_port
 from tunekit.settings import SettingsError, load_settings
 from tunekit.stages import use_login
 from tunekit.train import last_complete_checkpoint
@@ -138,7 +138,7 @@ def test_buffer_holds_what_mlflow_callback_logs(tmp_path: Path, local_mlflow: Ml
     from transformers import TrainerState, TrainingArguments
     from transformers.integrations import MLflowCallback
 
-    from tunekit.training import MetricBufferCallback
+    from tunekit.train_parts import MetricBufferCallback
 
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[])
     state = TrainerState(global_step=7)

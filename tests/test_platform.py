@@ -14,10 +14,10 @@ import requests
 from mlflow import MlflowClient
 
 import tunekit
-from tunekit import experiment, tracking
+from tunekit import mlflow_record, tracking
 from tunekit.backends import backend_for
 from tunekit.backends.local import processes
-from tunekit.services import healthy, running_services, stop_service
+from tunekit.local_services import healthy, running_services, stop_service
 from tunekit.stages import use_login
 
 from .conftest import REPO, at_a_terminal
@@ -70,7 +70,7 @@ def test_the_experiment_opens_in_mlflows_model_training_view(platform):
 
 
 def test_one_rule_for_the_experiments_kind_a_chosen_kind_stays(platform):
-    """Stage 02 (`tracking.ensure_experiment`) and the trainer (`experiment._open_experiment`)
+    """Stage 02 (`tracking.ensure_experiment`) and the trainer (`mlflow_record._open_experiment`)
     give an experiment without a kind the model-training one, and leave a kind someone chose
     in the UI (stage 02 used to overwrite it, the trainer did not)."""
     uri = platform.state.section("mlflow")["tracking_uri"]
@@ -78,11 +78,11 @@ def test_one_rule_for_the_experiments_kind_a_chosen_kind_stays(platform):
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     untagged = client.create_experiment("made-outside-the-kit")
-    experiment._open_experiment("made-outside-the-kit")
+    mlflow_record._open_experiment("made-outside-the-kit")
     assert client.get_experiment(untagged).tags[KIND] == "custom_model_development"
     chosen = client.create_experiment("a-kind-chosen", tags={KIND: "genai_development"})
     assert tracking.ensure_experiment(uri, "a-kind-chosen") == chosen
-    experiment._open_experiment("a-kind-chosen")
+    mlflow_record._open_experiment("a-kind-chosen")
     assert client.get_experiment(chosen).tags[KIND] == "genai_development"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import tunekit
 from tunekit.backends.local import postgres
-from tunekit.services import running_services
+from tunekit.local_services import running_services
 
 
 def _query(run: tunekit.Run, database: str, sql: str) -> list[tuple]:
@@ -52,7 +52,7 @@ def test_stage_02_creates_the_auth_database_once(tmp_path):
     import subprocess
 
     from tunekit.backends.gke.workloads import CREATE_AUTH_DATABASE
-    from tunekit.services import ensure_service, stop_all
+    from tunekit.local_services import ensure_service, stop_all
 
     run = tunekit.start_run(tmp_path / "run", mlflow_backend="postgresql")
     server = ensure_service(run, postgres.server_spec(run))

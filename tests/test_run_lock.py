@@ -18,8 +18,8 @@ import pytest
 import tunekit
 from tunekit import run_lock
 from tunekit.credentials import child_environment
+from tunekit.local_services import running_services, stop_all
 from tunekit.run_lock import LOCK_ENV, RunBusyError
-from tunekit.services import running_services, stop_all
 from tunekit.state import RunState
 
 from .conftest import tunekit_cli

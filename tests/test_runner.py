@@ -17,9 +17,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 import tunekit
+from tunekit.local_services import healthy, running_services
 from tunekit.run import recorded_run
-from tunekit.runner import parse_stages
-from tunekit.services import healthy, running_services
+from tunekit.series import parse_stages
 from tunekit.settings import SettingsError
 from tunekit.stages import STAGES, use_login
 from tunekit.state import RunState

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import requests
 
+from tunekit.local_services import healthy, running_services
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
-from tunekit.services import healthy, running_services
-from tunekit.serving import TUTORIAL, judge, v2_request
+from tunekit.server_requests import TUTORIAL, judge, v2_request
 
 from .conftest import tunekit_cli
 
@@ -100,7 +100,7 @@ def test_mlflow_models_serve_of_the_champion_gets_the_tutorials_sql(served: dict
     import subprocess
 
     from tunekit.credentials import READER, child_environment
-    from tunekit.services import free_port
+    from tunekit.local_services import free_port
     from tunekit.stages import login
     from tunekit.tracking import tracking_uri
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import tunekit
-from tunekit.services import (
+from tunekit.local_services import (
     ServiceError,
     ServiceSpec,
     ensure_service,

@@ -121,7 +121,7 @@ def test_a_sweep_summarized_again_reports_its_new_best(run, tmp_path):
     (step, timestamp, value), so a summary stamped as the last one was kept the larger loss."""
     from mlflow import MlflowClient
 
-    from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
+    from tunekit.mlflow_record import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
     from tunekit.sweep import TABLE_FILE, parent_run, summarize
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # a real store, no server

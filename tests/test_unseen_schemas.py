@@ -19,7 +19,7 @@ from tunekit import lexicon
 from tunekit import vocabulary as vocab
 from tunekit.eval_sets import STYLE, UNSEEN_FILE, validation_rows
 from tunekit.evaluate import check_row
-from tunekit.serving import TUTORIAL
+from tunekit.server_requests import TUTORIAL
 from tunekit.synthetic import generate
 
 from .conftest import REPO

@@ -33,7 +33,7 @@ def main() -> None:
     import tunekit
     from tunekit.backends import backend_for
     from tunekit.credentials import ADMIN
-    from tunekit.services import stop_all
+    from tunekit.local_services import stop_all
 
     run = tunekit.open_run(args.run_dir)
     state = run.state.read()

@@ -1,9 +1,9 @@
 """tunekit: fine-tune Gemma-2 with LoRA as tracked MLflow experiments, on GKE or one laptop."""
 
 from tunekit import plots
+from tunekit.local_services import running_services
 from tunekit.provenance import kit_version
 from tunekit.run import Run, open_run, start_run
-from tunekit.services import running_services
 from tunekit.settings import Settings, SettingsError, load_settings
 from tunekit.stages import (
     STAGES,

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunekit.local_services import running_services, stop_all
 from tunekit.run import claim_run, list_runs, open_run, recorded_run
 from tunekit.run_lock import RunBusyError
-from tunekit.services import running_services, stop_all
 from tunekit.settings import GROUPS, Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -71,7 +71,7 @@ def run(
 
     One at a time per run directory: another one running on it is named and this one exits
     with code 3."""
-    from tunekit.runner import find_notebooks_dir, parse_stages, run_series
+    from tunekit.series import find_notebooks_dir, parse_stages, run_series
 
     values = parse_params(param, profile)
     with ExitStack() as held:

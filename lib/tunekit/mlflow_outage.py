@@ -4,7 +4,7 @@ Every metric point is also appended to the job's buffer (`MetricBuffer`, `metric
 it is logged, and the points that MLflow's history lacks are logged again (`replay_metrics`)
 before the run ends; each final call waits up to `mlflow_outage_s` for MLflow to answer again
 (`through_outage`), and past that the trainer stops with a message saying how to resume into
-the same run (`tunekit.experiment`).
+the same run (`tunekit.mlflow_record`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from tunekit.prompts import build_prompt
 from tunekit.settings import Settings
 
 if TYPE_CHECKING:
-    from tunekit.experiment import FinetuneRun
+    from tunekit.mlflow_record import FinetuneRun
 
 MODEL_NAME = "model"
 MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",

@@ -124,7 +124,7 @@ def sweep_trials(run: Run) -> Any:
         return None
     import matplotlib.pyplot as plt
 
-    from tunekit.experiment import PARENT_TAG
+    from tunekit.mlflow_record import PARENT_TAG
 
     sweep = run.state.section("sweep")
     if not sweep.get("parent_run_id"):

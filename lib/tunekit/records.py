@@ -1,10 +1,10 @@
 """What each stage records in `state.json`, section by section, as types: the Backend's
-operations return these, `RunState.section` reads them, and mypy checks that `Local`, `Gke` and
-the gke `Plan` write the same fields (a field one profile alone has is marked so).
+operations return these, `RunState.section` reads them, and mypy checks that every backend
+writes the same fields (a field one profile alone has is marked so).
 
-Values read from a live platform are recorded by the gke plan as `"dry-run"` (`str`). A
-section is written in steps (`RunState.update` merges), so every field is optional to the type
-checker; the comments say which profile writes it.
+A value only a live platform has is recorded as a marker string where the backend read none
+(hence `int | str`). A section is written in steps (`RunState.update` merges), so every field
+is optional to the type checker; the comments say which profile writes it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit.experiment import SWEEP_ROLE_TAG
+from tunekit.mlflow_record import SWEEP_ROLE_TAG
 from tunekit.objective import SCORE, best_first
 from tunekit.records import RegistryRecord
 from tunekit.run import Run

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tunekit import provenance
-from tunekit.experiment import REPRODUCES_TAG
+from tunekit.mlflow_record import REPRODUCES_TAG
 from tunekit.records import FinetuneRecord, ReproduceRecord
 from tunekit.run import Run
 from tunekit.settings import Settings, SettingsError, load_settings

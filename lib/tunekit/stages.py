@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tunekit import credentials, data, registry, serving, tracking
+from tunekit import credentials, data, registry, server_requests, tracking
 from tunekit import reproduce as reproduction
 from tunekit.backends import backend_for
 from tunekit.records import (
@@ -22,7 +22,7 @@ from tunekit.records import (
     SweepRecord,
 )
 from tunekit.run import Run
-from tunekit.serving import TUTORIAL
+from tunekit.server_requests import TUTORIAL
 from tunekit.sweep import Sweep
 
 if TYPE_CHECKING:
@@ -54,10 +54,10 @@ def finetune(run: Run) -> FinetuneRecord:
     return backend_for(run).finetune(run)
 
 
-def sweep(run: Run, sweep: Sweep) -> SweepRecord:
-    """Stage 03, many fine-tunes: the trials of `sweep`, each a child run of one MLflow parent
-    run that gets the best trial's metrics; stage 04 then registers the best."""
-    return backend_for(run).sweep(run, sweep)
+def sweep(run: Run, search: Sweep) -> SweepRecord:
+    """Stage 03, many fine-tunes: the trials of `search`, each a child run of one MLflow
+    parent run that gets the best trial's metrics; stage 04 then registers the best."""
+    return backend_for(run).sweep(run, search)
 
 
 def register_model(run: Run) -> RegistryRecord:
@@ -126,16 +126,19 @@ def preview_examples(run: Run, n: int = 3) -> Any:
 
 def ask(run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"],
         server: ServerName = "fastapi", expected: str = "") -> dict[str, Any]:  # fmt: skip
-    """Ask the run's `fastapi` (05) or `mlserver` (06) server one question (`serving.ask`)."""
-    return serving.ask(run, partial(backend_for(run).ask, run), question, context, server,
-                       expected)  # fmt: skip
+    """Ask the run's `fastapi` (05) or `mlserver` (06) server one question
+    (`server_requests.ask`)."""
+    post = partial(backend_for(run).ask, run)
+    return server_requests.ask(run, post, question, context, server, expected)
 
 
 def compare_servers(
     run: Run, question: str = TUTORIAL["question"], context: str = TUTORIAL["context"]
 ) -> Any:
     """The same question to each server the run deployed: server, version and SQL."""
-    return serving.compare_servers(run, partial(backend_for(run).ask, run), question, context)
+    return server_requests.compare_servers(
+        run, partial(backend_for(run).ask, run), question, context
+    )
 
 
 def reproduce(

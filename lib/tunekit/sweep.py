@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tunekit.experiment import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
+from tunekit.mlflow_record import PARENT_TAG, SWEEP_ROLE_TAG, SWEEP_TAG
 from tunekit.objective import COMPONENTS, OBJECTIVE, SCORE, rank_key
 from tunekit.records import SweepRecord
 from tunekit.run import Run

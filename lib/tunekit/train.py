@@ -88,12 +88,12 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
-    from tunekit import distributed, experiment
+    from tunekit import distributed, mlflow_record
     from tunekit.data import load_splits
     from tunekit.models import load_base
     from tunekit.prompts import build_example
     from tunekit.settings import load_settings
-    from tunekit.training import (
+    from tunekit.train_parts import (
         MetricBufferCallback,
         ProgressCallback,
         ThroughputCallback,
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     checkpoint = last_complete_checkpoint(output_dir / "checkpoints")
     tracking = (
-        experiment.finetune_run(settings, output_dir, resume=args.resume)
+        mlflow_record.finetune_run(settings, output_dir, resume=args.resume)
         if main_process
         else nullcontext(None)  # the other processes train and log nothing
     )
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         # Evaluate the tuned and the base model on the held-out rows (once: a re-run after an
         # MLflow outage logs what the first attempt kept); the main process alone generates
-        evaluation = experiment.saved_evaluation(output_dir)
+        evaluation = mlflow_record.saved_evaluation(output_dir)
         # every process: the loss on its share of the rows; the adapter gathered under FSDP
         eval_loss = trainer.evaluate()["eval_loss"] if evaluation is None else 0.0
         tuned = distributed.gathered_model(
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         if tracked is None:
             return {}  # the main process evaluates, logs the adapter and ends the run
-        evaluation = evaluation or experiment.save_evaluation(
+        evaluation = evaluation or mlflow_record.save_evaluation(
             output_dir, evaluate(tuned, tokenizer, eval_rows, settings, eval_loss)
         )
 
@@ -221,13 +221,13 @@ def evaluate(
     tuned_model: Any, tokenizer: Any, rows: list[dict], settings: Any, eval_loss: float
 ) -> dict[str, Any]:
     """The tuned (a PeftModel) and the base model's answers to the held-out rows, the
-    validation set and the test set (`tunekit.eval_sets`), scored (`experiment.evaluate_models`);
+    validation set and the test set (`tunekit.eval_sets`), scored (`mlflow_record.evaluate_models`);
     the run's `score` (held-out and validation: the test set is reported, never chosen by).
 
     Both models answer as the servers do (`constrained_decoding`); the tuned model answers the
     other way too (`tuned_free_...` or `tuned_constrained_...`), so the grammar's effect is a
     number in every run."""
-    from tunekit import eval_sets, experiment, objective
+    from tunekit import eval_sets, mlflow_record, objective
     from tunekit.inference import generate_sql
 
     sets = {
@@ -264,7 +264,7 @@ def evaluate(
         with tuned_model.disable_adapter():
             predicted["base"] = answers(tuned_model, asked, constrained)
         prefix = "" if name == "held_out" else eval_sets.prefix(name)
-        scored = experiment.evaluate_models(asked, predicted, settings.seed, prefix)
+        scored = mlflow_record.evaluate_models(asked, predicted, settings.seed, prefix)
         metrics |= scored["metrics"]
         tables[name] = scored["table"]
     metrics[objective.SCORE] = objective.score(metrics)

@@ -26,6 +26,7 @@ from tunekit.backends.gke.kube import (
 )
 from tunekit.backends.gke.shell import Shell
 from tunekit.backends.gke.terraform import terraform_variables
+from tunekit.local_services import ServiceSpec, ensure_service, running_services, stop_all
 from tunekit.records import (
     CleanupRecord,
     ClusterRecord,
@@ -36,8 +37,7 @@ from tunekit.records import (
 )
 from tunekit.registry import champion_uri
 from tunekit.run import Run
-from tunekit.services import ServiceSpec, ensure_service, running_services, stop_all
-from tunekit.serving import champion_version
+from tunekit.server_requests import champion_version
 from tunekit.sweep import Sweep, parent_run, summarize
 from tunekit.tracking import artifacts_destination
 
@@ -207,7 +207,7 @@ class Gke(LivePlatform):
         name, attempt, state = jobs.current_attempt(sh, run, job)
         if state != "complete":
             if state is None:  # none yet, or the last one failed: a new attempt
-                objects = workloads.finetune_job(
+                objects = workloads.finetune_objects(
                     run, job, workloads.in_cluster_tracking_uri(run), s.to_yaml(), attempt
                 )
                 sh.apply("manifests/03-finetune-job.yaml", objects)

@@ -149,7 +149,7 @@ def experiment(
 ) -> list[dict[str, Any]]:
     """The ConfigMap with the sweep's base settings and the Katib Experiment `<sweep id>`.
 
-    Its trial template is `finetune_job`'s Job (one builder), unnamed as Katib wants it
+    Its trial template is `finetune_objects`' Job (one builder), unnamed as Katib wants it
     (it names each trial), with the trial's values as `--param` over the config file and its
     output in `/workspace/finetune/<the trial settings' job name>` (`--jobs-dir`), as a single
     fine-tune of the same settings would write it. Katib's stdout collector reads the objective
@@ -169,7 +169,7 @@ def experiment(
     base = sweep.base.model_copy(update={"sweep_id": sweep.id})
     # the fine-tune's own Job, each trial's values as parameters (Katib fills them in)
     params = {name: f"${{trialParameters.{name}}}" for name in sweep.space}
-    configmap, job = workloads.finetune_job(
+    configmap, job = workloads.finetune_objects(
         run, sweep.id, tracking_uri, base.to_yaml(), params=params
     )
     # unnamed, labelled by the sweep: Katib names each trial's Job

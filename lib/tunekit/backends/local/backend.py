@@ -12,6 +12,7 @@ from google.cloud import storage
 from tunekit import credentials, run_lock, tracking
 from tunekit.backends.base import LivePlatform
 from tunekit.backends.local import finetune, postgres, processes
+from tunekit.local_services import ensure_service, running_services, stop_all
 from tunekit.objective import SCORE
 from tunekit.records import (
     CleanupRecord,
@@ -23,8 +24,7 @@ from tunekit.records import (
 )
 from tunekit.registry import champion_uri
 from tunekit.run import Run
-from tunekit.services import ensure_service, running_services, stop_all
-from tunekit.serving import champion_version
+from tunekit.server_requests import champion_version
 from tunekit.sweep import Sweep, failure, optuna_sampler, parent_run, summarize
 
 

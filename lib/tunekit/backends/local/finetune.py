@@ -25,10 +25,10 @@ import psutil
 from tunekit import distributed
 from tunekit.backends import containers
 from tunekit.credentials import LocalSecrets, child_environment
+from tunekit.local_services import log_tail, terminate_groups
 from tunekit.progress import TrainingProgress
 from tunekit.records import FinetuneRecord, FinetuneResult
 from tunekit.run import Run
-from tunekit.services import log_tail, terminate_groups
 from tunekit.state import write_atomic
 from tunekit.train import RESULT_FILE
 

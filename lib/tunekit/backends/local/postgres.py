@@ -21,8 +21,8 @@ from contextlib import closing
 from pathlib import Path
 
 from tunekit.credentials import DATABASE, LocalSecrets
+from tunekit.local_services import ServiceSpec
 from tunekit.run import Run
-from tunekit.services import ServiceSpec
 from tunekit.tracking import AUTH_DATABASE, TRACKING_DATABASE
 
 DATABASES = (TRACKING_DATABASE, AUTH_DATABASE)  # runs and registry; the basic-auth users

@@ -15,10 +15,10 @@ from tunekit import credentials
 from tunekit.backends import containers
 from tunekit.backends.local import mlserver_env
 from tunekit.credentials import LocalSecrets
+from tunekit.local_services import ServiceSpec, free_port
 from tunekit.registry import champion_uri
 from tunekit.run import Run
-from tunekit.services import ServiceSpec, free_port
-from tunekit.serving import champion_version
+from tunekit.server_requests import champion_version
 from tunekit.tracking import auth_ini, tracking_uri
 
 

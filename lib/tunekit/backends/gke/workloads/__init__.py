@@ -16,7 +16,7 @@ from tunekit.backends.gke.workloads.finetune import (
     TRAINJOB_POD_FIELDS,
     FinetunePod,
     check_trainjob_name,
-    finetune_job,
+    finetune_objects,
     finetune_pod,
     finetune_trainjob,
 )
@@ -110,7 +110,7 @@ __all__ = [
     "bucket_folder",
     "check_trainjob_name",
     "container_env",
-    "finetune_job",
+    "finetune_objects",
     "finetune_pod",
     "finetune_result_uri",
     "finetune_trainjob",

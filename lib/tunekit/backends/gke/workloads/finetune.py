@@ -89,7 +89,7 @@ def finetune_pod(
     )
 
 
-def finetune_job(
+def finetune_objects(
     run: Run,
     job: str,
     tracking_uri: str,
