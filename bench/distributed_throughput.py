@@ -63,10 +63,10 @@ def worker(args: argparse.Namespace) -> None:
     from trl import SFTTrainer
 
     from tunekit import distributed
-    from tunekit.data import load_splits
     from tunekit.models import load_base
     from tunekit.prompts import build_example
     from tunekit.settings import load_settings
+    from tunekit.splits import load_splits
     from tunekit.train_parts import lora_config, sft_config
 
     world = int(os.environ.get("WORLD_SIZE", "1"))

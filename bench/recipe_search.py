@@ -41,7 +41,6 @@ def main() -> None:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from tunekit.data import load_splits
     from tunekit.eval_sets import STYLE, validation_rows
     from tunekit.evaluate import evaluate
     from tunekit.inference import generate_sql
@@ -49,6 +48,7 @@ def main() -> None:
     from tunekit.prompts import build_example
     from tunekit.recipe import lora_arguments, sft_arguments
     from tunekit.settings import load_settings
+    from tunekit.splits import load_splits
 
     overrides = dict(item.split("=", 1) for item in args.p)
     settings = load_settings(profile="local", seed=args.seed, **overrides)

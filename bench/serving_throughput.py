@@ -47,10 +47,10 @@ from rich.table import Table
 
 import tunekit
 from tunekit.backends.local.processes import fastapi_spec, mlserver_spec
-from tunekit.data import load_splits
 from tunekit.local_services import ServiceSpec, ensure_service, free_port, stop_service
 from tunekit.prompts import build_prompt
 from tunekit.server_requests import champion_version, v2_request
+from tunekit.splits import load_splits
 from tunekit.tracking import tracking_uri
 
 CONCURRENCY = (1, 8, 16)

@@ -83,7 +83,7 @@ def wait_for_checkpoint(run_dir: Path, step: int, deadline_s: float) -> tuple[di
     section (the trainer's pid, its job dir) and the checkpoint's step."""
     import time
 
-    from tunekit.train import last_complete_checkpoint
+    from tunekit.train_parts import last_complete_checkpoint
 
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:

@@ -12,17 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tunekit.data import (
-    MAX_ROW_BYTES,
-    DataError,
-    check_file_rows,
-    load_splits,
-    read_rows,
-    split_rows,
-)
+from tunekit.data import MAX_ROW_BYTES, DataError, read_rows, split_rows
 from tunekit.evaluate import check_row
 from tunekit.prompts import build_example, build_prompt
 from tunekit.settings import Settings
+from tunekit.splits import check_file_rows, load_splits
 from tunekit.synthetic import generate
 
 ROWS = [

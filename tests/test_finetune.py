@@ -35,7 +35,8 @@ from tunekit.mlflow_record import TABLE_FILES
 from tunekit.prompts import build_prompt
 from tunekit.run import recorded_run
 from tunekit.stages import use_login
-from tunekit.train import RESULT_FILE, last_complete_checkpoint
+from tunekit.train import RESULT_FILE
+from tunekit.train_parts import last_complete_checkpoint
 
 from .conftest import REPO, assert_secrets_stay_in_their_file, tunekit_cli, wait_for_checkpoint
 

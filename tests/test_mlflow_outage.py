@@ -51,7 +51,7 @@ from tunekit.mlflow_record import TABLE_FILES, FinetuneRun
 from tunekit.run import recorded_run
 from tunekit.settings import SettingsError, load_settings
 from tunekit.stages import use_login
-from tunekit.train import last_complete_checkpoint
+from tunekit.train_parts import last_complete_checkpoint
 
 from .conftest import REPO, tunekit_cli
 

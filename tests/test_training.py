@@ -9,8 +9,7 @@ import pytest
 
 from tunekit.mlflow_record import run_params, run_tags
 from tunekit.settings import load_settings
-from tunekit.train import last_complete_checkpoint
-from tunekit.train_parts import lora_config, sft_config
+from tunekit.train_parts import last_complete_checkpoint, lora_config, sft_config
 
 
 def test_last_complete_checkpoint_skips_one_killed_while_saving(tmp_path: Path) -> None:

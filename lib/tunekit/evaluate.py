@@ -45,6 +45,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from tunekit.sql_schema import Schema
 from tunekit.sqlite_sandbox import QUERY_CHARS, Database, QueryError
 from tunekit.table_filling import FillPlan
 
@@ -64,32 +65,6 @@ class Score:
 
 class GoldError(Exception):
     """A row whose context or gold answer cannot be judged; the message names the field."""
-
-
-@dataclass
-class Schema:
-    """Tables and their columns (name -> declared type) from a CREATE TABLE context."""
-
-    tables: dict[str, dict[str, str]]
-
-    @classmethod
-    def from_context(cls, context: str) -> Schema:
-        tables: dict[str, dict[str, str]] = {}
-        for statement in sqlglot.parse(context, read="sqlite"):
-            if isinstance(statement, exp.Create) and isinstance(statement.this, exp.Schema):
-                name = statement.this.this.name.lower()
-                tables[name] = {
-                    col.name.lower(): (
-                        col.args["kind"].sql("sqlite") if col.args.get("kind") else "TEXT"
-                    ).upper()
-                    for col in statement.this.expressions
-                    if isinstance(col, exp.ColumnDef)
-                }
-        return cls(tables)
-
-    @property
-    def names(self) -> set[str]:
-        return set(self.tables) | {c for cols in self.tables.values() for c in cols}
 
 
 def parse_query(sql: str, schema: Schema) -> exp.Expression:

@@ -86,7 +86,9 @@ class FinetuneRun:
         """The adapter as the run's one MLflow model (`log_adapter_once`); its URI."""
         return through_outage(
             "logging the adapter",
-            lambda: log_adapter_once(self, model, tokenizer, base, settings, example),
+            lambda: log_adapter_once(
+                self.experiment_id, self.run_id, model, tokenizer, base, settings, example
+            ),
             self.outage_s,
         )
 
@@ -188,7 +190,7 @@ def sweep_parent(settings: Settings) -> str:
 
 def resume_hint(settings: Settings, output_dir: Path, run_id: str | None) -> str:
     """Where the training stands and the commands that finish it (in the same MLflow run)."""
-    from tunekit.train import last_complete_checkpoint
+    from tunekit.train_parts import last_complete_checkpoint
 
     checkpoint = last_complete_checkpoint(output_dir / "checkpoints")
     saved = (

@@ -4,7 +4,7 @@ adapter, `tunekit.pyfunc_model`) with pinned requirements, logged once however o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -13,29 +13,27 @@ from tunekit import provenance
 from tunekit.prompts import build_prompt
 from tunekit.settings import Settings
 
-if TYPE_CHECKING:
-    from tunekit.mlflow_record import FinetuneRun
-
 MODEL_NAME = "model"
 MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",
                   "sqlglot", "xgrammar")  # fmt: skip
 
 
 def log_adapter_once(
-    run: FinetuneRun,
+    experiment_id: str,
+    run_id: str,
     model: Any,
     tokenizer: Any,
     base: str,
     settings: Settings,
     example: dict[str, str],
 ) -> str:
-    """The run's adapter model: the READY one an earlier try logged, else logged now (after
+    """Run `run_id`'s adapter model: the READY one an earlier try logged, else logged now (after
     deleting a half-logged one, so that the run holds one model); its URI."""
     client = MlflowClient()
     models = [
         m
         for m in client.search_logged_models(
-            [run.experiment_id], filter_string=f"source_run_id = '{run.run_id}'"
+            [experiment_id], filter_string=f"source_run_id = '{run_id}'"
         )
         if m.name == MODEL_NAME
     ]

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tunekit import run_lock
-from tunekit.data import DataError, check_file_rows
+from tunekit.data import DataError
 from tunekit.settings import Settings, SettingsError, load_settings
+from tunekit.splits import check_file_rows
 from tunekit.state import STATE_FILE, RunState
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlglot import exp
 
-if TYPE_CHECKING:
-    from tunekit.evaluate import Schema
+from tunekit.sql_schema import Schema
 
 ROWS_PER_TABLE = 12  # drawn rows per table, besides the planted ones
 POOL = 5  # distinct drawn values of a column (repeats: groups form)

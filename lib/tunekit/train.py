@@ -89,14 +89,15 @@ def main(argv: list[str] | None = None) -> dict:
     from trl import SFTTrainer
 
     from tunekit import distributed, mlflow_record
-    from tunekit.data import load_splits
     from tunekit.models import load_base
     from tunekit.prompts import build_example
     from tunekit.settings import load_settings
+    from tunekit.splits import load_splits
     from tunekit.train_parts import (
         MetricBufferCallback,
         ProgressCallback,
         ThroughputCallback,
+        last_complete_checkpoint,
         lora_config,
         sft_config,
     )
@@ -289,19 +290,6 @@ def finished_state(checkpoint: str) -> Any:
 
     state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     return state if state.max_steps > 0 and state.global_step >= state.max_steps else None
-
-
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest `checkpoint-N` whose trainer state was written (the Trainer writes it last)."""
-    complete = []
-    for path in folder.glob("checkpoint-*"):
-        try:
-            json.loads((path / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue  # killed while saving: skip it
-        if path.name.removeprefix("checkpoint-").isdigit():
-            complete.append(path)
-    return str(max(complete, key=lambda p: int(p.name.split("-")[1]))) if complete else None
 
 
 def _dataset(examples: list[dict[str, str]]):

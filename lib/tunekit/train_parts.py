@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -83,3 +84,16 @@ class MetricBufferCallback(TrainerCallback):
                 metrics[name] = float(value)
         if metrics:
             self.buffer.add(metrics, step=state.global_step)
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest `checkpoint-N` whose trainer state was written (the Trainer writes it last)."""
+    complete = []
+    for path in folder.glob("checkpoint-*"):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue  # killed while saving: skip it
+        if path.name.removeprefix("checkpoint-").isdigit():
+            complete.append(path)
+    return str(max(complete, key=lambda p: int(p.name.split("-")[1]))) if complete else None

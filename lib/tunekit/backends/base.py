@@ -92,7 +92,7 @@ class LivePlatform:
         return register_best(run, client)
 
     def training_rows(self, run: Run) -> tuple[Rows, Rows] | None:
-        from tunekit.data import load_splits
+        from tunekit.splits import load_splits
 
         return load_splits(run.settings)
 
