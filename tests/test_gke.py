@@ -344,6 +344,7 @@ def test_the_recording_shell_answers_as_a_new_project_would(dry_run, monkeypatch
     assert sh.output(["gcloud", "artifacts", "docker", "images", "describe", "x"]) == ""
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert (sh.live(2), sh.environ("HF_TOKEN")) == (PLANNED, PLANNED)
+    assert sh.ask(lambda: 1 / 0) == PLANNED  # nothing is called
     live = Shell(dry_run, "test")
-    assert (live.live(2), live.environ("HF_TOKEN")) == (2, "")
+    assert (live.live(2), live.environ("HF_TOKEN"), live.ask(lambda: 3)) == (2, "", 3)
     assert sh.kube.gpus("nvidia-l4") == 0 and sh.kube.jobs("ns", "a=b") == []

@@ -103,9 +103,6 @@ class Plan(Gke):
             return workloads.in_cluster_tracking_uri(run)
         return workloads.in_cluster_url(run, service)
 
-    def mlflow_objects(self, run: Run, url: str) -> str:
-        return DRY
-
     def open_ui(self, run: Run) -> dict[str, Any]:
         raise RuntimeError("a dry run has no MLflow to open: run the gke profile without dry_run")
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -35,6 +35,7 @@ class _Plain(yaml.SafeDumper):
 
 
 REDACTED = "<set at apply time; never written>"
+T = TypeVar("T")
 PLANNED = "dry-run"  # what a recording shell answers where a live platform gives a value
 
 
@@ -124,6 +125,11 @@ class Shell:
     def live(self, value: Any) -> Any:
         """`value`, read from the platform, as the state records it (recording only: PLANNED)."""
         return PLANNED if self.record_only else value
+
+    def ask(self, call: Callable[[], T]) -> T | str:
+        """What `call` reads from (or makes on) the live platform (recording only: PLANNED,
+        and nothing is called)."""
+        return PLANNED if self.record_only else call()
 
     def environ(self, name: str) -> str:
         """Environment variable `name` of this process (recording only: PLANNED where unset,
