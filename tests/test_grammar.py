@@ -158,3 +158,22 @@ def test_vllm_gets_the_grammar_in_the_field_its_version_reads() -> None:
     new = completion_request(QUESTION, CONTEXT, "m-lora", addons.KSERVE_VLLM[addons.KSERVE_VERSION])
     assert new["structured_outputs"] == {"grammar": sql_grammar(QUESTION, CONTEXT)}
     assert "guided_grammar" not in new and new["prompt"].endswith("Answer:")
+
+
+def test_the_vllm_request_is_for_the_vllm_stage_06_recorded(tmp_path, monkeypatch) -> None:
+    """The request's field follows the vLLM that stage 06 deployed, as it recorded it; a record
+    from before the kit recorded it (no `vllm_version`) is refused naming what to re-run, not a
+    KeyError (or a request in the field of whatever vLLM the kit pins now)."""
+    import tunekit
+    from tunekit.server_requests import vllm_request
+
+    monkeypatch.setenv("TUNEKIT_RUNS_DIR", str(tmp_path / "runs"))
+    run = tunekit.start_run(tmp_path / "run", profile="gke", dry_run=True, project_id="p-1")
+    served = {"openai_url": "http://v/openai/v1/completions", "model": "m-lora"}
+    run.state.update("serving", {"vllm": {**served, "vllm_version": [0, 8, 5]}})
+    assert "guided_grammar" in vllm_request(run, QUESTION, CONTEXT)["body"]
+    run.state.update("serving", {"vllm": {**served, "vllm_version": [0, 24, 0]}})
+    assert "structured_outputs" in vllm_request(run, QUESTION, CONTEXT)["body"]
+    run.state.update("serving", {"vllm": served})  # type: ignore[typeddict-item]
+    with pytest.raises(RuntimeError, match=r"no vLLM version.*run stage 06"):
+        vllm_request(run, QUESTION, CONTEXT)

@@ -68,6 +68,11 @@ def vllm_request(
     recorded = run.state.section("serving").get("vllm")
     if not recorded:
         return None
+    if "vllm_version" not in recorded:
+        raise RuntimeError(
+            "stage 06 recorded no vLLM version for its InferenceService (an earlier kit's "
+            "record): run stage 06 again"
+        )
     vllm = tuple(recorded["vllm_version"])
     body = completion_request(question, context, recorded["model"], vllm,
                               free_literals=run.settings.free_literals)  # fmt: skip
