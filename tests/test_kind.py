@@ -110,3 +110,22 @@ def test_the_script_uses_the_rewrite_and_the_chart_pin():
     assert "mlflow_chart" in script and "--version 1." not in script
     for secret in ("mlflow-db:mlflow", "mlflow-auth:admin", "mlflow-reader:reader"):
         assert secret in script
+
+
+def test_the_scripts_python_calls_what_the_kit_has():
+    """The script's Python (here-documents) runs only on GitHub Actions with Docker: each kit
+    function or Gke method it calls must exist (a renamed one fails there, not here)."""
+    import re
+
+    import tunekit
+    from tunekit.backends.gke import Gke
+
+    script = (REPO / "ci" / "kind-e2e.sh").read_text()
+    snippets = re.findall(r"<<'PYEOF'\n(.*?)\nPYEOF", script, re.S)
+    assert snippets
+    for snippet in snippets:
+        compile(snippet, "kind-e2e.sh", "exec")
+        for method in re.findall(r"Gke\(\)\.(\w+)\(", snippet):
+            assert callable(getattr(Gke, method, None)), f"Gke has no {method}"
+        for name in re.findall(r"\btunekit\.(\w+)\(", snippet):
+            assert callable(getattr(tunekit, name, None)), f"tunekit has no {name}"

@@ -25,7 +25,7 @@ SECTIONS = {
     "cleanup": records.CleanupRecord,
     "reproduce": records.ReproduceRecord,
 }
-# the fine-tune's evaluation metrics, under their MLflow names (experiment.evaluate_models)
+# the fine-tune's evaluation metrics, under their MLflow names (mlflow_record.evaluate_models)
 METRIC = re.compile(r"^[a-z_]+_(exact_match|execution_accuracy|gold_errors)$")
 
 

@@ -73,7 +73,7 @@ class FinetuneResult(TypedDict, total=False):
 class FinetuneRecord(FinetuneResult, total=False):
     """Stage 03: the fine-tune's job while it runs, then its result."""
 
-    status: str  # running, finished, failed
+    status: str  # running, finished, failed; on gke also the Job's phase while followed
     job: str
     log: str
     reused: bool  # a finished job's result, not trained again
@@ -96,7 +96,7 @@ class SweepRecord(TypedDict, total=False):
     failed: int
     best_run_id: str | None
     score: float
-    experiment: str  # gke: the Katib Experiment
+    experiment: str  # the gke plan: the Katib Experiment's name (a live sweep summarizes)
 
 
 class RegistryRecord(TypedDict, total=False):

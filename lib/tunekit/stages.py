@@ -1,6 +1,7 @@
 """The public function of each stage, and what the notebooks read from the run's platform
-between them. The run's profile picks the backend (`backend_for`): the one layer that does;
-the modules below receive a client, rows or a function to ask a server with."""
+between them. The run's profile picks the backend (`backend_for`): below the CLI, this is the
+one module that does; the modules below receive a client, rows or a function to ask a server
+with."""
 
 from __future__ import annotations
 

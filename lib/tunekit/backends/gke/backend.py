@@ -131,13 +131,13 @@ class Gke(LivePlatform):
         )
         url = self._forward_mlflow(run)
         run.state.update("mlflow", {"tracking_uri": url})
-        experiment_id = str(sh.ask(lambda: self._mlflow_objects(run, url)))
+        experiment_id = str(sh.ask(lambda: self.mlflow_objects(run, url)))
         return run.state.update(
             "mlflow",
             {"experiment_id": experiment_id, "ui_url": tracking.ui_url(url, experiment_id)},
         )
 
-    def _mlflow_objects(self, run: Run, url: str) -> str:
+    def mlflow_objects(self, run: Run, url: str) -> str:
         """The experiment (its id) and the reader user, made through the server at `url`."""
         tracking.log_in(self.read_secret(run, credentials.ADMIN))
         experiment_id = tracking.ensure_experiment(url, run.settings.experiment_name)

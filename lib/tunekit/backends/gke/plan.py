@@ -2,9 +2,10 @@
 
 `Plan` makes the same calls as `Gke`, with a shell that records each command instead of running
 it and a cluster that is empty (no Secret, Job, CRD or GPU node yet): commands.sh, the manifests
-and the Helm values are what a first real run on a new project would run and apply. What only a
-live platform can answer (terraform's outputs, the fine-tune's result, MLflow) is recorded as
-`dry-run`, and the readers of the Backend interface return None: there is nothing to read.
+and the Helm values are what a first real run on a new project would run and apply. The shell
+answers what a live platform would: terraform's outputs from the variables (`planned_output`),
+no fine-tune result yet, and `dry-run` for what only a live platform has (the GPUs ready, the
+experiment's id); the readers of the Backend interface return None: there is nothing to read.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ class Shell:
             return self._planned(argv) if self._planned else ""
         return done.stdout
 
-    def live(self, value: Any) -> Any:
+    def live(self, value: T) -> T | str:
         """`value`, read from the platform, as the state records it (recording only: PLANNED)."""
         return PLANNED if self.record_only else value
 
