@@ -15,16 +15,20 @@ from typing import Any, get_args, get_origin, get_type_hints
 from tunekit import records
 from tunekit.state import RunState
 
-SECTIONS = {
-    "cluster": records.ClusterRecord,
-    "mlflow": records.MlflowRecord,
-    "finetune": records.FinetuneRecord,
-    "sweep": records.SweepRecord,
-    "registry": records.RegistryRecord,
-    "serving": records.ServingRecord,
-    "cleanup": records.CleanupRecord,
-    "reproduce": records.ReproduceRecord,
-}
+
+def typed_sections() -> dict[str, Any]:
+    """Each section `RunState.section` types, and its record: read from its overloads, the one
+    place that pairs them."""
+    found = {}
+    for overload in typing.get_overloads(RunState.section):
+        hints = get_type_hints(overload)
+        if typing.is_typeddict(hints["return"]):
+            (name,) = get_args(hints["name"])
+            found[name] = hints["return"]
+    return found
+
+
+SECTIONS = typed_sections()
 # the fine-tune's evaluation metrics, under their MLflow names (mlflow_record.evaluate_models)
 METRIC = re.compile(r"^[a-z_]+_(exact_match|execution_accuracy|gold_errors)$")
 
@@ -112,3 +116,14 @@ def test_the_gke_plans_sweep_writes_what_its_record_declares(tmp_path, monkeypat
     tunekit.start_mlflow(run)
     tunekit.sweep(run, tunekit.Sweep(run.settings))
     assert "sweep" in run.state.read() and check(run.state) == []
+
+
+def test_every_record_types_a_section():
+    """Each stage's record in records.py is the type of one section (none declared and unused)."""
+    stage_records = {
+        value
+        for value in vars(records).values()
+        if typing.is_typeddict(value) and value.__name__.endswith("Record")
+    }
+    assert set(SECTIONS.values()) == stage_records
+    assert {"cluster", "finetune", "serving", "cleanup"} <= set(SECTIONS)

@@ -4,10 +4,9 @@ The local and the gke profile both start MLflow from these values (`server_value
 cluster through the chart, the local profile with `server_args`, the same arguments as the pod.
 There is no Helm on the machines the kit is developed on, so what the chart's templates do with
 our values is written down here, each rule with the template it comes from (chart VERSION, read
-at the tag `mlflow-<VERSION>` of github.com/community-charts/helm-charts, folder charts/mlflow).
-The local profile starts `mlflow server` with `server_args` (the same arguments as the pod), and
-tests check the values against the other rules: the auth database, the init containers' images,
-the user the containers run as.
+at the tag `mlflow-<VERSION>` of github.com/community-charts/helm-charts, folder charts/mlflow),
+and tests check the values against the other rules: the auth database, the init containers'
+images, the user the containers run as.
 """
 
 from __future__ import annotations

@@ -21,9 +21,7 @@ from tunekit.backends import mlflow_chart
 from tunekit.backends.base import LivePlatform
 from tunekit.backends.gke import addons, jobs, katib, workloads
 from tunekit.backends.gke.images import build_images
-from tunekit.backends.gke.kube import (
-    GKE_ACCELERATOR_LABEL,
-)
+from tunekit.backends.gke.kube import GKE_ACCELERATOR_LABEL
 from tunekit.backends.gke.shell import Shell
 from tunekit.backends.gke.terraform import terraform_variables
 from tunekit.local_services import ServiceSpec, ensure_service, running_services, stop_all

@@ -23,9 +23,8 @@ from tunekit.backends.gke.terraform import planned_outputs
 from tunekit.records import RegistryRecord
 from tunekit.run import Run
 
-DRY = PLANNED  # what the plan records where a real run records a live value
 # what `gcloud storage cat` of the fine-tune's result.json would print
-PLANNED_RESULT = {"mlflow_run_id": DRY, "model_uri": DRY, "steps": 0, "eval_loss": None}
+PLANNED_RESULT = {"mlflow_run_id": PLANNED, "model_uri": PLANNED, "steps": 0, "eval_loss": None}
 
 
 def planned_output(run: Run, argv: list[str]) -> str:
@@ -82,7 +81,7 @@ class EmptyCluster:
         poll_s: float = 10,
         pod_selector: str = "",
     ) -> JobOutcome:
-        return JobOutcome(DRY)
+        return JobOutcome(PLANNED)
 
     def trainjob_job(
         self, namespace: str, name: str, timeout_s: float = 1800, poll_s: float = 10
@@ -120,10 +119,10 @@ class Plan(Gke):
             "registry",
             {
                 "registered_model_name": s.registered_model_name,
-                "version": DRY,
+                "version": PLANNED,
                 "alias": CHAMPION,
                 "model_uri": champion_uri(s),
-                "run_id": s.pin_run_id or DRY,
+                "run_id": s.pin_run_id or PLANNED,
                 "pinned": bool(s.pin_run_id),
                 "created": False,
                 "score": float("nan"),
@@ -136,7 +135,7 @@ class Plan(Gke):
     def storage_uri(self, run: Run, version: str) -> str:
         from tunekit.tracking import artifacts_destination
 
-        return f"{artifacts_destination(run)}/{DRY}/{run.settings.registered_model_name}"
+        return f"{artifacts_destination(run)}/{PLANNED}/{run.settings.registered_model_name}"
 
     # the readers: nothing to read
 
