@@ -16,6 +16,10 @@ KSERVE_SDK ?= kserve==0.21.0
 # Installed first and on its own: a plain `torch` requirement pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core); a module's tests stay on one worker, which shares its
+# fixtures. PYTEST_WORKERS=0 runs the suite in this process, one test after another.
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Debian packages the tests need: Chromium for the browser tests (driven by Playwright, whose
 # own browser download is not used) and PostgreSQL for `mlflow_backend=postgresql`.
@@ -60,16 +64,16 @@ demo: install  ## run 01..07 on the local profile, print where everything is
 	$(BIN)/tunekit run --profile local
 
 test: install system-packages lint  ## lint, then every test (the slow end-to-end ones included)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: install system-packages  ## everything but the end-to-end runs
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(PYTEST) -m "not e2e" $(PYTEST_ARGS)
 
 test-browser: install system-packages  ## only the browser tests (JupyterLab, MLflow UI; needs /usr/bin/chromium)
-	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+	$(PYTEST) -m browser $(PYTEST_ARGS)
 
 test-e2e: install system-packages  ## only the end-to-end runs of the series
-	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+	$(PYTEST) -m e2e $(PYTEST_ARGS)
 
 down: install  ## stop what demos left running
 	$(BIN)/tunekit down

@@ -20,6 +20,12 @@ from tunekit.local_services import running_services, stop_all
 
 # No test reaches the Hugging Face Hub; libraries read this once, at import, so set it first.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The suite runs in parallel (pytest-xdist, `-n auto`): each worker gets its share of the cores
+# for PyTorch, here and in every process it starts (trainers, servers). Without this, two
+# trainings at once spin 4 OpenMP threads on 2 cores and run many times slower than one.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
 
 REPO = Path(__file__).resolve().parents[1]
 # A fine-tune small enough for a test: seconds of training, a few checkpoints, a small eval split.
@@ -33,6 +39,12 @@ TINY_FINETUNE = [
 # one for all their runs: tiny-gemma2 is built once per recipe and data, not once per module.
 _MODELS = tempfile.TemporaryDirectory(prefix="tunekit-test-models-")
 os.environ[MODELS_DIR_ENV] = _MODELS.name
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end modules first: run in parallel (`--dist loadscope`, one module per worker
+    at a time), the long ones then overlap each other instead of ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 @pytest.fixture(autouse=True)

@@ -27,9 +27,9 @@ from mlflow.tracking import MlflowClient
 from sqlglot import exp
 
 import tunekit
+from tunekit import eval_sets
 from tunekit.backends.local.finetune import job_dir
 from tunekit.credentials import child_environment
-from tunekit.eval_sets import test_rows, validation_rows
 from tunekit.evaluate import Schema, parse_query
 from tunekit.mlflow_record import TABLE_FILES
 from tunekit.prompts import build_prompt
@@ -192,7 +192,10 @@ def test_evaluation_table_has_a_row_per_held_out_example(
         assert column in table.columns
     accuracy = table["tuned_correct"].mean()
     assert accuracy == pytest.approx(resumed["state"]["tuned_execution_accuracy"])
-    for name, rows in (("validation", validation_rows(12)), ("test", test_rows(12))):
+    for name, rows in (
+        ("validation", eval_sets.validation_rows(12)),
+        ("test", eval_sets.test_rows(12)),
+    ):
         logged = client.load_table(
             state["experiment_id"], TABLE_FILES[name], run_ids=[state["mlflow_run_id"]]
         )

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import mlflow
 import nbformat
@@ -48,25 +49,26 @@ def test_parse_stages_rejects(spec):
         parse_stages(spec)
 
 
-def _series_processes() -> set[int]:
-    """Processes of the local platform (emulator, MLflow) anywhere on this machine."""
+def _series_processes(folder: Path) -> set[int]:
+    """Processes of the local platform (emulator, MLflow) of runs under `folder` (the services
+    run in their run dir; other tests' runs, in parallel, are elsewhere)."""
     marks = ("gcp_storage_emulator", "mlflow server", "mlflow.server")
-    return {
-        p.pid
-        for p in psutil.process_iter(["cmdline"])
-        if any(m in " ".join(p.info["cmdline"] or []) for m in marks)
-    }
+    found = set()
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if any(m in cmdline for m in marks) and str(folder) in f"{p.info['cwd']} {cmdline}":
+            found.add(p.pid)
+    return found
 
 
 def test_bad_profile_fails_fast_and_starts_nothing(tmp_path):
-    before = _series_processes()
     started = time.monotonic()
     result = tunekit_cli("run", "-p", "profile=nope", "--run-dir", str(tmp_path / "r"))
     assert result.returncode == 2
     assert "profile: allowed: 'local' or 'gke' (got 'nope')" in result.stdout
     assert time.monotonic() - started < 15
     assert not (tmp_path / "r").exists()
-    assert _series_processes() <= before
+    assert not _series_processes(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -90,12 +92,11 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path, args, says):
     bad_rows.write_text(json.dumps(row) + "\n" + json.dumps({"question": "q", "context": "c"}))
     few_rows.write_text("\n".join(json.dumps(row) for _ in range(3)))
     args = [a.format(bad_rows=bad_rows, few_rows=few_rows) for a in args]
-    before = _series_processes()
     result = tunekit_cli("run", *args, "--run-dir", str(tmp_path / "r"))
     assert result.returncode == 2
     assert says in result.stdout
     assert not (tmp_path / "r").exists()
-    assert _series_processes() <= before
+    assert not _series_processes(tmp_path)
 
 
 def test_a_value_that_fails_is_never_recorded(tmp_path):
