@@ -7,14 +7,17 @@ so the registry's choice can be set up exactly (a real fine-tune is tested in te
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 import tunekit
-from tunekit.registry import CHAMPION, compare_runs, register_best
+from tunekit.registry import CHALLENGER, CHAMPION, alias_version, compare_runs, register_best
+from tunekit.rollout import DECISION_TAG, PREVIOUS, Live, conclude, decide
 from tunekit.run import Run
+from tunekit.server_requests import champion_version
 from tunekit.stages import use_login
 
 
@@ -125,3 +128,71 @@ def test_stage_function_reads_the_pin_from_the_settings(registry_run) -> None:
         run, settings=run.settings.model_copy(update={"pin_run_id": pinned})
     )
     assert tunekit.register_model(pinned_run)["run_id"] == pinned
+
+
+# A rollout (issue 29): with `promotion=rollout` a new best is the challenger, and the rollout's
+# decision moves the aliases.
+
+
+def rollout_run(run: Run) -> Run:
+    return dataclasses.replace(
+        run, settings=run.settings.model_copy(update={"promotion": "rollout"})
+    )
+
+
+def test_with_rollouts_a_new_best_is_the_challenger_and_the_champion_is_still_served(
+    registry_run,
+) -> None:
+    run, client, experiment = registry_run
+    run, name = rollout_run(run), run.settings.registered_model_name
+    first = finetune(client, experiment, accuracy=0.70, eval_loss=0.2)
+    registered = register_best(run, client)  # no champion yet: it is one at once
+    assert (registered["alias"], registered["version"], registered["champion_version"]) == (
+        CHAMPION, 1, 1,
+    )  # fmt: skip
+    better = finetune(client, experiment, accuracy=0.80, eval_loss=0.2)
+    challenged = register_best(run, client)
+    assert (challenged["run_id"], challenged["alias"], challenged["version"]) == (
+        better, CHALLENGER, 2,
+    )  # fmt: skip
+    assert challenged["model_uri"] == f"models:/{name}@{CHALLENGER}"
+    assert client.get_model_version_by_alias(name, CHAMPION).run_id == first
+    assert client.get_model_version_by_alias(name, CHALLENGER).run_id == better
+    # what 05 and 06 serve is still the champion, not the version 04 registered last
+    assert champion_version(run) == "1"
+    again = register_best(run, client)  # the same best: still the challenger, nothing new
+    assert (again["alias"], again["version"], again["created"]) == (CHALLENGER, 2, False)
+
+
+def test_a_promotion_moves_the_champion_and_keeps_the_old_one_as_previous(registry_run) -> None:
+    run, client, experiment = registry_run
+    run, name = rollout_run(run), run.settings.registered_model_name
+    finetune(client, experiment, accuracy=0.70, eval_loss=0.2)
+    register_best(run, client)
+    finetune(client, experiment, accuracy=0.80, eval_loss=0.2)
+    register_best(run, client)
+    good = Live(requests=300, failures=0, p95_s=0.5, accuracy=0.8)
+    decision = decide(Live(3000, 3, 0.5, 0.7), good)
+    assert conclude(client, name, decision) == {CHAMPION: "2", PREVIOUS: "1"}
+    assert alias_version(client, name, CHALLENGER) is None
+    promoted = client.get_model_version(name, "2")
+    assert promoted.tags[DECISION_TAG] == "promoted"
+    assert json.loads(promoted.tags[f"{DECISION_TAG}.numbers"])["challenger_requests"] == 300
+
+
+def test_a_rollback_keeps_the_champion_and_says_why_on_the_challenger(registry_run) -> None:
+    run, client, experiment = registry_run
+    run, name = rollout_run(run), run.settings.registered_model_name
+    finetune(client, experiment, accuracy=0.70, eval_loss=0.2)
+    register_best(run, client)
+    finetune(client, experiment, accuracy=0.80, eval_loss=0.2)
+    register_best(run, client)
+    erring = Live(requests=300, failures=9, p95_s=0.5, accuracy=0.8)
+    assert conclude(client, name, decide(Live(3000, 3, 0.5, 0.7), erring)) == {CHAMPION: "1"}
+    assert alias_version(client, name, CHALLENGER) is None
+    said = client.get_model_version(name, "2").tags[DECISION_TAG]
+    assert said.startswith("rolled back: 9 of 300 requests failed"), said
+    with pytest.raises(RuntimeError, match="no 'challenger' alias: nothing to conclude"):
+        conclude(client, name, decide(Live(3000, 3, 0.5, 0.7), erring))
+    with pytest.raises(ValueError, match="verdict: wait"):
+        conclude(client, name, decide(Live(3000, 3, 0.5, 0.7), Live(5, 0, 0.5, 0.8)))

@@ -27,6 +27,7 @@ from tunekit.inference import LockedTokenizer, encode_batch
 from tunekit.models import TINY_DIR
 from tunekit.prompts import build_prompt
 from tunekit.serve import Decoding, create_app, parse_args
+from tunekit.serving_metrics import read
 
 PROMPT = build_prompt("How many games had a week of 3?", "CREATE TABLE game (venue TEXT, week INT)")
 
@@ -440,3 +441,51 @@ def test_answers_are_held_to_the_requests_tables_and_a_bad_context_is_a_422(comp
             refused = requests.post(url, json={"question": question, "context": bad}, timeout=30)
             assert refused.status_code == 422 and named in refused.json()["detail"], refused.text
         assert server.ready()["requests"] == 4  # the refused ones never queued
+
+
+# 6. Metrics (what a rollout's rule and an autoscaler read)
+
+
+class Failing:
+    """The real model, whose generate calls fail from the `after`-th on: a server that errors."""
+
+    def __init__(self, model: Any, after: int):
+        self.model, self.after, self.calls = model, after, 0
+
+    def generate(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls >= self.after:
+            raise RuntimeError("the device fell over")
+        return self.model.generate(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def test_metrics_count_answers_failures_latency_and_the_queue(components: tuple[Any, Any]) -> None:
+    model, tokenizer = components
+    gate = Gate(Failing(model, after=3))
+    app = create_app("models:/tiny@challenger", load=lambda _: (gate, tokenizer, "7"),
+                     decoding=Decoding(constrained=False))  # fmt: skip
+
+    def scraped() -> str:
+        got = requests.get(f"{server.url}/metrics", timeout=10)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/plain")
+        return got.text
+
+    with Server(app) as server, ThreadPoolExecutor(4) as pool:
+        first = pool.submit(post, server.url, max_new_tokens=4)
+        assert gate.entered.wait(30)
+        rest = [pool.submit(post, server.url, max_new_tokens=4) for _ in range(3)]
+        server.wait_waiting(3)
+        assert 'vllm:num_requests_waiting{model_name="models:/tiny@challenger"} 3.0' in scraped()
+        gate.open.set()
+        assert [f.result().status_code for f in (first, *rest)] == [200] * 4
+        answered = read(scraped())["challenger"]
+        assert (answered.requests, answered.failures) == (4, 0)
+        assert answered.quantile(0.95) > 0
+        assert post(server.url, prompt="").status_code == 422  # the client's fault
+        assert post(server.url, max_new_tokens=4).status_code == 500  # generate fails now
+        after = read(scraped())["challenger"].since(answered)
+        assert (after.requests, after.failures) == (2, 1)  # /readyz and /metrics not counted
+        assert 'vllm:num_requests_waiting{model_name="models:/tiny@challenger"} 0.0' in scraped()

@@ -60,11 +60,13 @@ def generate_batch(
     max_new_tokens: Sequence[int],
     temperatures: Sequence[float],
     grammars: Sequence[str | None] | None = None,
+    adapters: Sequence[str] | None = None,
 ) -> list[str]:
     """One `generate` call for all `prompts`, each with its own length limit, temperature
-    (greedy below MIN_TEMPERATURE) and grammar (`tunekit.grammar`; None: free): a row stops at
-    its own limit, a sampled row and a greedy one, a constrained row and a free one share the
-    call. Completions without the prompt."""
+    (greedy below MIN_TEMPERATURE), grammar (`tunekit.grammar`; None: free) and, on a PEFT model
+    with several LoRA adapters, adapter (PEFT's mixed-adapter batch: `adapter_names`, a name
+    per row): a row stops at its own limit, a sampled row and a greedy one, a constrained row
+    and a free one, rows of two adapters share the call. Completions without the prompt."""
     import torch
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -78,6 +80,8 @@ def generate_batch(
     if not all(is_greedy(t) for t in temperatures):
         processors.append(RowTemperature(temperatures, model.device))
         options["do_sample"] = True
+    if adapters is not None:
+        options["adapter_names"] = list(adapters)
     model.eval()
     with torch.inference_mode():
         generated = model.generate(

@@ -100,11 +100,13 @@ class SweepRecord(TypedDict, total=False):
 
 
 class RegistryRecord(TypedDict, total=False):
-    """Stage 04: the registered champion."""
+    """Stage 04: the version it registered (`alias` champion, or challenger with the setting
+    `promotion=rollout`), and the version the champion alias names (what 05 and 06 serve)."""
 
     registered_model_name: str
     version: int | str
     alias: str
+    champion_version: int | str
     model_uri: str
     run_id: str
     pinned: bool

@@ -5,6 +5,10 @@ model's execution accuracy on the held-out rows and on the validation set; ties:
 eval loss). Its logged adapter model becomes a version of
 `registered_model_name` with the alias `champion`, tagged with the run's evaluation. Registering
 the same run again finds its version instead of creating another.
+
+With the setting `promotion=rollout`, a new best that is not the champion gets the alias
+`challenger` instead, and the champion stays until a rollout decides (`tunekit.rollout`); a
+model with no champion yet gets one at once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from tunekit.settings import Settings
 from tunekit.tracking import model_version_url, tracking_uri
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 METRICS = (
     SCORE,
     "tuned_execution_accuracy",
@@ -87,7 +92,12 @@ def register_best(run: Run, mlflow_client: Any) -> RegistryRecord:
     best = chosen.iloc[0].to_dict()
     name = run.settings.registered_model_name
     version, created = _version_for(mlflow_client, name, best["run_id"], _experiment_id(run))
-    mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+    alias, champion = CHAMPION, version.version
+    if run.settings.promotion == "rollout":
+        current = alias_version(mlflow_client, name, CHAMPION)
+        if current is not None and current.version != version.version:
+            alias, champion = CHALLENGER, current.version
+    mlflow_client.set_registered_model_alias(name, alias, version.version)
     for metric in METRICS:
         if best.get(metric) is not None:
             mlflow_client.set_model_version_tag(
@@ -99,8 +109,9 @@ def register_best(run: Run, mlflow_client: Any) -> RegistryRecord:
         {
             "registered_model_name": name,
             "version": int(version.version),
-            "alias": CHAMPION,
-            "model_uri": champion_uri(run.settings),
+            "alias": alias,
+            "champion_version": int(champion),
+            "model_uri": f"models:/{name}@{alias}",
             "run_id": best["run_id"],
             "pinned": bool(pin_run_id),
             "created": created,
@@ -110,6 +121,16 @@ def register_best(run: Run, mlflow_client: Any) -> RegistryRecord:
             "ui_url": model_version_url(tracking_uri(run), name, version.version),
         },
     )
+
+
+def alias_version(client: Any, name: str, alias: str) -> Any:
+    """The version `alias` names (None: the alias, or the model, is not there)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
 
 
 def _version_for(client: Any, name: str, run_id: str, experiment_id: str) -> tuple[Any, bool]:

@@ -25,13 +25,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
 from tunekit.batching import Batcher, Job, Limits, OutOfMemory, QueueFull
 from tunekit.grammar import ContextError, sql_grammar
 from tunekit.inference import MIN_TEMPERATURE
 from tunekit.prompts import build_prompt, parse_prompt
+from tunekit.serving_metrics import Measured, ServerMetrics
 
 log = logging.getLogger("tunekit.serve")
 
@@ -103,6 +104,10 @@ class Served:
     error: str = ""
     worker: asyncio.Task | None = None  # loads the model, then runs the batcher
 
+    def waiting(self) -> int:
+        """Requests queued for the next generate calls."""
+        return len(self.batcher.pending) if self.batcher is not None else 0
+
     def live(self) -> str:
         """Why the server is not live ('' when it is): Kubernetes restarts it then."""
         if self.worker is not None and self.worker.done():
@@ -113,6 +118,15 @@ class Served:
 
 
 Loader = Callable[[str], tuple[Any, Any, str]]
+
+
+def adapter_name(model_uri: str) -> str:
+    """What the metrics call the served model: its alias (`models:/NAME@champion`: champion),
+    else its version (`models:/NAME/3`: v3), else `default`."""
+    if "@" in model_uri:
+        return model_uri.rsplit("@", 1)[1]
+    tail = model_uri.rstrip("/").rsplit("/", 1)[-1]
+    return f"v{tail}" if model_uri.startswith("models:/") and tail.isdigit() else "default"
 
 
 def load_components(model_uri: str) -> tuple[Any, Any, str]:
@@ -205,6 +219,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    metrics = ServerMetrics(served.waiting, model_uri)
+    # outermost: a request refused by the body limit is counted too
+    app.add_middleware(Measured, metrics=metrics, adapter=adapter_name(model_uri),
+                       paths=("/predict",))  # fmt: skip
     app.state.served = served
 
     def batcher() -> Batcher:
@@ -262,6 +280,11 @@ def create_app(
             "refused": queue.refused,
             "dropped": queue.dropped,
         }
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_text() -> Response:
+        """Requests, failures and latency by adapter, and the queue (Prometheus text format)."""
+        return Response(metrics.exposition(), media_type=Measured.content_type)
 
     @app.get("/predict", response_model=PredictResponse)
     async def predict_get(

@@ -82,11 +82,13 @@ def vllm_request(
 
 
 def champion_version(run: Run) -> str:
-    """The version the alias points at now (stage 04 recorded which)."""
+    """The version the champion alias names (stage 04 recorded which; a record of an earlier
+    kit, which registered champions only, has it as `version`)."""
     registry = run.state.section("registry")
-    if not registry.get("version"):
+    version = registry.get("champion_version") or registry.get("version")
+    if not version:
         raise RuntimeError("no registered champion recorded for this run: run stage 04 first")
-    return str(registry["version"])
+    return str(version)
 
 
 def v2_request(prompt: str) -> dict[str, Any]:

@@ -121,6 +121,7 @@ class Plan(Gke):
                 "registered_model_name": s.registered_model_name,
                 "version": PLANNED,
                 "alias": CHAMPION,
+                "champion_version": PLANNED,
                 "model_uri": champion_uri(s),
                 "run_id": s.pin_run_id or PLANNED,
                 "pinned": bool(s.pin_run_id),

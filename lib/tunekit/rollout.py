@@ -1,0 +1,145 @@
+"""The promotion rule of a rollout: the challenger is promoted on live numbers, or rolled back.
+
+The same code decides locally and on GKE; only where the numbers come from differs (a scrape of
+the servers' `/metrics`, `tunekit.serving_metrics`). Over the rollout's window, with at least
+`min_requests` answered by the challenger, it is promoted when all three hold:
+
+- its failure rate is under `max_error_rate` (1%);
+- its p95 latency is within `max_p95_ratio` (1.1x) of the champion's over the same window;
+- its answers to the validation set, asked through the live endpoint, are at least as accurate
+  as the champion's (the validation set: what chooses; the test set chooses nothing).
+
+Otherwise it is rolled back, each reason stated. Too few requests yet: wait, unless so many have
+failed that the rate cannot end under the bar: then it is rolled back at once, so a failing
+challenger costs as few of its share's requests as the bar allows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tunekit.registry import CHALLENGER, CHAMPION, alias_version
+from tunekit.serving_metrics import AdapterNumbers
+
+Verdict = Literal["promote", "rollback", "wait"]
+PREVIOUS = "previous"  # the champion a promotion replaced: one alias away from going back
+DECISION_TAG = "tunekit.rollout"  # on the challenger's version: the decision, its reasons
+# (and under DECISION_TAG.numbers, the live numbers it was made on, as JSON)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The bars a challenger must clear (the settings `rollout_*` give them)."""
+
+    min_requests: int = 200
+    max_error_rate: float = 0.01
+    max_p95_ratio: float = 1.1
+
+    def __post_init__(self) -> None:
+        if self.min_requests < 1:
+            raise ValueError(f"min_requests: must be at least 1 (got {self.min_requests})")
+        if not 0 <= self.max_error_rate < 1:
+            raise ValueError(f"max_error_rate: must be in [0, 1) (got {self.max_error_rate})")
+        if self.max_p95_ratio < 1:
+            raise ValueError(f"max_p95_ratio: must be at least 1 (got {self.max_p95_ratio})")
+
+
+@dataclass(frozen=True)
+class Live:
+    """One adapter's numbers over the rollout's window."""
+
+    requests: int
+    failures: int
+    p95_s: float
+    accuracy: float | None = None  # the validation set through the live endpoint
+
+    @classmethod
+    def of(cls, numbers: AdapterNumbers, accuracy: float | None = None) -> Live:
+        return cls(numbers.requests, numbers.failures, numbers.quantile(0.95), accuracy)
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reasons: list[str] = field(default_factory=list)  # why not promoted (empty when promoted)
+    numbers: dict[str, float | int | None] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.verdict == "promote":
+            return "promote: every bar cleared"
+        return f"{self.verdict}: " + "; ".join(self.reasons)
+
+
+def decide(champion: Live, challenger: Live, rule: Rule | None = None) -> Decision:
+    """Promote, roll back or wait, by `rule`, on the two adapters' numbers of one window."""
+    rule = rule or Rule()
+    numbers: dict[str, float | int | None] = {
+        "challenger_requests": challenger.requests,
+        "challenger_error_rate": challenger.error_rate,
+        "champion_error_rate": champion.error_rate,
+        "challenger_p95_s": challenger.p95_s,
+        "champion_p95_s": champion.p95_s,
+        "challenger_accuracy": challenger.accuracy,
+        "champion_accuracy": champion.accuracy,
+    }
+    # so many failures that even the window's end could not bring the rate under the bar
+    window = max(rule.min_requests, challenger.requests)
+    if challenger.failures and challenger.failures >= rule.max_error_rate * window:
+        reason = (
+            f"{challenger.failures} of {challenger.requests} requests failed "
+            f"({challenger.error_rate:.1%}; the bar is under {rule.max_error_rate:.1%})"
+        )
+        return Decision("rollback", [reason], numbers)
+    if challenger.requests < rule.min_requests:
+        waiting = f"{challenger.requests} of {rule.min_requests} requests so far"
+        return Decision("wait", [waiting], numbers)
+    reasons = []
+    if challenger.error_rate >= rule.max_error_rate:
+        reasons.append(f"error rate {challenger.error_rate:.1%} (the bar is under "
+                       f"{rule.max_error_rate:.1%})")  # fmt: skip
+    if not challenger.p95_s <= rule.max_p95_ratio * champion.p95_s:
+        reasons.append(f"p95 latency {challenger.p95_s:.3f} s against the champion's "
+                       f"{champion.p95_s:.3f} s (the bar is {rule.max_p95_ratio}x)")  # fmt: skip
+    if challenger.accuracy is None or champion.accuracy is None:
+        reasons.append("the validation set was not asked of both through the live endpoint")
+    elif challenger.accuracy < champion.accuracy:
+        reasons.append(f"validation accuracy {challenger.accuracy:.1%} against the champion's "
+                       f"{champion.accuracy:.1%}")  # fmt: skip
+    return Decision("rollback" if reasons else "promote", reasons, numbers)
+
+
+def conclude(client: Any, name: str, decision: Decision) -> dict[str, str]:
+    """Move `name`'s aliases as `decision` says, and record it on the challenger's version.
+
+    Promoted: `previous` names the old champion, `champion` the challenger. Rolled back: the
+    champion stays. Either way `challenger` goes, last, so a conclusion cut short can run
+    again. Answers the versions the aliases name afterwards.
+    """
+    if decision.verdict == "wait":
+        raise ValueError("the rollout has not decided yet (verdict: wait): nothing to conclude")
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is None:
+        raise RuntimeError(f"model {name!r} has no {CHALLENGER!r} alias: nothing to conclude")
+    if decision.verdict == "promote":
+        champion = alias_version(client, name, CHAMPION)
+        if champion is not None and champion.version != challenger.version:
+            client.set_registered_model_alias(name, PREVIOUS, champion.version)
+        client.set_registered_model_alias(name, CHAMPION, challenger.version)
+    verdict = {"promote": "promoted", "rollback": "rolled back"}[decision.verdict]
+    said = f"{verdict}: {'; '.join(decision.reasons)}" if decision.reasons else verdict
+    client.set_model_version_tag(name, challenger.version, DECISION_TAG, said)
+    client.set_model_version_tag(
+        name, challenger.version, f"{DECISION_TAG}.numbers", json.dumps(decision.numbers)
+    )
+    client.delete_registered_model_alias(name, CHALLENGER)
+    return {
+        alias: version.version
+        for alias in (CHAMPION, PREVIOUS)
+        if (version := alias_version(client, name, alias)) is not None
+    }
