@@ -1,4 +1,5 @@
-"""Two LoRA adapters on one base model, rows of both in one `generate` call (issue 29).
+"""Two LoRA adapters on one base model, rows of both in one `generate` call, and one server
+answering for both with a traffic split (issue 29).
 
 The serving of a rollout answers champion and challenger requests from one process: PEFT's
 mixed-adapter batches (`adapter_names`, a name per row; peft 0.21 docs, "Inference with
@@ -9,15 +10,24 @@ so they answer differently where a test needs them to.
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import requests
 import torch
 
 from tunekit.grammar import sql_grammar
 from tunekit.inference import generate_batch
 from tunekit.models import TINY_DIR
 from tunekit.prompts import build_prompt
+from tunekit.serve import Decoding, create_app
+from tunekit.serving_metrics import read
+from tunekit.traffic import CHALLENGER, CHAMPION, Split
+
+from .test_serve_faults import Server
 
 QUESTIONS = [
     ("How many games had a week of 3?", "CREATE TABLE game (venue TEXT, week INT)"),
@@ -37,7 +47,7 @@ def two_adapters() -> tuple[Any, Any]:
     config = LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj", "o_proj"],
                         init_lora_weights=False)  # fmt: skip
     torch.manual_seed(1)
-    model = get_peft_model(base, config, adapter_name="champion")
+    model = get_peft_model(base, config)  # the champion's adapter: PEFT's "default"
     torch.manual_seed(2)
     model.add_adapter("challenger", config)
     return model.eval(), AutoTokenizer.from_pretrained(TINY_DIR)
@@ -55,14 +65,139 @@ def answers(components: tuple[Any, Any], adapters: list[str], grammars: bool = F
 def test_rows_of_two_adapters_in_one_call_answer_as_each_adapter_alone(
     two_adapters, constrained
 ) -> None:
-    champion = answers(two_adapters, ["champion"] * 4, constrained)
+    champion = answers(two_adapters, ["default"] * 4, constrained)
     challenger = answers(two_adapters, ["challenger"] * 4, constrained)
     assert champion != challenger  # the adapters differ, or this test would prove nothing
-    mixed = ["champion", "challenger", "challenger", "champion"]
-    expected = [(champion if a == "champion" else challenger)[i] for i, a in enumerate(mixed)]
+    mixed = ["default", "challenger", "challenger", "default"]
+    expected = [(champion if a == "default" else challenger)[i] for i, a in enumerate(mixed)]
     assert answers(two_adapters, mixed, constrained) == expected
 
 
 def test_an_adapter_the_model_does_not_have_is_refused(two_adapters) -> None:
     with pytest.raises(ValueError, match="nope"):
-        answers(two_adapters, ["champion", "nope", "champion", "champion"])
+        answers(two_adapters, ["default", "nope", "default", "default"])
+
+
+def test_the_split_sends_its_share_to_the_challenger_and_a_named_adapter_where_asked() -> None:
+    both = {CHAMPION: "3", CHALLENGER: "4"}
+    split = Split(0.1, draw=random.Random(0).random)
+    chosen = Counter(split.choose(None, both) for _ in range(10_000))
+    assert 900 < chosen[CHALLENGER] < 1100
+    assert split.choose(CHAMPION, both) == CHAMPION and split.choose(CHALLENGER, both) == CHALLENGER
+    assert {Split(1.0).choose(None, {CHAMPION: "3"}) for _ in range(50)} == {CHAMPION}
+    assert {Split(0.0).choose(None, both) for _ in range(50)} == {CHAMPION}
+    with pytest.raises(ValueError, match=r"'nope' is not served here \(serving: challenger, champ"):
+        split.choose("nope", both)
+    with pytest.raises(ValueError, match="challenger_share"):
+        Split(1.5)
+
+
+def test_one_server_answers_for_champion_and_challenger(two_adapters) -> None:
+    """Requests naming an adapter get its answer and version; the rest are shared by the
+    split; both kinds share generate calls; the metrics count each adapter's own."""
+    model, tokenizer = two_adapters
+    expected = {
+        CHAMPION: answers(two_adapters, ["default"] * 4),
+        CHALLENGER: answers(two_adapters, ["challenger"] * 4),
+    }
+    app = create_app(
+        "models:/m@champion", load=lambda _: (model, tokenizer, "3"),
+        decoding=Decoding(constrained=False), challenger_uri="models:/m@challenger",
+        split=Split(0.5, draw=random.Random(1).random), add_challenger=lambda _m, _u: "4",
+    )  # fmt: skip
+
+    def ask(i: int, adapter: str | None = None) -> dict:
+        body = {"prompt": PROMPTS[i % 4], "max_new_tokens": 12, "adapter": adapter}
+        got = requests.post(f"{server.url}/predict", json=body, timeout=120)
+        assert got.status_code == 200, got.text
+        return {**got.json(), "i": i % 4}
+
+    with Server(app) as server:
+        assert server.ready()["adapters"] == {CHAMPION: "3", CHALLENGER: "4"}
+        named = [ask(0, CHAMPION), ask(0, CHALLENGER)]
+        assert [(a["adapter"], a["model_version"]) for a in named] == [
+            (CHAMPION, "3"), (CHALLENGER, "4"),
+        ]  # fmt: skip
+        assert named[1]["model_uri"] == "models:/m@challenger"
+        with ThreadPoolExecutor(8) as pool:
+            shared = list(pool.map(ask, range(40)))
+        assert {a["adapter"] for a in shared} == {CHAMPION, CHALLENGER}
+        assert all(a["sql"] == expected[a["adapter"]][a["i"]] for a in shared + named)
+        assert server.ready()["generate_calls"] < 42  # rows of both adapters went together
+        asked_v9 = {"prompt": PROMPTS[0], "adapter": "v9"}
+        refused = requests.post(f"{server.url}/predict", json=asked_v9, timeout=30)
+        assert refused.status_code == 422 and "'v9' is not served here" in refused.text
+        counted = read(requests.get(f"{server.url}/metrics", timeout=10).text)
+    by_adapter = Counter(a["adapter"] for a in shared + named)
+    assert {a: counted[a].requests for a in (CHAMPION, CHALLENGER)} == by_adapter
+    assert counted["unrouted"].requests == 1  # the request for an adapter not served
+
+
+def _alone(model: Any, adapter: str) -> Any:
+    """A model with only `adapter` of `model` (as a fine-tune has one), as its `default`."""
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    single = get_peft_model(AutoModelForCausalLM.from_pretrained(TINY_DIR),
+                            model.peft_config[adapter])  # fmt: skip
+    set_peft_model_state_dict(single, get_peft_model_state_dict(model, adapter_name=adapter))
+    return single.eval()
+
+
+def _log_finetune(client: Any, experiment_id: str, model: Any, tokenizer: Any) -> str:
+    """An MLflow run holding `model`'s adapter as the kit logs a fine-tune's (the pyfunc)."""
+    import mlflow
+
+    from tunekit.model_logging import log_adapter
+    from tunekit.settings import Settings
+
+    example = {"question": QUESTIONS[0][0], "context": QUESTIONS[0][1]}
+    with mlflow.start_run(experiment_id=experiment_id) as active:
+        uri = log_adapter(model, tokenizer, str(TINY_DIR), Settings(), example)
+    return client.create_model_version(
+        "rollout", uri, run_id=active.info.run_id, model_id=uri.removeprefix("models:/")
+    ).version
+
+
+def test_the_challengers_adapter_is_loaded_from_the_registry_beside_the_champions(
+    platform, two_adapters
+) -> None:
+    """The real path: two logged fine-tunes, aliased; the champion loaded as a server loads
+    it, the challenger's adapter added from its registered version; then one generate call
+    answers for both as each answers alone. A challenger tuned from another base is refused."""
+    import mlflow
+    from mlflow import MlflowClient
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunekit.serve import load_components
+    from tunekit.stages import use_login
+    from tunekit.traffic import load_challenger
+
+    use_login(platform)
+    uri = platform.state.section("mlflow")["tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("rollout")
+    client.create_registered_model("rollout")
+    model, tokenizer = two_adapters
+    champion = _log_finetune(client, experiment, _alone(model, "default"), tokenizer)
+    challenger = _log_finetune(client, experiment, _alone(model, "challenger"), tokenizer)
+    client.set_registered_model_alias("rollout", "champion", champion)
+    client.set_registered_model_alias("rollout", "challenger", challenger)
+
+    served, served_tokenizer, version = load_components("models:/rollout@champion")
+    assert version == champion
+    assert load_challenger(served, "models:/rollout@challenger") == challenger
+    mixed = ["default", "challenger", "challenger", "default"]
+    alone = {a: answers(two_adapters, [a] * 4) for a in ("default", "challenger")}
+    got = answers((served, served_tokenizer), mixed)
+    assert got == [alone[a][i] for i, a in enumerate(mixed)]
+
+    other_base = AutoModelForCausalLM.from_pretrained(TINY_DIR)
+    stranger = get_peft_model(other_base, LoraConfig(r=4, target_modules=["q_proj"]))
+    stranger.peft_config["default"].base_model_name_or_path = "google/gemma-2-2b"
+    odd = _log_finetune(client, experiment, stranger, tokenizer)
+    client.set_registered_model_alias("rollout", "challenger", odd)
+    with pytest.raises(ValueError, match=r"tuned from 'google/gemma-2-2b'.*one base serves both"):
+        load_challenger(served, "models:/rollout@challenger")

@@ -486,6 +486,8 @@ def test_metrics_count_answers_failures_latency_and_the_queue(components: tuple[
         assert answered.quantile(0.95) > 0
         assert post(server.url, prompt="").status_code == 422  # the client's fault
         assert post(server.url, max_new_tokens=4).status_code == 500  # generate fails now
-        after = read(scraped())["challenger"].since(answered)
-        assert (after.requests, after.failures) == (2, 1)  # /readyz and /metrics not counted
+        scrape = read(scraped())
+        after = scrape["challenger"].since(answered)
+        assert (after.requests, after.failures) == (1, 1)  # /readyz and /metrics not counted
+        assert (scrape["unrouted"].requests, scrape["unrouted"].failures) == (1, 0)
         assert 'vllm:num_requests_waiting{model_name="models:/tiny@challenger"} 0.0' in scraped()

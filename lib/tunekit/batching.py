@@ -6,7 +6,8 @@ while a `generate` call runs. Then the next call is formed: the waiting request 
 of the same size class (`max_new_tokens` within a factor of two), up to `max_batch` rows and
 `token_budget` padded tokens. So short requests are not held for a long one's tokens, a long
 prompt does not pad 31 others, and no request starves. Greedy and sampled requests, each with its
-own temperature, and constrained and free ones, each with its own grammar, share a call. A
+own temperature, constrained and free ones, each with its own grammar, and the rows of two LoRA
+adapters of one model (a rollout's champion and challenger) share a call. A
 request whose caller gave up (deadline, disconnect) is dropped before it is generated. Out of
 memory, a call is split in halves and retried; a single request that does not fit fails alone.
 """
@@ -53,6 +54,9 @@ class Job:
     max_new_tokens: int
     temperature: float
     grammar: str | None = None  # the answer's grammar (tunekit.grammar); None: free
+    adapter: str | None = (
+        None  # the LoRA adapter that answers (a model with several); None: its one
+    )
     arrived: float = field(default_factory=time.monotonic)
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -91,6 +95,7 @@ class Batcher:
         max_new_tokens: int,
         temperature: float,
         grammar: str | None = None,
+        adapter: str | None = None,
     ) -> Job:
         """Queue a request; its Job's `done` gets the text. QueueFull when the queue is full."""
         if self.stopped is not None:
@@ -99,7 +104,7 @@ class Batcher:
             self.refused += 1
             raise QueueFull(f"{len(self.pending)} requests are waiting")
         self.requests += 1
-        job = Job(prompt, prompt_tokens, max_new_tokens, temperature, grammar)
+        job = Job(prompt, prompt_tokens, max_new_tokens, temperature, grammar, adapter)
         self.pending.append(job)
         self._arrived.set()
         return job
@@ -162,6 +167,7 @@ class Batcher:
                 generate_batch, self.model, self.tokenizer, [j.prompt for j in jobs],
                 [j.max_new_tokens for j in jobs], [j.temperature for j in jobs],
                 [j.grammar for j in jobs],
+                [j.adapter or "" for j in jobs] if any(j.adapter for j in jobs) else None,
             )  # fmt: skip
         except Exception as e:
             if _is_out_of_memory(e) and len(jobs) > 1:

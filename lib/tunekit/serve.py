@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
 from tunekit.batching import Batcher, Job, Limits, OutOfMemory, QueueFull
+from tunekit.body_limit import BodyLimit
 from tunekit.grammar import ContextError, sql_grammar
 from tunekit.inference import MIN_TEMPERATURE
 from tunekit.prompts import build_prompt, parse_prompt
 from tunekit.serving_metrics import Measured, ServerMetrics
+from tunekit.traffic import CHALLENGER, CHAMPION, PEFT_NAMES, Split, load_challenger
 
 log = logging.getLogger("tunekit.serve")
 
@@ -51,6 +52,9 @@ class PredictRequest(BaseModel):
     max_new_tokens: int = Field(DEFAULT_NEW_TOKENS, ge=1, le=MAX_NEW_TOKENS)
     temperature: float = Field(
         0.0, ge=0.0, le=2.0, description=f"0 (or below {MIN_TEMPERATURE}): greedy"
+    )
+    adapter: str | None = Field(
+        None, description="`champion` or `challenger` during a rollout; none: the split decides"
     )
 
     model_config = {"extra": "forbid"}
@@ -77,6 +81,7 @@ class PredictResponse(BaseModel):
     sql: str
     model_version: str
     model_uri: str
+    adapter: str = Field(description="the served model that answered (`champion`, `challenger`)")
     constrained: bool = Field(description="the answer was held to SQL over the given tables")
 
 
@@ -100,6 +105,7 @@ class Served:
 
     model_uri: str
     version: str = ""
+    versions: dict[str, str] = field(default_factory=dict)  # adapter -> registry version
     batcher: Batcher | None = None
     error: str = ""
     worker: asyncio.Task | None = None  # loads the model, then runs the batcher
@@ -143,68 +149,37 @@ def load_components(model_uri: str) -> tuple[Any, Any, str]:
     return logged.model, logged.tokenizer, version
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over `limit` bytes is a 413; nothing more of it is read.
-
-    A declared Content-Length over the limit is refused before the app runs; a chunked body is
-    counted as it arrives, and past the limit the app reads an end of stream and its response
-    is replaced by the 413.
-    """
-
-    def __init__(self, app: Any, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        received, too_large = 0, False
-
-        async def counted() -> dict:
-            nonlocal received, too_large
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                too_large = True
-                return {"type": "http.disconnect"}
-            return message
-
-        async def replaced(message: dict) -> None:
-            if not too_large:
-                await send(message)
-            elif message["type"] == "http.response.start":
-                await self._refuse(send)
-
-        await self.app(scope, counted, replaced)
-
-    async def _refuse(self, send: Callable) -> None:
-        body = json.dumps({"detail": f"the request body is over {self.limit} bytes"}).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
 def create_app(
     model_uri: str,
     limits: Limits | None = None,
     load: Loader = load_components,
     decoding: Decoding | None = None,
+    challenger_uri: str | None = None,
+    split: Split | None = None,
+    add_challenger: Callable[[Any, str], str] = load_challenger,
 ) -> FastAPI:
     """The FastAPI app serving `model_uri` (`load` gives its model, tokenizer and version),
-    answering as `decoding` says (default: constrained)."""
+    answering as `decoding` says (default: constrained). With `challenger_uri`, a rollout:
+    `add_challenger` loads the challenger's adapter beside the champion's, `split` shares the
+    requests (`tunekit.traffic`)."""
     served, limits, decoding = Served(model_uri), limits or Limits(), decoding or Decoding()
+    split = split or Split()
 
     async def start() -> None:
         try:
             model, tokenizer, served.version = await asyncio.to_thread(load, model_uri)
+            if challenger_uri:
+                won = await asyncio.to_thread(add_challenger, model, challenger_uri)
+                served.versions = {CHAMPION: served.version, CHALLENGER: won}
+            else:
+                served.versions = {adapter_name(model_uri): served.version}
         except Exception as e:
-            log.exception("could not load %s", model_uri)
+            log.exception("could not load %s", challenger_uri or model_uri)
             served.error = f"{type(e).__name__}: {e}"
             return
         served.batcher = Batcher(model, tokenizer, limits)
-        log.info("serving %s (version %s)", model_uri, served.version or "-")
+        log.info("serving %s", ", ".join(f"{a} (version {v or '-'})"
+                                         for a, v in served.versions.items()))  # fmt: skip
         await served.batcher.run()
 
     @asynccontextmanager
@@ -221,8 +196,7 @@ def create_app(
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     metrics = ServerMetrics(served.waiting, model_uri)
     # outermost: a request refused by the body limit is counted too
-    app.add_middleware(Measured, metrics=metrics, adapter=adapter_name(model_uri),
-                       paths=("/predict",))  # fmt: skip
+    app.add_middleware(Measured, metrics=metrics, paths=("/predict",))
     app.state.served = served
 
     def batcher() -> Batcher:
@@ -233,13 +207,17 @@ def create_app(
         return served.batcher
 
     async def answer(
-        request: Request, prompt: str, max_new_tokens: int, temperature: float
+        request: Request, prompt: str, max_new_tokens: int, temperature: float, asked: str | None
     ) -> PredictResponse:
         queue = batcher()
         try:
+            adapter = split.choose(asked, served.versions)
             grammar = decoding.grammar(prompt)
         except ContextError as e:
             raise HTTPException(422, f"context: {e}") from None
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        request.state.adapter = adapter  # the metrics' label (serving_metrics.Measured)
         tokens = queue.tokenizer.count(prompt)
         limit = getattr(queue.model.config, "max_position_embeddings", None)
         if limit and tokens + max_new_tokens > limit:
@@ -249,14 +227,16 @@ def create_app(
                 f"that exceeds the model's {limit} positions",
             )
         try:
-            job = queue.submit(prompt, tokens, max_new_tokens, temperature, grammar)
+            peft_name = PEFT_NAMES[adapter] if len(served.versions) > 1 else None
+            job = queue.submit(prompt, tokens, max_new_tokens, temperature, grammar, peft_name)
         except QueueFull as e:
             raise HTTPException(
                 429, f"the server is busy ({e}); retry later", headers={"Retry-After": "1"}
             ) from None
         sql = await _wait(request, job, limits.request_timeout_s)
-        return PredictResponse(sql=sql, model_version=served.version, model_uri=model_uri,
-                               constrained=grammar is not None)  # fmt: skip
+        uri = challenger_uri if adapter == CHALLENGER and challenger_uri else model_uri
+        return PredictResponse(sql=sql, model_version=served.versions[adapter], model_uri=uri,
+                               adapter=adapter, constrained=grammar is not None)  # fmt: skip
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -273,6 +253,7 @@ def create_app(
             "status": "ready",
             "model_uri": model_uri,
             "model_version": served.version,
+            "adapters": served.versions,
             "requests": queue.requests,
             "generate_calls": queue.batches,
             "generating": queue.busy_since is not None,
@@ -291,16 +272,19 @@ def create_app(
         request: Request,
         message: Annotated[str, Query(min_length=1, max_length=MAX_PROMPT_CHARS)],
         max_new_tokens: Annotated[int, Query(ge=1, le=MAX_NEW_TOKENS)] = DEFAULT_NEW_TOKENS,
+        adapter: str | None = None,
     ) -> PredictResponse:
         """The tutorial's contract: `message` is the whole prompt."""
         if not message.strip():
             raise HTTPException(422, "`message` is empty")
-        return await answer(request, message, max_new_tokens, 0.0)
+        return await answer(request, message, max_new_tokens, 0.0, adapter)
 
     @app.post("/predict", response_model=PredictResponse)
     async def predict_post(request: Request, body: PredictRequest) -> PredictResponse:
         """A question and its CREATE TABLE context (or a raw prompt): the SQL that answers it."""
-        return await answer(request, body.text(), body.max_new_tokens, body.temperature)
+        return await answer(
+            request, body.text(), body.max_new_tokens, body.temperature, body.adapter
+        )
 
     return app
 
@@ -348,6 +332,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Limit
     parser.add_argument(
         "--free", action="store_true", help="answer freely, not through each request's SQL grammar"
     )
+    parser.add_argument("--challenger-uri", help="a rollout: e.g. models:/NAME@challenger, "
+                        "served beside the champion (one base model, two adapters)")  # fmt: skip
+    parser.add_argument("--challenger-share", type=float, default=0.1,
+                        help="of requests naming no adapter (default: %(default)s)")  # fmt: skip
     parser.add_argument(
         "--free-literals",
         action="store_true",
@@ -369,7 +357,13 @@ def main(argv: list[str] | None = None) -> None:
     args, limits = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
-        create_app(args.model_uri, limits, decoding=Decoding(not args.free, args.free_literals)),
+        create_app(
+            args.model_uri,
+            limits,
+            decoding=Decoding(not args.free, args.free_literals),
+            challenger_uri=args.challenger_uri,
+            split=Split(args.challenger_share),
+        ),
         host=args.host,
         port=args.port,
         timeout_graceful_shutdown=30,

@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 REQUESTS = "tunekit_requests"  # a counter: exposed as tunekit_requests_total
 LATENCY = "tunekit_request_latency_seconds"
 WAITING = "vllm:num_requests_waiting"
+UNROUTED = "unrouted"  # the adapter label of a request refused before an adapter was chosen
 # 5 ms to ~6 min, each bound 25% above the last: a p95 read from the buckets is within a
 # bucket's width of the truth, finer than the rollout rule's 1.1x latency margin needs on average
 LATENCY_BUCKETS = tuple(round(0.005 * 1.25**i, 6) for i in range(51))
@@ -71,12 +72,13 @@ class ServerMetrics:
 
 class Measured:
     """ASGI middleware: each request to a path of `paths` is counted and timed, by the adapter
-    that answered it (`scope["state"]["adapter"]`, set by the app, else `adapter`)."""
+    that answered it (`scope["state"]["adapter"]`, set by the app once it has chosen one);
+    a request refused before (a body that does not validate, too large) is `unrouted`."""
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, app: Any, metrics: ServerMetrics, adapter: str, paths: tuple[str, ...]):
-        self.app, self.metrics, self.adapter, self.paths = app, metrics, adapter, paths
+    def __init__(self, app: Any, metrics: ServerMetrics, paths: tuple[str, ...]):
+        self.app, self.metrics, self.paths = app, metrics, paths
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -92,7 +94,7 @@ class Measured:
         try:
             await self.app(scope, receive, watched)
         finally:
-            adapter = scope.get("state", {}).get("adapter", self.adapter)
+            adapter = scope.get("state", {}).get("adapter", UNROUTED)
             self.metrics.observe(adapter, code, time.monotonic() - started)
 
 
