@@ -10,6 +10,8 @@ own temperature, constrained and free ones, each with its own grammar, and the r
 adapters of one model (a rollout's champion and challenger) share a call. A
 request whose caller gave up (deadline, disconnect) is dropped before it is generated. Out of
 memory, a call is split in halves and retried; a single request that does not fit fails alone.
+A call of two adapters' rows that fails is retried an adapter at a time: a rollout's failing
+challenger fails its own requests, not the champion's.
 """
 
 from __future__ import annotations
@@ -175,6 +177,13 @@ class Batcher:
                 half = len(jobs) // 2
                 await self._generate(jobs[:half])
                 await self._generate(jobs[half:])
+                return
+            adapters = list(dict.fromkeys(j.adapter for j in jobs))
+            if not _is_out_of_memory(e) and len(adapters) > 1:
+                # one adapter's failure (a rollout's challenger) fails its own rows only
+                log.warning("generate failed on %d adapters' rows: each alone", len(adapters))
+                for adapter in adapters:
+                    await self._generate([j for j in jobs if j.adapter == adapter])
                 return
             if _is_out_of_memory(e):
                 e = OutOfMemory(

@@ -17,11 +17,14 @@ challenger costs as few of its share's requests as the bar allows.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tunekit.registry import CHALLENGER, CHAMPION, alias_version
-from tunekit.serving_metrics import AdapterNumbers
+from tunekit.serving_metrics import AdapterNumbers, read
 
 Verdict = Literal["promote", "rollback", "wait"]
 PREVIOUS = "previous"  # the champion a promotion replaced: one alias away from going back
@@ -143,3 +146,45 @@ def conclude(client: Any, name: str, decision: Decision) -> dict[str, str]:
         for alias in (CHAMPION, PREVIOUS)
         if (version := alias_version(client, name, alias)) is not None
     }
+
+
+def validation_accuracy(
+    ask: Callable[[dict[str, str]], str], rows: list[dict[str, str]], workers: int = 8
+) -> float:
+    """Execution accuracy of the answers to `rows` (the validation set: it may choose), each
+    asked through the live endpoint by `ask`."""
+    from tunekit.evaluate import evaluate
+
+    with ThreadPoolExecutor(workers) as pool:
+        predictions = list(pool.map(ask, rows))
+    return float(evaluate(rows, predictions)["execution_accuracy"])
+
+
+def watch(
+    scrape: Callable[[], str],
+    accuracy: dict[str, float],
+    rule: Rule | None = None,
+    deadline_s: float = 600,
+    every_s: float = 1.0,
+) -> Decision:
+    """Decide on the numbers of the requests served from now on: `scrape` gives the server's
+    `/metrics` text (read every `every_s`), `accuracy` each adapter's validation accuracy. No
+    decision by `deadline_s` is a rollback: the challenger had too little traffic to be judged."""
+    rule = rule or Rule()
+    start, ends = read(scrape()), time.monotonic() + deadline_s
+    while True:
+        now = read(scrape())
+        live = {
+            alias: Live.of(
+                now.get(alias, AdapterNumbers()).since(start.get(alias, AdapterNumbers())),
+                accuracy.get(alias),
+            )
+            for alias in (CHAMPION, CHALLENGER)
+        }
+        decision = decide(live[CHAMPION], live[CHALLENGER], rule)
+        if decision.verdict != "wait":
+            return decision
+        if time.monotonic() >= ends:
+            late = f"no decision within {deadline_s:.0f} s: {decision.reasons[0]}"
+            return Decision("rollback", [late], decision.numbers)
+        time.sleep(every_s)
