@@ -254,12 +254,23 @@ def scraper(url: str) -> Any:
     return lambda: requests.get(f"{url}/metrics", timeout=10).text
 
 
-def _rollout_app(model: Any, tokenizer: Any) -> Any:
+def _rollout_app(model: Any, tokenizer: Any, versions: tuple[str, str] = ("3", "4")) -> Any:
     return create_app(
-        "models:/m@champion", load=lambda _: (model, tokenizer, "3"),
+        "models:/m@champion", load=lambda _: (model, tokenizer, versions[0]),
         decoding=Decoding(constrained=False), challenger_uri="models:/m@challenger",
-        split=Split(0.3, draw=random.Random(2).random), add_challenger=lambda _m, _u: "4",
+        split=Split(0.3, draw=random.Random(2).random), add_challenger=lambda _m, _u: versions[1],
     )  # fmt: skip
+
+
+def _twin(model: Any) -> Any:
+    """The champion's adapter twice: as `default` and as the challenger."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    twin = _alone(model, "default")
+    twin.add_adapter(CHALLENGER, model.peft_config["default"])
+    set_peft_model_state_dict(twin, get_peft_model_state_dict(model, adapter_name="default"),
+                              adapter_name=CHALLENGER)  # fmt: skip
+    return twin.eval()
 
 
 def test_a_challenger_whose_serving_fails_is_rolled_back_and_no_champion_request_fails(
@@ -286,12 +297,7 @@ def test_a_challenger_whose_serving_fails_is_rolled_back_and_no_champion_request
 def test_a_challenger_as_good_as_the_champion_is_promoted_under_load(two_adapters) -> None:
     """The same adapter twice: the same answers, the same latency (they share calls)."""
     model, tokenizer = two_adapters
-    twin = _alone(model, "default")
-    twin.add_adapter(CHALLENGER, model.peft_config["default"])
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
-    set_peft_model_state_dict(twin, get_peft_model_state_dict(model, adapter_name="default"),
-                              adapter_name=CHALLENGER)  # fmt: skip
+    twin = _twin(model)
     # the latency bar itself is tested on exact numbers (test_rollout.py); here two adapters'
     # p95 of a few dozen requests on a busy two-core machine, so a wider bar
     rule = Rule(min_requests=40, max_error_rate=0.05, max_p95_ratio=1.5)
@@ -300,3 +306,106 @@ def test_a_challenger_as_good_as_the_champion_is_promoted_under_load(two_adapter
     assert decision.verdict == "promote", decision
     assert {code for code, _ in load.answers} == {200}
     assert decision.numbers["challenger_requests"] >= 40
+
+
+@pytest.fixture
+def registered(platform, request: pytest.FixtureRequest) -> tuple[Any, Any, str]:
+    """The platform's run with a registered model of this test's own: version 1 the
+    champion, version 2 the challenger (as stage 04 leaves them with promotion=rollout)."""
+    import dataclasses
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tunekit.stages import use_login
+
+    name = f"ro-{request.node.name[-40:]}".replace("_", "-")
+    use_login(platform)
+    uri = platform.state.section("mlflow")["tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(name)
+    with mlflow.start_run(experiment_id=experiment):
+        logged = mlflow.pyfunc.log_model(name="model", python_model=_echo,
+                                         pip_requirements=["mlflow"])  # fmt: skip
+    client.create_registered_model(name)
+    for _ in ("1", "2"):
+        client.create_model_version(name, logged.model_uri, model_id=logged.model_id)
+    client.set_registered_model_alias(name, CHAMPION, "1")
+    client.set_registered_model_alias(name, CHALLENGER, "2")
+    settings = platform.settings.model_copy(update={"registered_model_name": name})
+    run = dataclasses.replace(platform, settings=settings)
+    run.state.update("registry", {"registered_model_name": name, "version": 2,
+                                  "alias": CHALLENGER, "champion_version": 1,
+                                  "challenger_version": 2})  # fmt: skip
+    return run, client, name
+
+
+def _echo(model_input: list[str]) -> list[str]:
+    """A pyfunc model that is only a registry entry here (the server is given its model)."""
+    return model_input
+
+
+def _post(url: str, body: dict) -> dict:
+    response = requests.post(url, json=body, timeout=120)
+    response.raise_for_status()
+    return response.json()
+
+
+def _read(url: str) -> str:
+    return requests.get(url, timeout=30).text
+
+
+def test_a_rollout_of_a_challenger_as_good_promotes_it_and_moves_the_aliases(
+    registered, two_adapters
+) -> None:
+    from tunekit.eval_sets import validation_rows
+    from tunekit.rollout import PREVIOUS, roll_out
+
+    run, client, name = registered
+    model, tokenizer = two_adapters
+    with Server(_rollout_app(_twin(model), tokenizer, ("1", "2"))) as server:
+        run.state.update("serving", {"fastapi": {"url": server.url}})
+        record = roll_out(run, client, _post, _read, validation_rows(12),
+                          Rule(min_requests=12, max_p95_ratio=1.5), deadline_s=60)  # fmt: skip
+    assert record["verdict"] == "promoted", record
+    assert record["aliases"] == {CHAMPION: "2", PREVIOUS: "1"}
+    assert client.get_model_version(name, "2").tags["tunekit.rollout"] == "promoted"
+    registry = run.state.section("registry")
+    assert (registry["champion_version"], registry["challenger_version"]) == (2, "")
+    assert record["numbers"]["challenger_requests"] == 12
+    assert run.state.section("rollout")["verdict"] == "promoted"
+
+
+def test_a_rollout_of_a_failing_challenger_rolls_it_back_and_keeps_the_champion(
+    registered, two_adapters
+) -> None:
+    from tunekit.eval_sets import validation_rows
+    from tunekit.rollout import roll_out
+
+    run, client, name = registered
+    model, tokenizer = two_adapters
+    with Server(_rollout_app(ChallengerFails(model), tokenizer, ("1", "2"))) as server:
+        run.state.update("serving", {"fastapi": {"url": server.url}})
+        record = roll_out(run, client, _post, _read, validation_rows(12),
+                          Rule(min_requests=12), deadline_s=60)  # fmt: skip
+    assert record["verdict"] == "rolled back", record
+    # its validation answers all failed (asked before the first look at the numbers)
+    assert record["reasons"][0].startswith("12 of 12 requests failed"), record["reasons"]
+    assert record["numbers"]["champion_error_rate"] == 0
+    assert record["aliases"] == {CHAMPION: "1"}
+    said = client.get_model_version(name, "2").tags["tunekit.rollout"]
+    assert said.startswith("rolled back: "), said
+    registry = run.state.section("registry")
+    assert (registry["champion_version"], registry["challenger_version"]) == (1, "")
+    with pytest.raises(RuntimeError, match="no challenger to roll out"):
+        roll_out(run, client, _post, _read, validation_rows(12))
+
+
+def test_tunekit_rollout_without_a_challenger_says_how_to_get_one(platform) -> None:
+    from .conftest import tunekit_cli
+
+    platform.state.update("registry", {"challenger_version": ""})
+    done = tunekit_cli("rollout", "--run-dir", str(platform.dir))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no challenger to roll out: stage 04 registers one with the setting" in done.stdout

@@ -122,3 +122,29 @@ def test_the_buckets_are_fine_enough_for_the_latency_bar() -> None:
 )
 def test_the_served_model_is_named_in_the_metrics_by_its_alias(uri, name) -> None:
     assert adapter_name(uri) == name
+
+
+def test_a_recorded_challenger_is_served_beside_the_champion_by_the_servers_own_flags(
+    tmp_path,
+) -> None:
+    """Stage 05's container (the local process and the gke Deployment alike) passes the
+    challenger to `tunekit.serve`, whose own parser reads it back; a new challenger changes
+    the version the container records, so the server restarts on it."""
+    import tunekit
+    from tunekit.backends import containers
+    from tunekit.serve import parse_args
+
+    run = tunekit.start_run(tmp_path / "r", challenger_share=0.25)
+    plain = containers.serve(run, "models:/m@champion", "3", "http://mlflow")
+    rollout = containers.serve(run, "models:/m@champion", "3", "http://mlflow", challenger="4")
+    dirs = {containers.WORKSPACE: str(tmp_path)}
+    argv = rollout.process(dirs, lambda *_: None).argv
+    args, _ = parse_args([a.replace("{port}", "8000") for a in argv[3:]])
+    name = run.settings.registered_model_name
+    assert (args.challenger_uri, args.challenger_share) == (f"models:/{name}@challenger", 0.25)
+    assert "--challenger-uri" not in plain.args
+    assert (plain.env["TUNEKIT_SERVED_VERSION"], rollout.env["TUNEKIT_SERVED_VERSION"]) == (
+        "3", "3+4",
+    )  # fmt: skip
+    with pytest.raises(tunekit.SettingsError, match="challenger_share"):
+        tunekit.start_run(tmp_path / "bad", challenger_share=1.5)

@@ -252,6 +252,41 @@ def reproduce(
 
 
 @app.command()
+def rollout(
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="A run whose 05 serves a challenger; default: the latest."),
+    ] = None,
+    deadline_s: Annotated[
+        float, typer.Option(help="No decision by then: rolled back (too little traffic).")
+    ] = 600,
+    min_requests: Annotated[
+        int, typer.Option(help="The challenger's requests the rule needs before promoting.")
+    ] = 200,
+) -> None:
+    """Promote the challenger or roll it back on live numbers: its error rate, p95 latency and
+    validation accuracy beside the champion's, through the running server (stage 05)."""
+    from tunekit.stages import rollout as run_rollout
+
+    try:
+        result = run_rollout(open_run(run_dir or ""), deadline_s, min_requests)
+    except RunBusyError as e:
+        raise _fail(str(e), code=3) from None
+    except (SettingsError, FileNotFoundError, RuntimeError, ValueError) as e:
+        raise _fail(str(e)) from None
+    table = Table(
+        "live number", "value", title=f"rollout of version {result['challenger_version']}"
+    )
+    for key, value in result["numbers"].items():
+        table.add_row(key, "-" if value is None else _num(value))
+    console.print(table)
+    color = "green" if result["verdict"] == "promoted" else "yellow"
+    console.print(f"[{color}]{result['verdict']}[/]: " + ("; ".join(result["reasons"]) or
+                  "every bar cleared"), highlight=False)  # fmt: skip
+    console.print(f"aliases now: {result['aliases']}", highlight=False)
+
+
+@app.command()
 def down(run_dir: RunDirOpt = None) -> None:
     """Stop the services that runs left running (every run, or only --run-dir)."""
     dirs = [run_dir] if run_dir else list_runs()

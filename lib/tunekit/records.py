@@ -107,6 +107,7 @@ class RegistryRecord(TypedDict, total=False):
     version: int | str
     alias: str
     champion_version: int | str
+    challenger_version: int | str  # "" when there is none (none registered, or concluded)
     model_uri: str
     run_id: str
     pinned: bool
@@ -170,3 +171,15 @@ class ReproduceRecord(TypedDict, total=False):
     tolerance: float
     matches: bool
     warnings: list[str]
+
+
+class RolloutRecord(TypedDict, total=False):
+    """`tunekit rollout`: the challenger promoted or rolled back, and on which numbers."""
+
+    verdict: str  # "promoted" or "rolled back"
+    reasons: list[str]  # why it was rolled back ([] when promoted)
+    challenger_version: int | str  # the version decided on
+    aliases: dict[str, str]  # alias -> version, after the decision
+    numbers: dict[str, float | int | None]  # the live numbers (tunekit.rollout.decide)
+    validation_rows: int  # asked of each adapter through the live endpoint
+    seconds: float

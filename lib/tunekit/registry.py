@@ -111,6 +111,7 @@ def register_best(run: Run, mlflow_client: Any) -> RegistryRecord:
             "version": int(version.version),
             "alias": alias,
             "champion_version": int(champion),
+            "challenger_version": int(version.version) if alias == CHALLENGER else "",
             "model_uri": f"models:/{name}@{alias}",
             "run_id": best["run_id"],
             "pinned": bool(pin_run_id),

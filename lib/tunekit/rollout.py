@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tunekit.records import RolloutRecord
 from tunekit.registry import CHALLENGER, CHAMPION, alias_version
+from tunekit.run import Run
 from tunekit.serving_metrics import AdapterNumbers, read
 
 Verdict = Literal["promote", "rollback", "wait"]
@@ -166,12 +168,14 @@ def watch(
     rule: Rule | None = None,
     deadline_s: float = 600,
     every_s: float = 1.0,
+    start: dict[str, AdapterNumbers] | None = None,
 ) -> Decision:
-    """Decide on the numbers of the requests served from now on: `scrape` gives the server's
-    `/metrics` text (read every `every_s`), `accuracy` each adapter's validation accuracy. No
-    decision by `deadline_s` is a rollback: the challenger had too little traffic to be judged."""
+    """Decide on the numbers of the requests served since `start` (a `read` scrape; default:
+    now): `scrape` gives the server's `/metrics` text (read every `every_s`), `accuracy` each
+    adapter's validation accuracy. No decision by `deadline_s` is a rollback: the challenger
+    had too little traffic to be judged."""
     rule = rule or Rule()
-    start, ends = read(scrape()), time.monotonic() + deadline_s
+    start, ends = start if start is not None else read(scrape()), time.monotonic() + deadline_s
     while True:
         now = read(scrape())
         live = {
@@ -188,3 +192,60 @@ def watch(
             late = f"no decision within {deadline_s:.0f} s: {decision.reasons[0]}"
             return Decision("rollback", [late], decision.numbers)
         time.sleep(every_s)
+
+
+def roll_out(
+    run: Run,
+    client: Any,
+    post: Callable[[str, dict[str, Any]], dict[str, Any] | None],
+    scrape: Callable[[str], str],
+    rows: list[dict[str, str]],
+    rule: Rule | None = None,
+    deadline_s: float = 600,
+) -> RolloutRecord:
+    """A rollout on the run's FastAPI server (stage 05 serving the challenger beside the
+    champion): the validation `rows` asked of each adapter through it, the live numbers
+    watched until the rule decides, the aliases moved; recorded (`rollout`, and the champion
+    and challenger in `registry`). `post` sends a request, `scrape` reads a URL's text."""
+    started = time.monotonic()
+    name = run.settings.registered_model_name
+    challenger = str(run.state.section("registry").get("challenger_version") or "")
+    if not challenger:
+        raise RuntimeError("no challenger to roll out: stage 04 registers one with the setting "
+                           "promotion=rollout (a new best that is not the champion)")  # fmt: skip
+    url = run.state.section("serving").get("fastapi", {}).get("url")
+    served = json.loads(scrape(f"{url}/readyz")).get("adapters", {}) if url else {}
+    if served.get(CHALLENGER) != challenger:
+        raise RuntimeError(f"the FastAPI server does not serve challenger version {challenger} "
+                           f"(it serves {served or 'nothing'}): run stage 05 again")  # fmt: skip
+    metrics = f"{url}/metrics"
+    window = read(scrape(metrics))  # the validation requests are live requests too
+
+    def asker(adapter: str) -> Callable[[dict[str, str]], str]:
+        def ask(row: dict[str, str]) -> str:
+            body = {"question": row["question"], "context": row["context"], "adapter": adapter}
+            try:
+                return (post(f"{url}/predict", body) or {}).get("sql", "")
+            except Exception:  # a failed request is a wrong answer here; the rule counts it
+                return ""
+
+        return ask
+
+    accuracy = {a: validation_accuracy(asker(a), rows) for a in (CHAMPION, CHALLENGER)}
+    decision = watch(lambda: scrape(metrics), accuracy, rule, deadline_s, start=window)
+    aliases = conclude(client, name, decision)
+    promoted = decision.verdict == "promote"
+    run.state.update("registry", {"challenger_version": "", "alias": CHAMPION if promoted else "",
+                                  "champion_version": int(aliases[CHAMPION])})  # fmt: skip
+    return run.state.update(
+        "rollout",
+        {
+            "verdict": "promoted" if promoted else "rolled back",
+            "reasons": decision.reasons,
+            "challenger_version": int(challenger),
+            "aliases": aliases,
+            "numbers": decision.numbers,
+            "validation_rows": len(rows),
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )

@@ -91,6 +91,11 @@ def champion_version(run: Run) -> str:
     return str(version)
 
 
+def challenger_version(run: Run) -> str:
+    """The challenger's version while a rollout is on ('' when there is none)."""
+    return str(run.state.section("registry").get("challenger_version") or "")
+
+
 def v2_request(prompt: str) -> dict[str, Any]:
     """An Open Inference (V2) request for one prompt, shaped like the tutorial's input.json
     (which names its one input `args`)."""

@@ -208,6 +208,13 @@ class RegistrySettings(SettingsGroup):
         description="a new best becomes `champion` at once, or `challenger` (the champion stays "
         "until a rollout's live numbers promote it: `tunekit.rollout`)",
     )
+    challenger_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="during a rollout, the share of the requests naming no adapter that the "
+        "challenger answers",
+    )
 
 
 GROUPS: dict[str, type[SettingsGroup]] = {

@@ -19,6 +19,7 @@ from tunekit.records import (
     MlflowRecord,
     RegistryRecord,
     ReproduceRecord,
+    RolloutRecord,
     ServingRecord,
     SweepRecord,
 )
@@ -67,6 +68,8 @@ class RunState:
     @overload
     def section(self, name: Literal["reproduce"]) -> ReproduceRecord: ...
     @overload
+    def section(self, name: Literal["rollout"]) -> RolloutRecord: ...
+    @overload
     def section(self, name: Untyped) -> dict[str, Any]: ...
     def section(self, name: str) -> Any:
         """One stage's section (its type in `tunekit.records`); {} when the stage has not
@@ -97,6 +100,8 @@ class RunState:
     def update(self, section: Literal["cleanup"], values: CleanupRecord) -> CleanupRecord: ...
     @overload
     def update(self, section: Literal["reproduce"], values: ReproduceRecord) -> ReproduceRecord: ...
+    @overload
+    def update(self, section: Literal["rollout"], values: RolloutRecord) -> RolloutRecord: ...
     @overload
     def update(self, section: Untyped, values: Mapping[str, Any]) -> dict[str, Any]: ...
     def update(self, section: str, values: Mapping[str, Any]) -> Any:

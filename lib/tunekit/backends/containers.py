@@ -199,15 +199,25 @@ def decoding_args(run: Run) -> tuple[str, ...]:
     )
 
 
-def serve(run: Run, model_uri: str, version: str, tracking_uri: str) -> Container:
-    """`python -m tunekit.serve` (FastAPI) on `model_uri`, logged in as the reader. A base
-    model the fine-tune placed (tiny-gemma2) lies in the workspace, which it mounts read-only."""
+def serve(
+    run: Run, model_uri: str, version: str, tracking_uri: str, challenger: str = ""
+) -> Container:
+    """`python -m tunekit.serve` (FastAPI) on `model_uri`, logged in as the reader; with a
+    `challenger` version (a rollout), its adapter beside the champion's, sharing the requests
+    (`tunekit.traffic`). A base model the fine-tune placed (tiny-gemma2) lies in the workspace,
+    which it mounts read-only."""
+    rollout: tuple[str, ...] = ()
+    if challenger:
+        share = str(run.settings.challenger_share)
+        uri = f"models:/{run.settings.registered_model_name}@challenger"
+        rollout = ("--challenger-uri", uri, "--challenger-share", share)
+    args: tuple[Value, ...] = ("--model-uri", model_uri, "--host", LISTEN, "--port", PORT)
     return Container(
         name="serve",
         image=SERVE,
         command=("python", "-m", "tunekit.serve"),
-        args=("--model-uri", model_uri, "--host", LISTEN, "--port", PORT, *decoding_args(run)),
-        env=server_env(run, tracking_uri, version),
+        args=(*args, *decoding_args(run), *rollout),
+        env=server_env(run, tracking_uri, f"{version}+{challenger}" if challenger else version),
         secret_env={**HF_TOKEN, **READER_LOGIN},
         mounts={WORKSPACE: True} if places_base(run.settings.model_id) else {},
         port=SERVE_PORT,

@@ -18,7 +18,7 @@ from tunekit.credentials import LocalSecrets
 from tunekit.local_services import ServiceSpec, free_port
 from tunekit.registry import champion_uri
 from tunekit.run import Run
-from tunekit.server_requests import champion_version
+from tunekit.server_requests import challenger_version, champion_version
 from tunekit.tracking import auth_ini, tracking_uri
 
 
@@ -111,8 +111,9 @@ def upgrade_database(backend_uri: str, env: dict[str, str]) -> None:
 def fastapi_spec(run: Run) -> ServiceSpec:
     """`python -m tunekit.serve` on the champion: the gke profile's Deployment, as a process."""
     container = containers.serve(
-        run, champion_uri(run.settings), champion_version(run), tracking_uri(run)
-    )
+        run, champion_uri(run.settings), champion_version(run), tracking_uri(run),
+        challenger_version(run),
+    )  # fmt: skip
     process = container.process({containers.WORKSPACE: str(run.dir)}, LocalSecrets(run.dir).value)
     return ServiceSpec("fastapi", process.argv, process.health_path, process.env)
 

@@ -23,6 +23,7 @@ from tunekit.backends.gke.workloads.pods import (
 )
 from tunekit.models import is_local_model, places_base
 from tunekit.run import Run
+from tunekit.server_requests import challenger_version
 
 KSERVE_MODE = "Standard"  # KServe's mode without Knative (pkg/constants/constants.go)
 HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
@@ -50,7 +51,7 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
         scratch_volumes.append(workspace_volume(run, read_only=True))
     container = pod_container(
         run,
-        containers.serve(run, model_uri, version, tracking_uri),
+        containers.serve(run, model_uri, version, tracking_uri, challenger_version(run)),
         cuda=True,
         resources=gpu_resources(run, mounts_bucket=placed_base),
         startupProbe={**health, "failureThreshold": 90},  # loading the model: up to 15 min
