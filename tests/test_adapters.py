@@ -23,8 +23,8 @@ import torch
 from tunekit.grammar import sql_grammar
 from tunekit.inference import generate_batch
 from tunekit.models import TINY_DIR
+from tunekit.promotion import Rule, watch
 from tunekit.prompts import build_prompt
-from tunekit.rollout import Rule, watch
 from tunekit.serve import Decoding, create_app
 from tunekit.serving_metrics import read
 from tunekit.traffic import CHALLENGER, CHAMPION, Split
@@ -360,7 +360,7 @@ def test_a_rollout_of_a_challenger_as_good_promotes_it_and_moves_the_aliases(
     registered, two_adapters
 ) -> None:
     from tunekit.eval_sets import validation_rows
-    from tunekit.rollout import PREVIOUS, roll_out
+    from tunekit.promotion import PREVIOUS, roll_out
 
     run, client, name = registered
     model, tokenizer = two_adapters
@@ -381,7 +381,7 @@ def test_a_rollout_of_a_failing_challenger_rolls_it_back_and_keeps_the_champion(
     registered, two_adapters
 ) -> None:
     from tunekit.eval_sets import validation_rows
-    from tunekit.rollout import roll_out
+    from tunekit.promotion import roll_out
 
     run, client, name = registered
     model, tokenizer = two_adapters

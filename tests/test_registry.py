@@ -14,8 +14,8 @@ import pytest
 from mlflow import MlflowClient
 
 import tunekit
+from tunekit.promotion import DECISION_TAG, PREVIOUS, Live, conclude, decide
 from tunekit.registry import CHALLENGER, CHAMPION, alias_version, compare_runs, register_best
-from tunekit.rollout import DECISION_TAG, PREVIOUS, Live, conclude, decide
 from tunekit.run import Run
 from tunekit.server_requests import champion_version
 from tunekit.stages import use_login

@@ -150,6 +150,27 @@ def sweep_trials(run: Run) -> Any:
     return _done(fig)
 
 
+def rollout(record: dict[str, Any]) -> Any:
+    """Champion and challenger side by side on the live numbers a rollout decided on
+    (`tunekit.rollout`'s record): validation accuracy, p95 latency, failure rate."""
+    import matplotlib.pyplot as plt
+
+    numbers = record["numbers"]
+    panels = [("validation accuracy", "accuracy", "{:.0%}"), ("p95 latency (s)", "p95_s", "{:.3f}"),
+              ("failure rate", "error_rate", "{:.1%}")]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(10, 3))
+    for ax, (title, key, shown) in zip(axes, panels, strict=True):
+        values = [numbers.get(f"{who}_{key}") or 0.0 for who in ("champion", "challenger")]
+        bars = ax.bar(["champion", "challenger"], values, color=["#4285F4", "#F4B400"])
+        ax.bar_label(bars, [shown.format(v) for v in values], fontsize=8)
+        ax.set_title(title, fontsize=9)
+    said = "; ".join(record["reasons"]) or "every bar cleared"
+    requests = numbers.get("challenger_requests")
+    title = f"version {record['challenger_version']} {record['verdict']}: {said}"
+    fig.suptitle(f"{title} ({requests} challenger requests)", fontsize=9)
+    return _done(fig)
+
+
 def run_link(run: Run) -> str:
     """The fine-tune's page in the MLflow UI."""
     finetune = run.state.section("finetune")

@@ -180,6 +180,6 @@ class RolloutRecord(TypedDict, total=False):
     reasons: list[str]  # why it was rolled back ([] when promoted)
     challenger_version: int | str  # the version decided on
     aliases: dict[str, str]  # alias -> version, after the decision
-    numbers: dict[str, float | int | None]  # the live numbers (tunekit.rollout.decide)
+    numbers: dict[str, float | int | None]  # the live numbers (tunekit.promotion.decide)
     validation_rows: int  # asked of each adapter through the live endpoint
     seconds: float

@@ -7,7 +7,7 @@ eval loss). Its logged adapter model becomes a version of
 the same run again finds its version instead of creating another.
 
 With the setting `promotion=rollout`, a new best that is not the champion gets the alias
-`challenger` instead, and the champion stays until a rollout decides (`tunekit.rollout`); a
+`challenger` instead, and the champion stays until a rollout decides (`tunekit.promotion`); a
 model with no champion yet gets one at once.
 """
 

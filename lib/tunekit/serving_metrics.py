@@ -1,6 +1,6 @@
 """What the kit's model servers export at `/metrics` (Prometheus text format), and reading it back.
 
-One set of names for every server the kit runs, so the rollout rule (`tunekit.rollout`), an
+One set of names for every server the kit runs, so the rollout rule (`tunekit.promotion`), an
 autoscaler and a dashboard read the same series:
 
 - `tunekit_requests_total{adapter, code}`: answered requests by HTTP status;

@@ -206,7 +206,7 @@ class RegistrySettings(SettingsGroup):
     promotion: Literal["immediate", "rollout"] = Field(
         "immediate",
         description="a new best becomes `champion` at once, or `challenger` (the champion stays "
-        "until a rollout's live numbers promote it: `tunekit.rollout`)",
+        "until a rollout's live numbers promote it: `tunekit.promotion`)",
     )
     challenger_share: float = Field(
         0.1,

@@ -164,18 +164,18 @@ def reproduce(
 
 def rollout(run: Run, deadline_s: float = 600, min_requests: int = 200) -> RolloutRecord:
     """`tunekit rollout`: decide on the challenger that stage 05 serves beside the champion,
-    on live numbers (`tunekit.rollout`): promoted or rolled back, the aliases moved, and the
+    on live numbers (`tunekit.promotion`): promoted or rolled back, the aliases moved, and the
     server started again on the champion alone."""
     from tunekit import eval_sets
-    from tunekit import rollout as rollouts
+    from tunekit.promotion import Rule, roll_out
 
     backend = backend_for(run)
     client = backend.tracking_client(run)
     if client is None:
         raise RuntimeError("this backend has no MLflow server: nothing is deployed to roll out")
-    record = rollouts.roll_out(
+    record = roll_out(
         run, client, partial(backend.ask, run), _read_text, eval_sets.validation_rows(),
-        rollouts.Rule(min_requests=min_requests), deadline_s,
+        Rule(min_requests=min_requests), deadline_s,
     )  # fmt: skip
     backend.deploy_simple(run)
     return record

@@ -1,4 +1,5 @@
-"""The promotion rule of a rollout: the challenger is promoted on live numbers, or rolled back.
+"""The promotion rule of a rollout (`tunekit.rollout`): the challenger promoted on live numbers,
+or rolled back.
 
 The same code decides locally and on GKE; only where the numbers come from differs (a scrape of
 the servers' `/metrics`, `tunekit.serving_metrics`). Over the rollout's window, with at least

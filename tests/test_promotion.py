@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from tunekit.rollout import Live, Rule, decide
+from tunekit.promotion import Live, Rule, decide
 from tunekit.serve import adapter_name
 from tunekit.serving_metrics import LATENCY_BUCKETS, AdapterNumbers, ServerMetrics, failed, read
 
@@ -148,3 +148,15 @@ def test_a_recorded_challenger_is_served_beside_the_champion_by_the_servers_own_
     )  # fmt: skip
     with pytest.raises(tunekit.SettingsError, match="challenger_share"):
         tunekit.start_run(tmp_path / "bad", challenger_share=1.5)
+
+
+def test_06_draws_champion_and_challenger_side_by_side() -> None:
+    from tunekit import plots
+
+    numbers = decide(CHAMPION, Live(250, 0, 1.2, 0.55)).numbers
+    record = {"numbers": numbers, "reasons": ["p95 latency 1.200 s"], "verdict": "rolled back",
+              "challenger_version": 4}  # fmt: skip
+    fig = plots.rollout(record)
+    heights = [[bar.get_height() for bar in ax.patches] for ax in fig.axes]
+    assert heights == [[0.60, 0.55], [1.00, 1.2], [0.001, 0.0]]
+    assert "version 4 rolled back: p95 latency" in fig._suptitle.get_text()
