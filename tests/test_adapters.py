@@ -409,3 +409,12 @@ def test_tunekit_rollout_without_a_challenger_says_how_to_get_one(platform) -> N
     done = tunekit_cli("rollout", "--run-dir", str(platform.dir))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no challenger to roll out: stage 04 registers one with the setting" in done.stdout
+
+
+def test_a_rollout_with_no_server_answering_says_what_to_run(registered) -> None:
+    import tunekit
+
+    run, _, _ = registered
+    run.state.update("serving", {"fastapi": {"url": "http://127.0.0.1:9"}})  # nothing listens
+    with pytest.raises(RuntimeError, match=r"could not read http://127.0.0.1:9/readyz .*stage 05"):
+        tunekit.rollout(run)

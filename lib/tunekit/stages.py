@@ -182,8 +182,13 @@ def rollout(run: Run, deadline_s: float = 600, min_requests: int = 200) -> Rollo
 
 
 def _read_text(url: str) -> str:
+    """GET `url`'s text; a server that does not answer is a RuntimeError saying what to run."""
     import requests
 
-    response = requests.get(url, timeout=30)
-    response.raise_for_status()
+    try:
+        response = requests.get(url, timeout=30)
+        response.raise_for_status()
+    except requests.RequestException as e:
+        raise RuntimeError(f"could not read {url} ({type(e).__name__}): is stage 05's server "
+                           "running? `tunekit run --stages 05` starts it") from None  # fmt: skip
     return response.text
