@@ -104,6 +104,25 @@ run = tunekit.open_run(run_dir, profile=profile, **settings)
 run
 
 # %% [markdown]
+# ## Roll out a challenger
+#
+# With the setting `promotion=rollout`, stage 04 registers a new best as `challenger` instead of
+# moving `champion`, and stage 05 serves it beside the champion (one base model, two adapters; a
+# share of the requests, `challenger_share`, goes to the challenger). `tunekit.rollout` asks the
+# validation set of each through the live server, reads the live numbers until its rule decides,
+# then promotes the challenger (the old champion keeps the alias `previous`) or rolls it back,
+# and serves the champion alone again. The same is `tunekit rollout` in a terminal. It runs
+# before MLServer starts, so that MLServer serves the champion the rollout leaves.
+
+# %%
+if tunekit.server_requests.challenger_version(run):
+    decided = tunekit.rollout(run)
+    display(tunekit.plots.rollout(decided))
+else:
+    print("No challenger registered: nothing to roll out (stage 04 registers one with the "
+          "setting promotion=rollout).")
+
+# %% [markdown]
 # ## Start MLServer
 #
 # Returns once `/v2/models/<name>/ready` answers. A server already running on the same champion
@@ -152,24 +171,6 @@ tunekit.compare_servers(run, question, context)
 # %%
 vllm = tunekit.server_requests.vllm_request(run, question, context)
 print(vllm["curl"] if vllm else "(no vLLM InferenceService on this profile)")
-
-# %% [markdown]
-# ## Roll out a challenger
-#
-# With the setting `promotion=rollout`, stage 04 registers a new best as `challenger` instead of
-# moving `champion`, and stage 05 serves it beside the champion (one base model, two adapters; a
-# share of the requests, `challenger_share`, goes to the challenger). `tunekit.rollout` asks the
-# validation set of each through the live server, reads the live numbers until its rule decides,
-# then promotes the challenger (the old champion keeps the alias `previous`) or rolls it back,
-# and serves the champion alone again. The same is `tunekit rollout` in a terminal.
-
-# %%
-if tunekit.server_requests.challenger_version(run):
-    decided = tunekit.rollout(run)
-    display(tunekit.plots.rollout(decided))
-else:
-    print("No challenger registered: nothing to roll out (stage 04 registers one with the "
-          "setting promotion=rollout).")
 
 # %% [markdown]
 # ## Cleaning up

@@ -418,3 +418,24 @@ def test_a_rollout_with_no_server_answering_says_what_to_run(registered) -> None
     run.state.update("serving", {"fastapi": {"url": "http://127.0.0.1:9"}})  # nothing listens
     with pytest.raises(RuntimeError, match=r"could not read http://127.0.0.1:9/readyz .*stage 05"):
         tunekit.rollout(run)
+
+
+def test_a_challenger_that_does_not_load_leaves_the_champion_served(two_adapters) -> None:
+    model, tokenizer = two_adapters
+
+    def refuse(_model: Any, _uri: str) -> str:
+        raise ValueError("the challenger was tuned from another base")
+
+    app = create_app("models:/m@champion", load=lambda _: (model, tokenizer, "3"),
+                     decoding=Decoding(constrained=False), challenger_uri="models:/m/4",
+                     add_challenger=refuse)  # fmt: skip
+    with Server(app) as server:
+        ready = server.ready()
+        assert ready["adapters"] == {CHAMPION: "3"}
+        assert "tuned from another base" in ready["challenger_error"]
+        body = {"prompt": PROMPTS[0], "max_new_tokens": 4}
+        answered = requests.post(f"{server.url}/predict", json=body, timeout=60)
+        assert answered.status_code == 200 and answered.json()["adapter"] == CHAMPION
+        asked = requests.post(f"{server.url}/predict", json={**body, "adapter": CHALLENGER},
+                              timeout=60)  # fmt: skip
+        assert asked.status_code == 422 and "'challenger' is not served" in asked.text

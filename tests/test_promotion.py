@@ -141,7 +141,7 @@ def test_a_recorded_challenger_is_served_beside_the_champion_by_the_servers_own_
     argv = rollout.process(dirs, lambda *_: None).argv
     args, _ = parse_args([a.replace("{port}", "8000") for a in argv[3:]])
     name = run.settings.registered_model_name
-    assert (args.challenger_uri, args.challenger_share) == (f"models:/{name}@challenger", 0.25)
+    assert (args.challenger_uri, args.challenger_share) == (f"models:/{name}/4", 0.25)
     assert "--challenger-uri" not in plain.args
     assert (plain.env["TUNEKIT_SERVED_VERSION"], rollout.env["TUNEKIT_SERVED_VERSION"]) == (
         "3", "3+4",
@@ -160,3 +160,19 @@ def test_06_draws_champion_and_challenger_side_by_side() -> None:
     heights = [[bar.get_height() for bar in ax.patches] for ax in fig.axes]
     assert heights == [[0.60, 0.55], [1.00, 1.2], [0.001, 0.0]]
     assert "version 4 rolled back: p95 latency" in fig._suptitle.get_text()
+
+
+def test_the_validation_set_is_asked_of_both_adapters_row_by_row_alternating() -> None:
+    from tunekit.eval_sets import validation_rows
+    from tunekit.promotion import validation_accuracy
+
+    rows, asked = validation_rows(4), []
+
+    def ask(row: dict, adapter: str) -> str:
+        asked.append((rows.index(row), adapter))
+        return row["answer"] if adapter == "champion" else "SELECT 1"
+
+    assert validation_accuracy(ask, rows, workers=1) == {"champion": 1.0, "challenger": 0.0}
+    first = [adapter for _, adapter in asked[::2]]
+    assert first == ["challenger", "champion", "challenger", "champion"]  # alternating
+    assert [i for i, _ in asked] == [0, 0, 1, 1, 2, 2, 3, 3]  # row by row

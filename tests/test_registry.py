@@ -196,3 +196,41 @@ def test_a_rollback_keeps_the_champion_and_says_why_on_the_challenger(registry_r
         conclude(client, name, decide(Live(3000, 3, 0.5, 0.7), erring))
     with pytest.raises(ValueError, match="verdict: wait"):
         conclude(client, name, decide(Live(3000, 3, 0.5, 0.7), Live(5, 0, 0.5, 0.8)))
+
+
+def test_a_conclusion_is_refused_when_the_challenger_moved_since_it_was_measured(
+    registry_run,
+) -> None:
+    run, client, experiment = registry_run
+    run, name = rollout_run(run), run.settings.registered_model_name
+    for accuracy in (0.70, 0.80):
+        finetune(client, experiment, accuracy=accuracy, eval_loss=0.2)
+        register_best(run, client)
+    good = decide(Live(3000, 3, 0.5, 0.7), Live(300, 0, 0.5, 0.8))
+    with pytest.raises(RuntimeError, match="now names version 2, not the version 5"):
+        conclude(client, name, good, measured="5")
+    assert alias_version(client, name, CHAMPION).version == "1"
+    assert alias_version(client, name, CHALLENGER).version == "2"
+
+
+def test_a_version_a_rollout_rolled_back_is_not_aliased_again_unless_pinned(
+    registry_run, capsys
+) -> None:
+    run, client, experiment = registry_run
+    run, name = rollout_run(run), run.settings.registered_model_name
+    finetune(client, experiment, accuracy=0.70, eval_loss=0.2)
+    register_best(run, client)
+    rejected = finetune(client, experiment, accuracy=0.80, eval_loss=0.2)
+    register_best(run, client)
+    conclude(client, name, decide(Live(3000, 3, 0.5, 0.7), Live(300, 9, 0.5, 0.8)))
+    for settings in (run, dataclasses.replace(run, settings=run.settings.model_copy(
+            update={"promotion": "immediate"}))):  # fmt: skip
+        again = register_best(settings, client)  # still the best by score
+        assert (again["alias"], again["champion_version"], again["challenger_version"]) == (
+            "", 1, "",
+        )  # fmt: skip
+        assert "version 2 was rolled back by a rollout" in capsys.readouterr().out
+        assert alias_version(client, name, CHALLENGER) is None
+        assert alias_version(client, name, CHAMPION).version == "1"
+    pinned = register_best(pinned_run(run, rejected), client)  # asked for by name: tried again
+    assert (pinned["alias"], pinned["version"]) == (CHALLENGER, 2)

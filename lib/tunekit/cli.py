@@ -266,14 +266,18 @@ def rollout(
 ) -> None:
     """Promote the challenger or roll it back on live numbers: its error rate, p95 latency and
     validation accuracy beside the champion's, through the running server (stage 05)."""
+    from mlflow.exceptions import MlflowException
+
     from tunekit.stages import rollout as run_rollout
 
     try:
         result = run_rollout(open_run(run_dir or ""), deadline_s, min_requests)
     except RunBusyError as e:
         raise _fail(str(e), code=3) from None
-    except (SettingsError, FileNotFoundError, RuntimeError, ValueError) as e:
-        raise _fail(str(e)) from None
+    except (SettingsError, OSError, RuntimeError, ValueError, MlflowException) as e:
+        said = f"{type(e).__name__}: {e}" if isinstance(e, MlflowException) else str(e)
+        raise _fail(said) from None
+
     table = Table(
         "live number", "value", title=f"rollout of version {result['challenger_version']}"
     )

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tunekit.records import RolloutRecord
-from tunekit.registry import CHALLENGER, CHAMPION, alias_version
+from tunekit.registry import CHALLENGER, CHAMPION, DECISION_TAG, alias_version
 from tunekit.run import Run
 from tunekit.serving_metrics import AdapterNumbers, read
 
 Verdict = Literal["promote", "rollback", "wait"]
 PREVIOUS = "previous"  # the champion a promotion replaced: one alias away from going back
-DECISION_TAG = "tunekit.rollout"  # on the challenger's version: the decision, its reasons
+# DECISION_TAG (registry): on the challenger's version, the decision and its reasons
 # (and under DECISION_TAG.numbers, the live numbers it was made on, as JSON)
 
 
@@ -120,18 +120,24 @@ def decide(champion: Live, challenger: Live, rule: Rule | None = None) -> Decisi
     return Decision("rollback" if reasons else "promote", reasons, numbers)
 
 
-def conclude(client: Any, name: str, decision: Decision) -> dict[str, str]:
+def conclude(
+    client: Any, name: str, decision: Decision, measured: str | None = None
+) -> dict[str, str]:
     """Move `name`'s aliases as `decision` says, and record it on the challenger's version.
 
     Promoted: `previous` names the old champion, `champion` the challenger. Rolled back: the
     champion stays. Either way `challenger` goes, last, so a conclusion cut short can run
-    again. Answers the versions the aliases name afterwards.
+    again. Refused when `challenger` no longer names the `measured` version (another stage 04
+    moved it meanwhile). Answers the versions the aliases name afterwards.
     """
     if decision.verdict == "wait":
         raise ValueError("the rollout has not decided yet (verdict: wait): nothing to conclude")
     challenger = alias_version(client, name, CHALLENGER)
     if challenger is None:
         raise RuntimeError(f"model {name!r} has no {CHALLENGER!r} alias: nothing to conclude")
+    if measured is not None and str(challenger.version) != str(measured):
+        raise RuntimeError(f"{CHALLENGER!r} now names version {challenger.version}, not the "
+                           f"version {measured} the numbers are of: nothing concluded")  # fmt: skip
     if decision.verdict == "promote":
         champion = alias_version(client, name, CHAMPION)
         if champion is not None and champion.version != challenger.version:
@@ -152,15 +158,27 @@ def conclude(client: Any, name: str, decision: Decision) -> dict[str, str]:
 
 
 def validation_accuracy(
-    ask: Callable[[dict[str, str]], str], rows: list[dict[str, str]], workers: int = 8
-) -> float:
-    """Execution accuracy of the answers to `rows` (the validation set: it may choose), each
-    asked through the live endpoint by `ask`."""
+    ask: Callable[[dict[str, str], str], str],
+    rows: list[dict[str, str]],
+    adapters: tuple[str, str] = (CHAMPION, CHALLENGER),
+    workers: int = 8,
+) -> dict[str, float]:
+    """Execution accuracy of each adapter's answers to `rows` (the validation set: it may
+    choose), asked through the live endpoint by `ask(row, adapter)`: row by row, the adapter
+    that goes first alternating, so neither pays the other's warm-up (the server caches each
+    context's compiled grammar) in the latency the rule compares."""
     from tunekit.evaluate import evaluate
 
+    pairs = [(row, a) for i, row in enumerate(rows) for a in adapters[:: 1 if i % 2 else -1]]
     with ThreadPoolExecutor(workers) as pool:
-        predictions = list(pool.map(ask, rows))
-    return float(evaluate(rows, predictions)["execution_accuracy"])
+        answers = list(pool.map(lambda pair: ask(*pair), pairs))
+    return {
+        adapter: float(evaluate(
+            [row for row, a in pairs if a == adapter],
+            [sql for (_, a), sql in zip(pairs, answers, strict=True) if a == adapter],
+        )["execution_accuracy"])
+        for adapter in adapters
+    }  # fmt: skip
 
 
 def watch(
@@ -215,26 +233,26 @@ def roll_out(
         raise RuntimeError("no challenger to roll out: stage 04 registers one with the setting "
                            "promotion=rollout (a new best that is not the champion)")  # fmt: skip
     url = run.state.section("serving").get("fastapi", {}).get("url")
-    served = json.loads(scrape(f"{url}/readyz")).get("adapters", {}) if url else {}
+    ready = json.loads(scrape(f"{url}/readyz")) if url else {}
+    served = ready.get("adapters", {})
     if served.get(CHALLENGER) != challenger:
+        error = ready.get("challenger_error")
+        why = f"; the challenger did not load: {error}" if error else ""
         raise RuntimeError(f"the FastAPI server does not serve challenger version {challenger} "
-                           f"(it serves {served or 'nothing'}): run stage 05 again")  # fmt: skip
+                           f"(it serves {served or 'nothing'}{why}): run 05 again")  # fmt: skip
     metrics = f"{url}/metrics"
     window = read(scrape(metrics))  # the validation requests are live requests too
 
-    def asker(adapter: str) -> Callable[[dict[str, str]], str]:
-        def ask(row: dict[str, str]) -> str:
-            body = {"question": row["question"], "context": row["context"], "adapter": adapter}
-            try:
-                return (post(f"{url}/predict", body) or {}).get("sql", "")
-            except Exception:  # a failed request is a wrong answer here; the rule counts it
-                return ""
+    def ask(row: dict[str, str], adapter: str) -> str:
+        body = {"question": row["question"], "context": row["context"], "adapter": adapter}
+        try:
+            return (post(f"{url}/predict", body) or {}).get("sql", "")
+        except Exception:  # a failed request is a wrong answer here; the rule counts it
+            return ""
 
-        return ask
-
-    accuracy = {a: validation_accuracy(asker(a), rows) for a in (CHAMPION, CHALLENGER)}
+    accuracy = validation_accuracy(ask, rows)
     decision = watch(lambda: scrape(metrics), accuracy, rule, deadline_s, start=window)
-    aliases = conclude(client, name, decision)
+    aliases = conclude(client, name, decision, measured=challenger)
     promoted = decision.verdict == "promote"
     run.state.update("registry", {"challenger_version": "", "alias": CHAMPION if promoted else "",
                                   "champion_version": int(aliases[CHAMPION])})  # fmt: skip

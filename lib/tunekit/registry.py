@@ -24,6 +24,7 @@ from tunekit.tracking import model_version_url, tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+DECISION_TAG = "tunekit.rollout"  # on a rollout's challenger: its decision and the reasons
 METRICS = (
     SCORE,
     "tuned_execution_accuracy",
@@ -93,11 +94,20 @@ def register_best(run: Run, mlflow_client: Any) -> RegistryRecord:
     name = run.settings.registered_model_name
     version, created = _version_for(mlflow_client, name, best["run_id"], _experiment_id(run))
     alias, champion = CHAMPION, version.version
-    if run.settings.promotion == "rollout":
-        current = alias_version(mlflow_client, name, CHAMPION)
-        if current is not None and current.version != version.version:
-            alias, champion = CHALLENGER, current.version
-    mlflow_client.set_registered_model_alias(name, alias, version.version)
+    current = alias_version(mlflow_client, name, CHAMPION)
+    said = mlflow_client.get_model_version(name, version.version).tags.get(DECISION_TAG, "")
+    rejected = str(said).startswith("rolled back")
+    if rejected and not pin_run_id and current is not None:
+        # a rollout judged it on live numbers: the champion stays, unless the run is pinned
+        print(f"tunekit: version {version.version} was rolled back by a rollout "
+              f"({said}); the champion stays version {current.version}. "
+              "Pin its run (pin_run_id) to try it again.", flush=True)  # fmt: skip
+        alias, champion = "", current.version
+    elif (run.settings.promotion == "rollout" and current is not None
+          and current.version != version.version):  # fmt: skip
+        alias, champion = CHALLENGER, current.version
+    if alias:
+        mlflow_client.set_registered_model_alias(name, alias, version.version)
     for metric in METRICS:
         if best.get(metric) is not None:
             mlflow_client.set_model_version_tag(
@@ -112,7 +122,7 @@ def register_best(run: Run, mlflow_client: Any) -> RegistryRecord:
             "alias": alias,
             "champion_version": int(champion),
             "challenger_version": int(version.version) if alias == CHALLENGER else "",
-            "model_uri": f"models:/{name}@{alias}",
+            "model_uri": f"models:/{name}@{alias or CHAMPION}",
             "run_id": best["run_id"],
             "pinned": bool(pin_run_id),
             "created": created,

@@ -106,6 +106,7 @@ class Served:
     model_uri: str
     version: str = ""
     versions: dict[str, str] = field(default_factory=dict)  # adapter -> registry version
+    challenger_error: str = ""  # why a rollout's challenger is not served
     batcher: Batcher | None = None
     error: str = ""
     worker: asyncio.Task | None = None  # loads the model, then runs the batcher
@@ -168,15 +169,18 @@ def create_app(
     async def start() -> None:
         try:
             model, tokenizer, served.version = await asyncio.to_thread(load, model_uri)
-            if challenger_uri:
-                won = await asyncio.to_thread(add_challenger, model, challenger_uri)
-                served.versions = {CHAMPION: served.version, CHALLENGER: won}
-            else:
-                served.versions = {adapter_name(model_uri): served.version}
         except Exception as e:
-            log.exception("could not load %s", challenger_uri or model_uri)
+            log.exception("could not load %s", model_uri)
             served.error = f"{type(e).__name__}: {e}"
             return
+        served.versions = {adapter_name(model_uri): served.version}
+        if challenger_uri:  # a challenger that does not load leaves the champion served alone
+            try:
+                won = await asyncio.to_thread(add_challenger, model, challenger_uri)
+                served.versions = {CHAMPION: served.version, CHALLENGER: won}
+            except Exception as e:
+                log.exception("could not load the challenger %s", challenger_uri)
+                served.challenger_error = f"{type(e).__name__}: {e}"
         served.batcher = Batcher(model, tokenizer, limits)
         log.info("serving %s", ", ".join(f"{a} (version {v or '-'})"
                                          for a, v in served.versions.items()))  # fmt: skip
@@ -254,6 +258,7 @@ def create_app(
             "model_uri": model_uri,
             "model_version": served.version,
             "adapters": served.versions,
+            **({"challenger_error": served.challenger_error} if served.challenger_error else {}),
             "requests": queue.requests,
             "generate_calls": queue.batches,
             "generating": queue.busy_since is not None,

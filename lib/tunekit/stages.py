@@ -166,18 +166,20 @@ def rollout(run: Run, deadline_s: float = 600, min_requests: int = 200) -> Rollo
     """`tunekit rollout`: decide on the challenger that stage 05 serves beside the champion,
     on live numbers (`tunekit.promotion`): promoted or rolled back, the aliases moved, and the
     server started again on the champion alone."""
-    from tunekit import eval_sets
+    from tunekit import eval_sets, run_lock
     from tunekit.promotion import Rule, roll_out
 
     backend = backend_for(run)
     client = backend.tracking_client(run)
     if client is None:
         raise RuntimeError("this backend has no MLflow server: nothing is deployed to roll out")
-    record = roll_out(
-        run, client, partial(backend.ask, run), _read_text, eval_sets.validation_rows(),
-        Rule(min_requests=min_requests), deadline_s,
-    )  # fmt: skip
-    backend.deploy_simple(run)
+    # one rollout at a time, and no stage 04 moving the aliases meanwhile
+    with run_lock.exclusive(run.dir, "tunekit rollout"):
+        record = roll_out(
+            run, client, partial(backend.ask, run), _read_text, eval_sets.validation_rows(),
+            Rule(min_requests=min_requests), deadline_s,
+        )  # fmt: skip
+        backend.deploy_simple(run)
     return record
 
 

@@ -209,7 +209,9 @@ def serve(
     rollout: tuple[str, ...] = ()
     if challenger:
         share = str(run.settings.challenger_share)
-        uri = f"models:/{run.settings.registered_model_name}@challenger"
+        # the version recorded, not the alias: a concluded rollout's deleted alias never
+        # leaves a server unable to start
+        uri = f"models:/{run.settings.registered_model_name}/{challenger}"
         rollout = ("--challenger-uri", uri, "--challenger-share", share)
     args: tuple[Value, ...] = ("--model-uri", model_uri, "--host", LISTEN, "--port", PORT)
     return Container(
