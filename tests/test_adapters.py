@@ -298,7 +298,7 @@ def test_a_challenger_as_good_as_the_champion_is_promoted_under_load(two_adapter
     """The same adapter twice: the same answers, the same latency (they share calls)."""
     model, tokenizer = two_adapters
     twin = _twin(model)
-    # the latency bar itself is tested on exact numbers (test_rollout.py); here two adapters'
+    # the latency bar itself is tested on exact numbers (test_promotion.py); here two adapters'
     # p95 of a few dozen requests on a busy two-core machine, so a wider bar
     rule = Rule(min_requests=40, max_error_rate=0.05, max_p95_ratio=1.5)
     with Server(_rollout_app(twin, tokenizer)) as server, Load(server.url) as load:
