@@ -64,7 +64,8 @@ demo: install  ## run 01..07 on the local profile, print where everything is
 	$(BIN)/tunekit run --profile local
 
 test: install system-packages lint  ## lint, then every test (the slow end-to-end ones included)
-	$(PYTEST) $(PYTEST_ARGS)
+	$(PYTEST) -m "not alone" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m alone $(PYTEST_ARGS)
 
 test-fast: install system-packages  ## everything but the end-to-end runs
 	$(PYTEST) -m "not e2e" $(PYTEST_ARGS)

@@ -37,6 +37,10 @@ from tunekit.stages import use_login
 from .conftest import CLOUD_TOOLS, REPO, fake_tools, rendered, tunekit_cli, wait_for_checkpoint
 from .schemas import validate
 
+# torchrun starts processes of their own: `make test` runs this module after the parallel
+# part, alone (two launches beside other tests' trainings once aborted a rank at exit)
+pytestmark = pytest.mark.alone
+
 MAX_STEPS, SAVE_STEPS, KILL_AFTER = 40, 10, 20
 SETTINGS = [
     *("-p", "nproc_per_node=2", "-p", f"max_steps={MAX_STEPS}", "-p", f"save_steps={SAVE_STEPS}"),
