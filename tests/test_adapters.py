@@ -356,18 +356,26 @@ def _read(url: str) -> str:
     return requests.get(url, timeout=30).text
 
 
+def _roll_out(run: Any, client: Any, model: Any, tokenizer: Any, rule: Rule) -> dict:
+    """`roll_out` on a server of `model` (champion version 1, challenger 2), 12 rows."""
+    from tunekit.eval_sets import validation_rows
+    from tunekit.promotion import roll_out
+
+    with Server(_rollout_app(model, tokenizer, ("1", "2"))) as server:
+        run.state.update("serving", {"fastapi": {"url": server.url}})
+        return roll_out(run, client, _post, _read, validation_rows(12), rule, deadline_s=60)
+
+
 def test_a_rollout_of_a_challenger_as_good_promotes_it_and_moves_the_aliases(
     registered, two_adapters
 ) -> None:
-    from tunekit.eval_sets import validation_rows
-    from tunekit.promotion import PREVIOUS, roll_out
+    from tunekit.promotion import PREVIOUS
 
     run, client, name = registered
     model, tokenizer = two_adapters
-    with Server(_rollout_app(_twin(model), tokenizer, ("1", "2"))) as server:
-        run.state.update("serving", {"fastapi": {"url": server.url}})
-        record = roll_out(run, client, _post, _read, validation_rows(12),
-                          Rule(min_requests=12, max_p95_ratio=1.5), deadline_s=60)  # fmt: skip
+    record = _roll_out(
+        run, client, _twin(model), tokenizer, Rule(min_requests=12, max_p95_ratio=1.5)
+    )
     assert record["verdict"] == "promoted", record
     assert record["aliases"] == {CHAMPION: "2", PREVIOUS: "1"}
     assert client.get_model_version(name, "2").tags["tunekit.rollout"] == "promoted"
@@ -385,10 +393,7 @@ def test_a_rollout_of_a_failing_challenger_rolls_it_back_and_keeps_the_champion(
 
     run, client, name = registered
     model, tokenizer = two_adapters
-    with Server(_rollout_app(ChallengerFails(model), tokenizer, ("1", "2"))) as server:
-        run.state.update("serving", {"fastapi": {"url": server.url}})
-        record = roll_out(run, client, _post, _read, validation_rows(12),
-                          Rule(min_requests=12), deadline_s=60)  # fmt: skip
+    record = _roll_out(run, client, ChallengerFails(model), tokenizer, Rule(min_requests=12))
     assert record["verdict"] == "rolled back", record
     # its validation answers all failed (asked before the first look at the numbers)
     assert record["reasons"][0].startswith("12 of 12 requests failed"), record["reasons"]

@@ -164,13 +164,20 @@ def test_with_rollouts_a_new_best_is_the_challenger_and_the_champion_is_still_se
     assert (again["alias"], again["version"], again["created"]) == (CHALLENGER, 2, False)
 
 
+def champion_then_challenger(run: Run, client: MlflowClient, experiment: str) -> str:
+    """Two fine-tunes registered with rollouts: version 1 the champion, version 2 (the
+    better) the challenger; the challenger's run id."""
+    finetune(client, experiment, accuracy=0.70, eval_loss=0.2)
+    register_best(run, client)
+    better = finetune(client, experiment, accuracy=0.80, eval_loss=0.2)
+    register_best(run, client)
+    return better
+
+
 def test_a_promotion_moves_the_champion_and_keeps_the_old_one_as_previous(registry_run) -> None:
     run, client, experiment = registry_run
     run, name = rollout_run(run), run.settings.registered_model_name
-    finetune(client, experiment, accuracy=0.70, eval_loss=0.2)
-    register_best(run, client)
-    finetune(client, experiment, accuracy=0.80, eval_loss=0.2)
-    register_best(run, client)
+    champion_then_challenger(run, client, experiment)
     good = Live(requests=300, failures=0, p95_s=0.5, accuracy=0.8)
     decision = decide(Live(3000, 3, 0.5, 0.7), good)
     assert conclude(client, name, decision) == {CHAMPION: "2", PREVIOUS: "1"}
@@ -183,10 +190,7 @@ def test_a_promotion_moves_the_champion_and_keeps_the_old_one_as_previous(regist
 def test_a_rollback_keeps_the_champion_and_says_why_on_the_challenger(registry_run) -> None:
     run, client, experiment = registry_run
     run, name = rollout_run(run), run.settings.registered_model_name
-    finetune(client, experiment, accuracy=0.70, eval_loss=0.2)
-    register_best(run, client)
-    finetune(client, experiment, accuracy=0.80, eval_loss=0.2)
-    register_best(run, client)
+    champion_then_challenger(run, client, experiment)
     erring = Live(requests=300, failures=9, p95_s=0.5, accuracy=0.8)
     assert conclude(client, name, decide(Live(3000, 3, 0.5, 0.7), erring)) == {CHAMPION: "1"}
     assert alias_version(client, name, CHALLENGER) is None
@@ -203,9 +207,7 @@ def test_a_conclusion_is_refused_when_the_challenger_moved_since_it_was_measured
 ) -> None:
     run, client, experiment = registry_run
     run, name = rollout_run(run), run.settings.registered_model_name
-    for accuracy in (0.70, 0.80):
-        finetune(client, experiment, accuracy=accuracy, eval_loss=0.2)
-        register_best(run, client)
+    champion_then_challenger(run, client, experiment)
     good = decide(Live(3000, 3, 0.5, 0.7), Live(300, 0, 0.5, 0.8))
     with pytest.raises(RuntimeError, match="now names version 2, not the version 5"):
         conclude(client, name, good, measured="5")
@@ -218,10 +220,7 @@ def test_a_version_a_rollout_rolled_back_is_not_aliased_again_unless_pinned(
 ) -> None:
     run, client, experiment = registry_run
     run, name = rollout_run(run), run.settings.registered_model_name
-    finetune(client, experiment, accuracy=0.70, eval_loss=0.2)
-    register_best(run, client)
-    rejected = finetune(client, experiment, accuracy=0.80, eval_loss=0.2)
-    register_best(run, client)
+    rejected = champion_then_challenger(run, client, experiment)
     conclude(client, name, decide(Live(3000, 3, 0.5, 0.7), Live(300, 9, 0.5, 0.8)))
     for settings in (run, dataclasses.replace(run, settings=run.settings.model_copy(
             update={"promotion": "immediate"}))):  # fmt: skip
