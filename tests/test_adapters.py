@@ -11,6 +11,7 @@ so they answer differently where a test needs them to.
 from __future__ import annotations
 
 import random
+import tempfile
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -405,6 +406,89 @@ def test_a_rollout_of_a_failing_challenger_rolls_it_back_and_keeps_the_champion(
     assert (registry["champion_version"], registry["challenger_version"]) == (1, "")
     with pytest.raises(RuntimeError, match="no challenger to roll out"):
         roll_out(run, client, _post, _read, validation_rows(12))
+
+
+TAUGHT_ROWS = 12  # the validation rows both adapters below are taught (the rollout asks them)
+
+
+@pytest.fixture(scope="module")
+def taught() -> tuple[Any, Any]:
+    """Two adapters trained (TRL's SFTTrainer, the kit's LoRA target) on the same validation
+    questions: the champion on their SQL, the challenger on each other's SQL (each question
+    taught the next one's answer). The challenger serves as fast and without an error: it
+    only answers wrongly. 40 steps of 8 rows each, about 10 s on two cores."""
+    import datasets
+    from peft import (
+        LoraConfig,
+        get_peft_model,
+        get_peft_model_state_dict,
+        set_peft_model_state_dict,
+    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from tunekit.eval_sets import validation_rows
+    from tunekit.prompts import build_example
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_DIR)
+    rows = validation_rows(TAUGHT_ROWS)
+    shifted = [{**r, "answer": rows[(i + 1) % len(rows)]["answer"]} for i, r in enumerate(rows)]
+    config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
+
+    def teach(taught_rows: list[dict[str, str]], folder: str) -> dict[str, Any]:
+        torch.manual_seed(0)
+        examples = [build_example(r, tokenizer.eos_token) for r in taught_rows]
+        trainer = SFTTrainer(
+            model=AutoModelForCausalLM.from_pretrained(TINY_DIR),
+            args=SFTConfig(output_dir=folder, max_steps=40, per_device_train_batch_size=8,
+                           learning_rate=3e-3, lr_scheduler_type="constant",
+                           completion_only_loss=True, save_strategy="no", report_to=[],
+                           use_cpu=True, disable_tqdm=True),  # fmt: skip
+            train_dataset=datasets.Dataset.from_list(examples),
+            processing_class=tokenizer,
+            peft_config=config,
+        )
+        trainer.train()
+        return get_peft_model_state_dict(trainer.model)
+
+    with tempfile.TemporaryDirectory() as folder:
+        right, wrong = teach(rows, folder), teach(shifted, folder)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(TINY_DIR), config)
+    set_peft_model_state_dict(model, right)
+    model.add_adapter(CHALLENGER, config)
+    set_peft_model_state_dict(model, wrong, adapter_name=CHALLENGER)
+    return model.eval(), tokenizer
+
+
+def test_a_rollout_of_a_challenger_trained_to_answer_wrongly_rolls_it_back_under_load(
+    registered, taught
+) -> None:
+    """A challenger that serves well and answers badly: no request fails and its latency
+    is the champion's, so only its answers to the validation set asked through the live
+    endpoint tell; the rule rolls it back on them and the aliases stay the champion's."""
+    from tunekit.eval_sets import validation_rows
+    from tunekit.promotion import roll_out
+
+    run, client, name = registered
+    model, tokenizer = taught
+    with (
+        Server(_rollout_app(model, tokenizer, ("1", "2"))) as server,
+        Load(server.url, workers=2) as load,
+    ):
+        run.state.update("serving", {"fastapi": {"url": server.url}})
+        record = roll_out(run, client, _post, _read, validation_rows(TAUGHT_ROWS),
+                          Rule(min_requests=TAUGHT_ROWS, max_p95_ratio=1.5), deadline_s=120)  # fmt: skip
+    assert record["verdict"] == "rolled back", record
+    assert any("validation accuracy" in reason for reason in record["reasons"]), record
+    numbers = record["numbers"]
+    # the champion answers its taught questions; the challenger answers none of them
+    assert (numbers["champion_accuracy"], numbers["challenger_accuracy"]) == (1.0, 0.0), numbers
+    assert numbers["champion_error_rate"] == numbers["challenger_error_rate"] == 0
+    assert {code for code, _ in load.answers} == {200}  # while it served, nothing failed
+    assert {adapter for _, adapter in load.answers} == {CHAMPION, CHALLENGER}
+    assert record["aliases"] == {CHAMPION: "1"}
+    assert client.get_model_version(name, "2").tags["tunekit.rollout"].startswith("rolled back")
+    assert set(client.get_registered_model(name).aliases) == {CHAMPION}
 
 
 def test_tunekit_rollout_without_a_challenger_says_how_to_get_one(platform) -> None:
