@@ -106,8 +106,8 @@ run
 # %% [markdown]
 # ## Roll out a challenger
 #
-# With the setting `promotion=rollout`, stage 04 registers a new best as `challenger` instead of
-# moving `champion`, and stage 05 serves it beside the champion (one base model, two adapters; a
+# Stage 04 registers a new best as `challenger` rather than moving `champion` (the setting
+# `promotion=immediate` moves it at once; with no champion yet it is promoted at once), and stage 05 serves it beside the champion (one base model, two adapters; a
 # share of the requests, `challenger_share`, goes to the challenger). `tunekit.rollout` asks the
 # validation set of each through the live server, reads the live numbers until its rule decides,
 # then promotes the challenger (the old champion keeps the alias `previous`) or rolls it back,
@@ -119,8 +119,8 @@ if tunekit.server_requests.challenger_version(run):
     decided = tunekit.rollout(run)
     display(tunekit.plots.rollout(decided))
 else:
-    print("No challenger registered: nothing to roll out (stage 04 registers one with the "
-          "setting promotion=rollout).")
+    print("No challenger registered: nothing to roll out (stage 04 registers one when a new "
+          "best fine-tune is not the champion).")
 
 # %% [markdown]
 # ## Start MLServer

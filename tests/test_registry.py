@@ -91,10 +91,20 @@ def test_best_run_is_registered_with_champion_alias_once(registry_run) -> None:
     assert (again["version"], again["created"]) == (1, False)
     assert len(client.search_model_versions(f"name = '{name}'")) == 1
 
+    # a better run is, by default, the challenger: the champion stays until a rollout decides
     better = finetune(client, experiment, accuracy=0.95, eval_loss=0.50)
-    moved = register_best(run, client)
-    assert (moved["run_id"], moved["version"]) == (better, 2)
+    challenged = register_best(run, client)
+    assert (challenged["run_id"], challenged["version"], challenged["alias"]) == (
+        better, 2, CHALLENGER,
+    )  # fmt: skip
+    assert client.get_model_version_by_alias(name, CHAMPION).version == "1"
+    assert client.get_model_version_by_alias(name, CHALLENGER).version == "2"
+    # with promotion=immediate it is the champion at once
+    immediate = run.settings.model_copy(update={"promotion": "immediate"})
+    moved = register_best(dataclasses.replace(run, settings=immediate), client)
+    assert (moved["run_id"], moved["version"], moved["alias"]) == (better, 2, CHAMPION)
     assert client.get_model_version_by_alias(name, CHAMPION).version == "2"
+    assert alias_version(client, name, CHALLENGER) is None  # no version is both
 
 
 def test_a_pinned_run_is_registered_instead_of_the_best(registry_run) -> None:

@@ -203,10 +203,11 @@ class RegistrySettings(SettingsGroup):
         "gemma2-text-to-sql", description="Model Registry name of the champion"
     )
     pin_run_id: str = Field("", description="register this MLflow run instead of the best one")
-    promotion: Literal["immediate", "rollout"] = Field(
-        "immediate",
-        description="a new best becomes `champion` at once, or `challenger` (the champion stays "
-        "until a rollout's live numbers promote it: `tunekit.promotion`)",
+    promotion: Literal["rollout", "immediate"] = Field(
+        "rollout",
+        description="a new best becomes `challenger` (the champion stays until a rollout's live "
+        "numbers promote it: `tunekit.promotion`; with no champion yet it is promoted at once), "
+        "or `champion` at once",
     )
     challenger_share: float = Field(
         0.1,
