@@ -34,6 +34,8 @@ kubectl wait deployment --all -n=kubeflow --for=condition=Available --timeout=10
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/03-sweep-experiment.yaml
 # kubectl get experiment/sw-71129e8e37 -n=tunekit -w, until its condition Succeeded or Failed (followed through the API)
 
+kubectl apply -f https://raw.githubusercontent.com/GoogleCloudPlatform/k8s-stackdriver/af49d863755c0535f598cfde9288ae9a75251d38/custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml
+kubectl wait deployment --all -n=custom-metrics --for=condition=Available --timeout=5m
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/05-serve.yaml
 kubectl rollout status deployment/tunekit-serve -n=tunekit --timeout=20m
 
@@ -45,6 +47,8 @@ kubectl wait deployment/kserve-controller-manager -n=kserve --for=condition=Avai
 kubectl wait deployment/llmisvc-controller-manager -n=kserve --for=condition=Available --timeout=10m
 kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.21.0/kserve-cluster-resources.yaml
 kubectl patch configmap/inferenceservice-config -n=kserve --type=merge '-p={"data": {"deploy": "{\"defaultDeploymentMode\": \"Standard\"}"}}'
+kubectl apply -f https://raw.githubusercontent.com/GoogleCloudPlatform/k8s-stackdriver/af49d863755c0535f598cfde9288ae9a75251d38/custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml
+kubectl wait deployment --all -n=custom-metrics --for=condition=Available --timeout=5m
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-kserve.yaml
 kubectl wait inferenceservice/gemma2-text-to-sql -n=tunekit --for=condition=Ready --timeout=30m
 kubectl wait inferenceservice/gemma2-text-to-sql-vllm -n=tunekit --for=condition=Ready --timeout=30m

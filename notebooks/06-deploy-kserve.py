@@ -104,25 +104,6 @@ run = tunekit.open_run(run_dir, profile=profile, **settings)
 run
 
 # %% [markdown]
-# ## Roll out a challenger
-#
-# Stage 04 registers a new best as `challenger` rather than moving `champion` (the setting
-# `promotion=immediate` moves it at once; with no champion yet it is promoted at once), and stage 05 serves it beside the champion (one base model, two adapters; a
-# share of the requests, `challenger_share`, goes to the challenger). `tunekit.rollout` asks the
-# validation set of each through the live server, reads the live numbers until its rule decides,
-# then promotes the challenger (the old champion keeps the alias `previous`) or rolls it back,
-# and serves the champion alone again. The same is `tunekit rollout` in a terminal. It runs
-# before MLServer starts, so that MLServer serves the champion the rollout leaves.
-
-# %%
-if tunekit.server_requests.challenger_version(run):
-    decided = tunekit.rollout(run)
-    display(tunekit.plots.rollout(decided))
-else:
-    print("No challenger registered: nothing to roll out (stage 04 registers one when a new "
-          "best fine-tune is not the champion).")
-
-# %% [markdown]
 # ## Start MLServer
 #
 # Returns once `/v2/models/<name>/ready` answers. A server already running on the same champion
@@ -132,6 +113,27 @@ else:
 server = tunekit.deploy_kserve(run)["mlserver"]
 print(f"Serving {server['model_uri']} (version {server['model_version']})")
 print(f"V2 endpoint: {server['infer_url']}")
+
+# %% [markdown]
+# ## Roll out a challenger
+#
+# Stage 04 registers a new best as `challenger` rather than moving `champion` (the setting
+# `promotion=immediate` moves it at once; with no champion yet it is promoted at once), and
+# stage 05 serves it beside the champion (one base model, two adapters; a share of the
+# requests, `challenger_share`, goes to the challenger). `tunekit.rollout` asks the validation
+# set of each through the live server, reads the live numbers until its rule decides, then
+# promotes the challenger (the old champion keeps the alias `previous`) or rolls it back, and
+# deploys the servers again on the champion alone. The same is `tunekit rollout` in a
+# terminal. On `gke`, until then, MLServer serves the challenger as KServe's canary and vLLM
+# serves both adapters (the request's `model` names one).
+
+# %%
+if tunekit.server_requests.challenger_version(run):
+    decided = tunekit.rollout(run)
+    display(tunekit.plots.rollout(decided))
+else:
+    print("No challenger registered: nothing to roll out (stage 04 registers one when a new "
+          "best fine-tune is not the champion).")
 
 # %% [markdown]
 # ## Ask a question over the V2 protocol

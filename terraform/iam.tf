@@ -76,3 +76,13 @@ resource "google_project_iam_member" "build_logs" {
   role    = "roles/logging.logWriter"
   member  = "serviceAccount:${google_service_account.build.email}"
 }
+
+# The Custom Metrics Stackdriver Adapter reads the servers' queue (Managed Prometheus) from
+# Cloud Monitoring for their HPAs (tunekit.backends.gke.workloads.autoscaling): its
+# Kubernetes service account, custom-metrics/custom-metrics-stackdriver-adapter, as a
+# Workload Identity principal (GKE's "Optimize Pod autoscaling based on metrics" grant).
+resource "google_project_iam_member" "metrics_adapter" {
+  project = var.project_id
+  role    = "roles/monitoring.viewer"
+  member  = "principal://iam.googleapis.com/projects/${google_storage_bucket.artifacts.project_number}/locations/global/workloadIdentityPools/${google_container_cluster.tunekit.workload_identity_config[0].workload_pool}/subject/ns/custom-metrics/sa/custom-metrics-stackdriver-adapter"
+}

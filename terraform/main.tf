@@ -142,6 +142,15 @@ resource "google_container_cluster" "tunekit" {
     workload_pool = "${var.project_id}.svc.id.goog"
   }
 
+  # Managed Prometheus collection: the PodMonitorings of the servers' /metrics (their HPAs
+  # scale on the queue, vllm:num_requests_waiting)
+  monitoring_config {
+    enable_components = ["SYSTEM_COMPONENTS"]
+    managed_prometheus {
+      enabled = true
+    }
+  }
+
   addons_config {
     gcs_fuse_csi_driver_config {
       enabled = true

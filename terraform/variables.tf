@@ -74,7 +74,7 @@ variable "gpu_spot" {
 }
 
 variable "gpu_max_nodes" {
-  description = "Upper bound of the GPU pool's autoscaling (it scales to zero when idle); raised to num_nodes + 2 where that is more (the fine-tune's nodes and the two servers')."
+  description = "Upper bound of the GPU pool's autoscaling (it scales to zero when idle); raised to num_nodes + 2 where that is more (the fine-tune's nodes and the two servers'). tunekit sets it for its servers: 2 x serve_max_replicas + 2 (FastAPI and vLLM scaled on their queue, MLServer and its canary)."
   type        = number
   default     = 3
 }

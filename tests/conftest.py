@@ -195,6 +195,23 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tunekit.Run:
     return run
 
 
+@pytest.fixture(scope="session")
+def dry_run_rollout(tmp_path_factory: pytest.TempPathFactory) -> tunekit.Run:
+    """The gke dry run during a rollout: stages 01-04, then a challenger recorded (version 7,
+    as stage 04 records one beside a champion), then stages 05 and 06."""
+    tmp = tmp_path_factory.mktemp("gke-rollout")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TUNEKIT_RUNS_DIR", str(tmp / "runs"))
+        run = tunekit.start_run(tmp / "run", profile="gke", dry_run=True, project_id="demo-project")
+        for stage in (tunekit.create_cluster, tunekit.start_mlflow, tunekit.finetune,
+                      tunekit.register_model):  # fmt: skip
+            stage(run)
+        run.state.update("registry", {"challenger_version": 7})
+        tunekit.deploy_simple(run)
+        tunekit.deploy_kserve(run)
+    return run
+
+
 def rendered(run: tunekit.Run) -> list[dict]:
     """Every object a gke run wrote under gke/manifests/."""
     import yaml

@@ -9,7 +9,8 @@ pydantic models of `kubeflow-katib-api` (generated from Katib's OpenAPI spec), m
 same way. Kubeflow Trainer kinds: the pydantic models of `kubeflow-trainer-api` (generated from
 the Trainer's OpenAPI spec, one release per Trainer release): an object must load into them
 (types are strict there) and come back out unchanged (their `from_dict` drops what they do not
-know, so a field they lack is an error here).
+know, so a field they lack is an error here). Google Managed Prometheus's PodMonitoring: the
+fields of its CRD written out below (no package carries it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,50 @@ import kubernetes_validate
 KSERVE_GROUP = "serving.kserve.io"
 KATIB_GROUP = "kubeflow.org"
 TRAINER_GROUP = "trainer.kubeflow.org"
+MONITORING_GROUP = "monitoring.googleapis.com"
+_STRICT = {"type": "object", "additionalProperties": False}
+# PodMonitoring v1, the parts the kit sets, from GoogleCloudPlatform/prometheus-engine
+# charts/operator/crds/monitoring.googleapis.com_podmonitorings.yaml (2ffde4e, 2026-07-02):
+# spec requires selector and endpoints; an endpoint requires port (name or number) and
+# interval (a Prometheus duration); these are an endpoint's fields
+_ENDPOINT_FIELDS = ("authorization", "basicAuth", "interval", "metricRelabeling", "oauth2",
+                    "params", "path", "port", "proxyUrl", "scheme", "timeout", "tls")  # fmt: skip
+POD_MONITORING = {
+    **_STRICT,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": f"{MONITORING_GROUP}/v1"},
+        "kind": {"const": "PodMonitoring"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            **_STRICT,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {
+                    **_STRICT,
+                    "properties": {
+                        "matchLabels": {"type": "object"},
+                        "matchExpressions": {"type": "array"},
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        **_STRICT,
+                        "required": ["port", "interval"],
+                        "properties": {
+                            **{field: {} for field in _ENDPOINT_FIELDS},
+                            "port": {"type": ["integer", "string"], "minLength": 1},
+                            "interval": {"type": "string", "pattern": r"^[0-9]+(ms|s|m|h)$"},
+                            "path": {"type": "string", "pattern": "^/"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
 _PRIMITIVES = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
@@ -44,12 +89,13 @@ def validate(obj: dict[str, Any], k8s_version: str) -> None:
     group, _, version = obj.get("apiVersion", "").rpartition("/")
     if group == TRAINER_GROUP:
         return _validate_trainer(obj, name, version)
-    if group in (KSERVE_GROUP, KATIB_GROUP):
-        schema = (
-            kserve_schema(obj["kind"], version, k8s_version)
-            if group == KSERVE_GROUP
-            else katib_schema(obj["kind"], version)
-        )
+    if group in (KSERVE_GROUP, KATIB_GROUP, MONITORING_GROUP):
+        if group == MONITORING_GROUP:
+            schema = POD_MONITORING
+        elif group == KSERVE_GROUP:
+            schema = kserve_schema(obj["kind"], version, k8s_version)
+        else:
+            schema = katib_schema(obj["kind"], version)
         errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=str)
         if errors:
             e = errors[0]

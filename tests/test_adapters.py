@@ -438,12 +438,14 @@ def taught() -> tuple[Any, Any]:
     def teach(taught_rows: list[dict[str, str]], folder: str) -> dict[str, Any]:
         torch.manual_seed(0)
         examples = [build_example(r, tokenizer.eos_token) for r in taught_rows]
+        args = SFTConfig(
+            output_dir=folder, max_steps=40, per_device_train_batch_size=8, learning_rate=3e-3,
+            lr_scheduler_type="constant", completion_only_loss=True, save_strategy="no",
+            report_to=[], use_cpu=True, disable_tqdm=True,
+        )  # fmt: skip
         trainer = SFTTrainer(
             model=AutoModelForCausalLM.from_pretrained(TINY_DIR),
-            args=SFTConfig(output_dir=folder, max_steps=40, per_device_train_batch_size=8,
-                           learning_rate=3e-3, lr_scheduler_type="constant",
-                           completion_only_loss=True, save_strategy="no", report_to=[],
-                           use_cpu=True, disable_tqdm=True),  # fmt: skip
+            args=args,
             train_dataset=datasets.Dataset.from_list(examples),
             processing_class=tokenizer,
             peft_config=config,
@@ -476,8 +478,10 @@ def test_a_rollout_of_a_challenger_trained_to_answer_wrongly_rolls_it_back_under
         Load(server.url, workers=2) as load,
     ):
         run.state.update("serving", {"fastapi": {"url": server.url}})
-        record = roll_out(run, client, _post, _read, validation_rows(TAUGHT_ROWS),
-                          Rule(min_requests=TAUGHT_ROWS, max_p95_ratio=1.5), deadline_s=120)  # fmt: skip
+        rule = Rule(min_requests=TAUGHT_ROWS, max_p95_ratio=1.5)
+        record = roll_out(
+            run, client, _post, _read, validation_rows(TAUGHT_ROWS), rule, deadline_s=120
+        )
     assert record["verdict"] == "rolled back", record
     assert any("validation accuracy" in reason for reason in record["reasons"]), record
     numbers = record["numbers"]

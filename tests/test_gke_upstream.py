@@ -583,7 +583,7 @@ def test_cloud_build_uploads_no_state_and_no_credentials(tmp_path):
 
 def test_vllm_finds_the_adapter_where_the_logged_model_keeps_it(dry_run):
     """KServe's storage initializer copies the registered version's MLflow model directory to
-    /mnt/models (kserve/storage); the kit's pyfunc keeps the adapter in artifacts/peft
+    its mountPath (kserve/storage); the kit's pyfunc keeps the adapter in artifacts/peft
     (MLflow's pyfunc puts each artifact under artifacts/<name>: tunekit.pyfunc_model.ADAPTER).
     The structured-output backend is named, xgrammar: under vLLM's "auto", a grammar xgrammar
     cannot parse goes to another backend and the engine dies (vllm-project/vllm#43920);
@@ -596,9 +596,13 @@ def test_vllm_finds_the_adapter_where_the_logged_model_keeps_it(dry_run):
     "auto"."""
     from tunekit.pyfunc_model import ADAPTER
 
-    args = rendered_one(dry_run, "InferenceService", "-vllm")["spec"]["predictor"]["model"]["args"]
-    lora = next(a for a in args if a.startswith("--lora-modules="))
-    assert lora.endswith(f"={workloads.MODEL_DIR}/artifacts/{ADAPTER}")
+    from .test_gke_rollout import _vllm_lora_modules
+
+    predictor = rendered_one(dry_run, "InferenceService", "-vllm")["spec"]["predictor"]
+    args = predictor["model"]["args"]
+    [lora], _ = _vllm_lora_modules(args)
+    [storage] = predictor["storageUris"]  # downloaded to its mountPath
+    assert lora.endswith(f"={storage['mountPath']}/artifacts/{ADAPTER}")
     [structured] = [a for a in args if a.startswith("--structured-outputs-config")]
     flag, _, value = structured.partition("=")
     assert flag == "--structured-outputs-config" and json.loads(value) == {"backend": "xgrammar"}

@@ -231,7 +231,8 @@ def roll_out(
     challenger = str(run.state.section("registry").get("challenger_version") or "")
     if not challenger:
         raise RuntimeError("no challenger to roll out: stage 04 registers one with the setting "
-                           "promotion=rollout, the default (a new best that is not the champion)")  # fmt: skip
+                           "promotion=rollout, the default (a new best that is not the "
+                           "champion)")  # fmt: skip
     url = run.state.section("serving").get("fastapi", {}).get("url")
     ready = json.loads(scrape(f"{url}/readyz")) if url else {}
     served = ready.get("adapters", {})

@@ -10,7 +10,7 @@ is optional to the type checker; the comments say which profile writes it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class Login(TypedDict):
@@ -129,6 +129,16 @@ class Server(TypedDict, total=False):
     reused: bool  # local
     in_cluster_url: str  # gke
     storage_uri: str  # gke, MLServer: the model's folder in the bucket
+    canary: Canary  # gke, MLServer during a rollout: the challenger
+
+
+class Canary(TypedDict):
+    """Stage 06 on gke during a rollout: the challenger as MLServer's KServe canary."""
+
+    model_version: str
+    storage_uri: str
+    traffic_percent: int
+    in_cluster_url: str
 
 
 ServerName = Literal["fastapi", "mlserver"]  # the servers `tunekit.ask` asks
@@ -140,6 +150,7 @@ class VllmServer(TypedDict):
     openai_url: str
     model: str
     vllm_version: list[int]
+    challenger_model: NotRequired[str]  # during a rollout: the challenger's adapter
 
 
 class ServingRecord(TypedDict, total=False):

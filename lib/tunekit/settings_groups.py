@@ -74,6 +74,20 @@ class PlatformSettings(SettingsGroup):
         description="gke: fail stage 03 when the fine-tune pod finds no node for this long "
         "(no GPU quota, requests larger than the node)",
     )
+    serve_max_replicas: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="gke: the FastAPI and vLLM servers scale out to this many pods (a GPU node "
+        "each) on their queue",
+    )
+    serve_queue_target: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="gke: requests waiting per server pod (vllm:num_requests_waiting) above "
+        "which the servers scale out",
+    )
 
 
 class DataSettings(SettingsGroup):

@@ -165,7 +165,8 @@ def reproduce(
 def rollout(run: Run, deadline_s: float = 600, min_requests: int = 200) -> RolloutRecord:
     """`tunekit rollout`: decide on the challenger that stage 05 serves beside the champion,
     on live numbers (`tunekit.promotion`): promoted or rolled back, the aliases moved, and the
-    server started again on the champion alone."""
+    servers deployed again on the champion alone (stage 06's too where it ran: on gke the
+    challenger was MLServer's canary and vLLM's second adapter)."""
     from tunekit import eval_sets, run_lock
     from tunekit.promotion import Rule, roll_out
 
@@ -180,6 +181,8 @@ def rollout(run: Run, deadline_s: float = 600, min_requests: int = 200) -> Rollo
             Rule(min_requests=min_requests), deadline_s,
         )  # fmt: skip
         backend.deploy_simple(run)
+        if run.state.section("serving").get("mlserver"):
+            backend.deploy_kserve(run)
     return record
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from tunekit.backends.gke.kube import CRD, FIELD_MANAGER
 from tunekit.backends.gke.shell import Shell
-from tunekit.backends.gke.workloads import HF_RUNTIME, KSERVE_MODE, TRAINER_GROUP
+from tunekit.backends.gke.workloads import HF_RUNTIME, KSERVE_MODE, TRAINER_GROUP, autoscaling
 
 # KServe (Standard mode, once RawDeployment: no Knative, no Istio) and the cert-manager it
 # needs (v0.21.0's kserve-deps.env: v1.17.0 or newer), installed by stage 06 when the cluster
@@ -82,6 +82,17 @@ def ensure_kserve(sh: Shell) -> None:
         {"defaultDeploymentMode": KSERVE_MODE})}})  # fmt: skip
     sh.run(["kubectl", "patch", "configmap/inferenceservice-config",
             f"-n={KSERVE_NAMESPACE}", "--type=merge", f"-p={mode}"])  # fmt: skip
+
+
+def ensure_metrics_adapter(sh: Shell) -> None:
+    """The Custom Metrics Stackdriver Adapter (the servers' HPAs read their queue through it,
+    `workloads.autoscaling`) unless the cluster serves the custom metrics API already: its
+    manifest at a pinned commit, then its Deployment Available. Its account reads Cloud
+    Monitoring by terraform/iam.tf's grant."""
+    if sh.kube.exists("apiregistration.k8s.io/v1", "APIService", autoscaling.ADAPTER_API):
+        return
+    sh.run(["kubectl", "apply", "-f", autoscaling.ADAPTER_MANIFEST], attempts=3)
+    sh.wait_available(autoscaling.ADAPTER_NAMESPACE, timeout="5m")
 
 
 def check_kserve_version(sh: Shell) -> None:

@@ -35,7 +35,7 @@ from tunekit.records import (
 )
 from tunekit.registry import champion_uri
 from tunekit.run import Run
-from tunekit.server_requests import champion_version
+from tunekit.server_requests import challenger_version, champion_version
 from tunekit.sweep import Sweep, parent_run, summarize
 from tunekit.tracking import artifacts_destination
 
@@ -251,9 +251,11 @@ class Gke(LivePlatform):
     # --- stages 05 and 06
 
     def deploy_simple(self, run: Run) -> ServingRecord:
-        """The FastAPI Deployment and Service on the champion; a port-forward to ask it."""
+        """The FastAPI Deployment (champion; challenger too in a rollout) and Service, scaled
+        on its queue; a port-forward to ask it."""
         sh, s = self.shell(run, "05-deploy-simple"), run.settings
         version = champion_version(run)
+        addons.ensure_metrics_adapter(sh)
         objects = workloads.serve_deployment(
             run, champion_uri(s), version, workloads.in_cluster_tracking_uri(run)
         )
@@ -275,17 +277,24 @@ class Gke(LivePlatform):
         )
 
     def deploy_kserve(self, run: Run) -> ServingRecord:
-        """The kit's MLServer runtime and InferenceService (V2); with a Hub base model also the
-        vLLM InferenceService with the LoRA adapter (OpenAI API). Waits until they are ready."""
+        """MLServer's runtime and InferenceService (V2); with a Hub base also vLLM's with the
+        adapter (OpenAI API), scaled on its queue; during a rollout the challenger is MLServer's
+        canary and vLLM's second adapter. Waits until they are ready."""
         sh, s = self.shell(run, "06-deploy-kserve"), run.settings
         name, version = s.registered_model_name, champion_version(run)
         addons.ensure_kserve(sh)
         storage_uri = self.storage_uri(run, version)
-        services = [workloads.mlserver_inference_service(run, storage_uri)]
+        challenger = challenger_version(run)
+        challenger_uri = self.storage_uri(run, challenger) if challenger else ""
+        services = [workloads.mlserver_inference_service(run, storage_uri, challenger_uri,
+                                                         challenger)]  # fmt: skip
+        others: list[dict[str, Any]] = []
         if workloads.vllm_serves(run):
-            services.append(workloads.vllm_inference_service(run, storage_uri))
+            addons.ensure_metrics_adapter(sh)
+            vllm, *others = workloads.vllm_inference_service(run, storage_uri, challenger_uri)
+            services.append(vllm)
         runtime = workloads.mlserver_runtime(run, workloads.in_cluster_tracking_uri(run), version)
-        sh.apply("manifests/06-kserve.yaml", [runtime, *services])
+        sh.apply("manifests/06-kserve.yaml", [runtime, *services, *others])
         for isvc in services:
             sh.run(["kubectl", "wait", f"inferenceservice/{isvc['metadata']['name']}",
                     f"-n={s.namespace}", "--for=condition=Ready", "--timeout=30m"])  # fmt: skip
@@ -302,17 +311,14 @@ class Gke(LivePlatform):
             }
         }
         if len(services) > 1:
-            vllm = workloads.in_cluster_url(run, f"{services[1]['metadata']['name']}-predictor")
-            record["vllm"] = {
-                "openai_url": f"{vllm}/openai/v1/completions",
-                "model": f"{name}-lora",
-                "vllm_version": list(addons.KSERVE_VLLM[addons.KSERVE_VERSION]),
-            }
+            vllm_version = addons.KSERVE_VLLM[addons.KSERVE_VERSION]
+            record["vllm"] = workloads.vllm_served(run, challenger, vllm_version)
+        if challenger:
+            record["mlserver"]["canary"] = workloads.canary_served(run, challenger, challenger_uri)
         return run.state.update("serving", record)
 
     def storage_uri(self, run: Run, version: str) -> str:
-        """The gs:// folder of the registered version's model (MLflow serves artifacts by
-        proxy)."""
+        """The gs:// folder of the registered version's model (MLflow proxies artifacts)."""
         client = self.tracking_client(run)
         assert client is not None
         source = client.get_model_version_download_uri(run.settings.registered_model_name, version)

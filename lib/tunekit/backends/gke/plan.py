@@ -136,7 +136,10 @@ class Plan(Gke):
     def storage_uri(self, run: Run, version: str) -> str:
         from tunekit.tracking import artifacts_destination
 
-        return f"{artifacts_destination(run)}/{PLANNED}/{run.settings.registered_model_name}"
+        name = run.settings.registered_model_name
+        return f"{artifacts_destination(run)}/{PLANNED}/{name}" + (
+            "" if version == PLANNED else f"-v{version}"
+        )
 
     # the readers: nothing to read
 

@@ -23,6 +23,9 @@ def terraform_variables(run: Run) -> dict[str, Any]:
         "gpu_spot": s.gpu_spot,
         "gpu_node_locations": s.gpu_zones,
         "num_nodes": s.num_nodes,
+        # a GPU node per server pod: FastAPI and vLLM up to serve_max_replicas each (their
+        # HPAs), MLServer and its canary during a rollout
+        "gpu_max_nodes": 2 * s.serve_max_replicas + 2,
     }
 
 

@@ -66,17 +66,21 @@ from tunekit.backends.gke.workloads.pods import (
     workspace_volume,
 )
 from tunekit.backends.gke.workloads.serving import (
+    CANARY,
     HF_RUNTIME,
     KSERVE_MODE,
+    canary_served,
     mlserver_inference_service,
     mlserver_runtime,
     serve_deployment,
     vllm_inference_service,
+    vllm_served,
     vllm_serves,
 )
 
 __all__ = [
     "ATTEMPT_LABEL",
+    "CANARY",
     "CONTAINER_SECURITY",
     "CREATE_AUTH_DATABASE",
     "DNS_LABEL",
@@ -108,6 +112,7 @@ __all__ = [
     "UID",
     "FinetunePod",
     "bucket_folder",
+    "canary_served",
     "check_trainjob_name",
     "container_env",
     "finetune_objects",
@@ -133,6 +138,7 @@ __all__ = [
     "secret_env",
     "serve_deployment",
     "vllm_inference_service",
+    "vllm_served",
     "vllm_serves",
     "workspace_volume",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from tunekit.backends import containers
 from tunekit.backends.containers import HF_TOKEN
+from tunekit.backends.gke.workloads.autoscaling import queue_autoscaling
 from tunekit.backends.gke.workloads.pods import (
     CONTAINER_SECURITY,
     MODEL_DIR,
@@ -14,6 +15,7 @@ from tunekit.backends.gke.workloads.pods import (
     SERVE_SA,
     gpu_placement,
     gpu_resources,
+    in_cluster_url,
     meta,
     pod_container,
     pod_security,
@@ -22,11 +24,20 @@ from tunekit.backends.gke.workloads.pods import (
     workspace_volume,
 )
 from tunekit.models import is_local_model, places_base
+from tunekit.records import Canary, VllmServer
 from tunekit.run import Run
 from tunekit.server_requests import challenger_version
 
 KSERVE_MODE = "Standard"  # KServe's mode without Knative (pkg/constants/constants.go)
 HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
+# The labels KServe gives an InferenceService's predictor pods (pkg/controller/v1beta1/
+# inferenceservice/components/predictor.go `buildObjectMeta`; pkg/constants/constants.go
+# InferenceServicePodLabelKey, KServiceComponentLabel), and its Deployment's name,
+# {isvc}-predictor (constants.go `PredictorServiceName`)
+ISVC_POD_LABEL, COMPONENT_LABEL = "serving.kserve.io/inferenceservice", "component"
+CANARY = (
+    "challenger"  # the MLServer canary's predictor.name: Deployment {isvc}-challenger-predictor
+)
 
 
 # --- stage 05: FastAPI Deployment + Service
@@ -37,7 +48,9 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
     and a ClusterIP Service on port 80.
 
     A new version replaces the pod rather than starting a second one beside it (`Recreate`: a
-    rolling update would need another GPU node). A base model the fine-tune placed itself
+    rolling update would need another GPU node). The HPA scales it on its queue
+    (`autoscaling.queue_autoscaling`), so the Deployment names no replica count: each apply
+    would reset it. A base model the fine-tune placed itself
     (tiny-gemma2) lives in the run's bucket folder, at the path the logged model records, so
     the pod mounts that folder read-only at the same place.
     """
@@ -66,7 +79,6 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
             "kind": "Deployment",
             "metadata": meta(run, "tunekit-serve", "serving"),
             "spec": {
-                "replicas": 1,
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": labels},
                 "template": {
@@ -95,6 +107,7 @@ def serve_deployment(run: Run, model_uri: str, version: str, tracking_uri: str) 
                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
             },
         },
+        *queue_autoscaling(run, "tunekit-serve", labels, "http"),
     ]
 
 
@@ -138,14 +151,23 @@ def mlserver_runtime(run: Run, tracking_uri: str, version: str) -> dict[str, Any
     }
 
 
-def _inference_service(run: Run, name: str, model: dict[str, Any]) -> dict[str, Any]:
-    """An InferenceService (Standard mode, on the GPU pool) whose predictor serves `model`
-    from `storageUri`, with the serving account and the GPU resources of the other servers."""
+def _inference_service(
+    run: Run,
+    name: str,
+    model: dict[str, Any],
+    annotations: dict[str, str] | None = None,
+    **predictor: Any,
+) -> dict[str, Any]:
+    """An InferenceService (Standard mode, on the GPU pool) whose predictor serves `model`,
+    with the serving account and the GPU resources of the other servers."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": meta(
-            run, name, "serving", annotations={"serving.kserve.io/deploymentMode": KSERVE_MODE}
+            run,
+            name,
+            "serving",
+            annotations={"serving.kserve.io/deploymentMode": KSERVE_MODE, **(annotations or {})},
         ),
         "spec": {
             "predictor": {
@@ -153,44 +175,95 @@ def _inference_service(run: Run, name: str, model: dict[str, Any]) -> dict[str, 
                 # one GPU node each: replace the pod, do not surge a second one beside it
                 "deploymentStrategy": {"type": "Recreate"},
                 **gpu_placement(run),
+                **predictor,
                 "model": {**model, "protocolVersion": "v2", "resources": gpu_resources(run)},
             }
         },
     }
 
 
-def mlserver_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
-    """The champion on the kit's MLServer runtime (Open Inference Protocol V2)."""
-    model = {
-        "modelFormat": {"name": "mlflow"},
-        "runtime": "tunekit-mlserver",
-        "storageUri": storage_uri,
-    }
-    return _inference_service(run, run.settings.registered_model_name, model)
+def _mlserver_model(storage_uri: str, **extra: Any) -> dict[str, Any]:
+    return {"modelFormat": {"name": "mlflow"}, "runtime": "tunekit-mlserver",
+            "storageUri": storage_uri, **extra}  # fmt: skip
 
 
-def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
+def mlserver_inference_service(
+    run: Run, storage_uri: str, challenger_uri: str = "", challenger_version: str = ""
+) -> dict[str, Any]:
+    """The champion on the kit's MLServer runtime (Open Inference Protocol V2); during a
+    rollout, the challenger as KServe's canary (`spec.canary`, Standard mode since v0.20:
+    pkg/apis/serving/v1beta1/inference_service.go `CanarySpec`), its share of the traffic
+    `challenger_share`.
+
+    The canary is the stable predictor with its own fields merged over it (components/
+    predictor.go: `mergo.Merge(..., WithOverride)`), at a fixed replica count (no autoscaling
+    fields: the webhook refuses them, inference_service_validation.go `validateCanarySpecs`);
+    its `predictor.name` is required and names its Deployment and Service
+    `{isvc}-challenger-predictor`. It reports its own version: the env of the predictor's
+    container is merged over the runtime's by name (utils.go `MergeRuntimeContainers`, a
+    strategic merge patch). KServe weighs the traffic between them on its Gateway API route
+    only (reconcilers/ingress/httproute_reconciler.go `applyCanaryWeights`, with
+    `enableGatewayApi` in inferenceservice-config, false by default); the stable Service
+    `{isvc}-predictor` and the canary's own Service answer each variant alone.
+    """
+    s = run.settings
+    service = _inference_service(run, s.registered_model_name, _mlserver_model(storage_uri))
+    if challenger_uri:
+        version = [{"name": "TUNEKIT_SERVED_VERSION", "value": challenger_version}]
+        service["spec"]["canary"] = [
+            {
+                "predictor": {
+                    "name": CANARY,
+                    "model": _mlserver_model(challenger_uri, protocolVersion="v2", env=version),
+                },
+                "trafficPercent": round(100 * s.challenger_share),
+            }
+        ]
+    return service
+
+
+def vllm_inference_service(run: Run, storage_uri: str, challenger_uri: str = "") -> list[dict]:
     """Beyond the tutorial: KServe's Hugging Face runtime (vLLM) serving the base model with the
-    champion's LoRA adapter, OpenAI-compatible (`/openai/v1/completions`, model `<name>-lora`)."""
+    champion's LoRA adapter (and, during a rollout, the challenger's beside it), OpenAI-
+    compatible (`/openai/v1/completions`, the request's `model` naming the adapter:
+    `<name>-lora` the champion, `<name>-challenger` the challenger); scaled on its queue.
+
+    Each adapter is one of the predictor's `storageUris`, downloaded to its own folder under
+    /mnt/models (pkg/apis/serving/v1beta1/predictor.go `StorageUri`; the webhook refuses it
+    beside `storageUri` and wants the paths to share a parent: inference_service_validation.go;
+    the storage initializer mounts their common parent: storage_initializer_injector.go).
+    vLLM's metrics carry the base model's name only, never the adapter's
+    (vllm/v1/metrics/loggers.py `PrometheusStatLogger`: labels model_name, engine), so a
+    rollout decides on the FastAPI server's per-adapter numbers.
+    """
     s = run.settings
     name = f"{s.registered_model_name}-vllm"
+    adapters = {f"{s.registered_model_name}-lora": (storage_uri, "champion")}
+    if challenger_uri:
+        adapters[f"{s.registered_model_name}-challenger"] = (challenger_uri, "challenger")
     model = {
         "modelFormat": {"name": "huggingface"},
         # KServe's own runtime, named rather than auto-selected: with nvidia.com/gpu in the
         # limits the controller runs its CUDA build, the image tag with suffix -gpu (the plain
         # tag is the CPU build)
         "runtime": HF_RUNTIME,
-        "storageUri": storage_uri,  # the adapter; the base comes from the Hub
         "args": [
             f"--model_name={name}",
-            f"--model_id={s.model_id}",
+            f"--model_id={s.model_id}",  # the base comes from the Hub
             "--backend=vllm",
             "--dtype=bfloat16",
             "--max-model-len=2048",
             "--enable-lora",
             f"--max-lora-rank={s.lora_r}",
-            # the logged pyfunc model keeps the adapter in artifacts/peft (tunekit.pyfunc_model)
-            f"--lora-modules={s.registered_model_name}-lora={MODEL_DIR}/artifacts/peft",
+            # one flag, every adapter after it: vLLM's LoRAParserAction (vllm/entrypoints/
+            # openai/cli_args.py) sets the list it was given, so a second --lora-modules
+            # would replace the first. The logged pyfunc model keeps the adapter in
+            # artifacts/peft (tunekit.pyfunc_model)
+            "--lora-modules",
+            *(f"{a}={MODEL_DIR}/{folder}/artifacts/peft" for a, (_, folder) in adapters.items()),
+            # adapters in one batch (vllm/config/lora.py max_loras, default 1: the scheduler
+            # holds back a request of another adapter, vllm/v1/core/sched/scheduler.py)
+            f"--max-loras={len(adapters)}",
             # one structured-output backend, named: with "auto", a grammar xgrammar cannot
             # parse goes to another backend that the engine then compiles with xgrammar and
             # dies (vllm-project/vllm#43920); named, a bad grammar is a 400. vLLM 0.24's flag
@@ -200,7 +273,43 @@ def vllm_inference_service(run: Run, storage_uri: str) -> dict[str, Any]:
         ],
         "env": secret_env(HF_TOKEN),
     }
-    return _inference_service(run, name, model)
+    storage = [
+        {"uri": uri, "mountPath": f"{MODEL_DIR}/{folder}"} for uri, folder in adapters.values()
+    ]
+    # KServe makes no HPA of its own for class external (reconcilers/hpa/hpa_reconciler.go
+    # `shouldCreateHPA`); its own HPA reads Resource metrics only (a Pods metric is dropped)
+    external = {"serving.kserve.io/autoscalerClass": "external"}
+    service = _inference_service(run, name, model, external, storageUris=storage)
+    pods = {ISVC_POD_LABEL: name, COMPONENT_LABEL: "predictor"}
+    # the runtime's container port (config/runtimes/kserve-huggingfaceserver.yaml; KServe's
+    # server answers /metrics there: python/kserve/kserve/protocol/rest/server.py)
+    return [service, *queue_autoscaling(run, f"{name}-predictor", pods, 8080)]
+
+
+def vllm_served(run: Run, challenger: str, vllm_version: tuple[int, ...]) -> VllmServer:
+    """What stage 06 records of the vLLM InferenceService: its OpenAI URL in the cluster, the
+    request's `model` of each adapter, the vLLM version (it decides the grammar's field)."""
+    name = run.settings.registered_model_name
+    url = in_cluster_url(run, f"{name}-vllm-predictor")
+    served: VllmServer = {
+        "openai_url": f"{url}/openai/v1/completions",
+        "model": f"{name}-lora",
+        "vllm_version": list(vllm_version),
+    }
+    if challenger:
+        served["challenger_model"] = f"{name}-challenger"
+    return served
+
+
+def canary_served(run: Run, challenger: str, challenger_uri: str) -> Canary:
+    """What stage 06 records of MLServer's canary during a rollout."""
+    name = run.settings.registered_model_name
+    return {
+        "model_version": challenger,
+        "storage_uri": challenger_uri,
+        "traffic_percent": round(100 * run.settings.challenger_share),
+        "in_cluster_url": in_cluster_url(run, f"{name}-{CANARY}-predictor"),
+    }
 
 
 def vllm_serves(run: Run) -> bool:
