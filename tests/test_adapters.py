@@ -338,7 +338,8 @@ def registered(platform, request: pytest.FixtureRequest) -> tuple[Any, Any, str]
     run = dataclasses.replace(platform, settings=settings)
     run.state.update("registry", {"registered_model_name": name, "version": 2,
                                   "alias": CHALLENGER, "champion_version": 1,
-                                  "challenger_version": 2})  # fmt: skip
+                                  "challenger_version": 2,
+                                  "model_uri": f"models:/{name}@{CHALLENGER}"})  # fmt: skip
     return run, client, name
 
 
@@ -382,6 +383,7 @@ def test_a_rollout_of_a_challenger_as_good_promotes_it_and_moves_the_aliases(
     assert client.get_model_version(name, "2").tags["tunekit.rollout"] == "promoted"
     registry = run.state.section("registry")
     assert (registry["champion_version"], registry["challenger_version"]) == (2, "")
+    assert registry["model_uri"] == f"models:/{name}@{CHAMPION}"  # the alias the rollout left
     assert record["numbers"]["challenger_requests"] == 12
     assert run.state.section("rollout")["verdict"] == "promoted"
 

@@ -17,7 +17,8 @@ from typing import Any
 from tunekit.backends.gke import workloads
 from tunekit.backends.gke.terraform import terraform_variables
 from tunekit.backends.gke.workloads import autoscaling
-from tunekit.serving_metrics import WAITING
+from tunekit.serving_metrics import SERVED_ALIAS, WAITING
+from tunekit.traffic import CHALLENGER
 
 from .conftest import rendered, rendered_one
 from .schemas import validate
@@ -120,7 +121,10 @@ def test_mlserver_gets_the_challenger_as_kserves_canary(dry_run_rollout) -> None
     # its version, over the runtime's env by name (utils.go MergeRuntimeContainers: a
     # strategic merge patch of the runtime's container with the predictor's)
     env = {e["name"]: e["value"] for e in predictor["model"]["env"]}
-    assert env == {"TUNEKIT_SERVED_VERSION": str(registry["challenger_version"])}
+    assert env == {
+        "TUNEKIT_SERVED_VERSION": str(registry["challenger_version"]),
+        SERVED_ALIAS: CHALLENGER,
+    }  # its /tunekit/metrics: adapter="challenger"
     recorded = dry_run_rollout.state.section("serving")["mlserver"]["canary"]
     # its Deployment and Service: {isvc}-{predictor.name}-predictor (constants.go
     # PredictorServiceName)

@@ -307,8 +307,9 @@ def test_the_servingruntime_runs_the_kits_runtime_from_the_image(dry_run) -> Non
     assert json.loads(env["MLSERVER_MODEL_EXTRA"]) == containers.MLSERVER_LIMITS
     assert env["MLSERVER_PARALLEL_WORKERS"] == "0"
     dockerfile = (REPO / "docker" / "kserve" / "Dockerfile").read_text()
-    copied = re.search(r"^COPY lib/tunekit/mlserver_runtime\.py (\S+)$", dockerfile, re.M)
-    assert copied, "docker/kserve/Dockerfile does not copy the runtime"
-    assert copied[1] == f"{env['PYTHONPATH']}/tunekit/mlserver_runtime.py"
+    for module in containers.MLSERVER_RUNTIME_MODULES:  # the runtime's modules, alone
+        copied = re.search(rf"^COPY lib/tunekit/{re.escape(module)} (\S+)$", dockerfile, re.M)
+        assert copied, f"docker/kserve/Dockerfile does not copy {module}"
+        assert copied[1] == f"{env['PYTHONPATH']}/tunekit/{module}"
     assert runtime["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert runtime["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"

@@ -316,6 +316,26 @@ def mlserver_stats(served: dict) -> dict[str, Any]:
     return response.json()
 
 
+def test_mlserver_exports_the_kits_metrics_per_adapter(served: dict) -> None:
+    """/tunekit/metrics on MLServer's REST port: the FastAPI server's names, so one rollout
+    rule and one dashboard read both. A refused request is counted, not as a failure."""
+    from tunekit.serving_metrics import WAITING, AdapterNumbers, read
+
+    def scrape() -> dict:
+        got = requests.get(f"{served['mlserver']['url']}/tunekit/metrics", timeout=10)
+        assert got.status_code == 200 and WAITING in got.text, got.text[:300]
+        return read(got.text)
+
+    before = scrape()
+    answered = [infer(served, v2_request(build_prompt(f"Which venue has week {i}?", GAME)))
+                for i in range(3)]  # fmt: skip
+    refused = infer(served, v2_prompts(["Which venue?", "Which week?"], shape=[1]))
+    assert [r.status_code for r in answered] == [200] * 3 and refused.status_code == 400
+    champion = scrape()["champion"].since(before.get("champion", AdapterNumbers()))
+    assert (champion.requests, champion.failures) == (4, 0)
+    assert champion.buckets[float("inf")] == 4 and champion.quantile(0.95) > 0
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [

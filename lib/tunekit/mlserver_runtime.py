@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,10 @@ from mlserver.types import Datatype, InferenceRequest, InferenceResponse
 from mlserver.utils import get_model_uri
 from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.codecs import TensorDictCodec
+from starlette.responses import Response
+
+# shipped beside this module (tunekit.backends.containers.MLSERVER_RUNTIME_MODULES)
+from tunekit.serving_metrics import SERVED_ALIAS, Measured, ServerMetrics
 
 PROMPT = "prompt"  # the one input's name once checked (the tutorial's input.json calls it `args`)
 
@@ -200,7 +205,11 @@ class TunekitMLflowRuntime(MLflowRuntime):
       `generate` calls of up to `max_batch_size` prompts (the pipeline pads on the left);
     - GET /tunekit/stats counts requests, refusals, model calls, prompts and the seconds the
       model ran (MLServer's metrics port shows no runtime metric when parallel_workers is 0:
-      mlserver/metrics/prometheus.py).
+      mlserver/metrics/prometheus.py);
+    - GET /tunekit/metrics has the FastAPI server's metrics, in its names
+      (`tunekit.serving_metrics`): requests by adapter and status, latency, the queue. The
+      adapter is the alias this server serves (`TUNEKIT_SERVED_ALIAS`: a KServe canary serves
+      the challenger).
 
     The server must keep MLSERVER_PARALLEL_WORKERS=0: with workers, each worker process loads
     its own copy of the model and runs this class after the batcher (mlserver/parallel).
@@ -213,6 +222,8 @@ class TunekitMLflowRuntime(MLflowRuntime):
         )
         self._waiting: deque[tuple[InferenceRequest, asyncio.Future]] = deque()
         self._caller: asyncio.Task | None = None
+        self._metrics = ServerMetrics(lambda: len(self._waiting), settings.name)
+        self._alias = os.environ.get(SERVED_ALIAS) or "champion"  # tunekit.traffic.CHAMPION
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
@@ -254,14 +265,20 @@ class TunekitMLflowRuntime(MLflowRuntime):
         self, entry: Callable[[InferenceRequest], Awaitable[InferenceResponse]]
     ) -> Callable[[InferenceRequest], Awaitable[InferenceResponse]]:
         async def predict(payload: InferenceRequest) -> InferenceResponse:
+            started, code = time.monotonic(), 500  # an answer never made: the server failed
             try:
                 check_request(payload, self.limits, self._count_tokens, self._max_tokens,
                               self._logged.prompt, self._logged.check)  # fmt: skip
-            except RequestRejected:
+                self._stats["requests"] += 1
+                answer = await entry(payload)
+                code = 200
+                return answer
+            except RequestRejected as e:
                 self._stats["refused"] += 1
+                code = e.status_code
                 raise
-            self._stats["requests"] += 1
-            return await entry(payload)
+            finally:
+                self._metrics.observe(self._alias, code, time.monotonic() - started)
 
         return predict
 
@@ -328,6 +345,11 @@ class TunekitMLflowRuntime(MLflowRuntime):
         params = payload.parameters.model_extra if payload.parameters else None
         output = self._model.predict(decoded, params=params or None)
         return self.encode_response(output, default_codec=TensorDictCodec)
+
+    @custom_handler(rest_path="/tunekit/metrics", rest_method="GET")
+    async def metrics(self) -> Response:
+        """Requests, failures, latency and the queue, in Prometheus text format."""
+        return Response(self._metrics.exposition(), media_type=Measured.content_type)
 
     @custom_handler(rest_path="/tunekit/stats", rest_method="GET")
     async def stats(self) -> dict[str, Any]:

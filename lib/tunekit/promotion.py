@@ -256,7 +256,8 @@ def roll_out(
     aliases = conclude(client, name, decision, measured=challenger)
     promoted = decision.verdict == "promote"
     run.state.update("registry", {"challenger_version": "", "alias": CHAMPION if promoted else "",
-                                  "champion_version": int(aliases[CHAMPION])})  # fmt: skip
+                                  "champion_version": int(aliases[CHAMPION]),
+                                  "model_uri": f"models:/{name}@{CHAMPION}"})  # fmt: skip
     return run.state.update(
         "rollout",
         {

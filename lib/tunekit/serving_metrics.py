@@ -35,6 +35,9 @@ REQUESTS = "tunekit_requests"  # a counter: exposed as tunekit_requests_total
 LATENCY = "tunekit_request_latency_seconds"
 WAITING = "vllm:num_requests_waiting"
 UNROUTED = "unrouted"  # the adapter label of a request refused before an adapter was chosen
+# the alias a server of one adapter serves, its adapter label (MLServer's runtime; a KServe
+# canary serves the challenger), "champion" when unset
+SERVED_ALIAS = "TUNEKIT_SERVED_ALIAS"
 # 5 ms to ~6 min, each bound 25% above the last: a p95 read from the buckets is within a
 # bucket's width of the truth, finer than the rollout rule's 1.1x latency margin needs on average
 LATENCY_BUCKETS = tuple(round(0.005 * 1.25**i, 6) for i in range(51))

@@ -227,11 +227,14 @@ def serve(
     )
 
 
-# Stage 06's runtime (lib/tunekit/mlserver_runtime.py): the image copies it into
+# Stage 06's runtime (lib/tunekit/mlserver_runtime.py): the image copies its modules into
 # MLSERVER_RUNTIME_PATH/tunekit/ (docker/kserve/Dockerfile), the local profile into the run's
 # mlserver/python/tunekit/ (tunekit.backends.local.processes.mlserver_spec)
 MLSERVER_RUNTIME = "tunekit.mlserver_runtime.TunekitMLflowRuntime"
 MLSERVER_RUNTIME_PATH = "/opt/tunekit"
+# the runtime's modules, alone (MLServer's environment lacks the kit's packages): the runtime
+# and the metrics it shares with the FastAPI server (prometheus-client, which MLServer has)
+MLSERVER_RUNTIME_MODULES = ("mlserver_runtime.py", "serving_metrics.py")
 # What one V2 request may carry (the runtime answers 413 or 422 beyond), and the model
 # thread's torch threads (the container has one CPU): MLSERVER_MODEL_EXTRA
 MLSERVER_LIMITS = {"max_body_bytes": 262_144, "max_prompts": 8, "max_prompt_tokens": 1024,

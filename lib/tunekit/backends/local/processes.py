@@ -128,7 +128,7 @@ def mlserver_spec(run: Run) -> ServiceSpec:
     """
     name, version = run.settings.registered_model_name, champion_version(run)
     folder = run.dir / "mlserver"
-    runtime = install_runtime(folder / "python")
+    runtime_digest = install_runtime(folder / "python")
     # gRPC and metrics ports are chosen once per run and kept, so a re-run can reuse the server
     ports_file = folder / "ports.json"
     ports = json.loads(ports_file.read_text()) if ports_file.is_file() else {}
@@ -145,23 +145,27 @@ def mlserver_spec(run: Run) -> ServiceSpec:
             "MLSERVER_GRPC_PORT": str(ports["grpc"]),
             "MLSERVER_METRICS_PORT": str(ports["metrics"]),
             "PYTHONPATH": str(folder / "python"),
-            "TUNEKIT_RUNTIME_DIGEST": hashlib.sha256(runtime.read_bytes()).hexdigest()[:16],
+            "TUNEKIT_RUNTIME_DIGEST": runtime_digest,
         },
     )
     (folder / "models").mkdir(exist_ok=True)
     return ServiceSpec("mlserver", process.argv, f"/v2/models/{name}/ready", process.env)
 
 
-def install_runtime(path: Path) -> Path:
-    """The kit's MLServer runtime as `path`/tunekit/mlserver_runtime.py, alone: MLServer's
-    environment lacks the kit's packages, so `tunekit` there is a namespace package holding
-    this one module."""
-    source = resources.files("tunekit").joinpath("mlserver_runtime.py").read_bytes()
-    target = path / "tunekit" / "mlserver_runtime.py"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.is_file() or target.read_bytes() != source:
-        target.write_bytes(source)
-    return target
+def install_runtime(path: Path) -> str:
+    """The kit's MLServer runtime as `path`/tunekit/ (`containers.MLSERVER_RUNTIME_MODULES`),
+    alone: MLServer's environment lacks the kit's packages, so `tunekit` there is a namespace
+    package holding these modules. Returns their digest (a changed runtime restarts the
+    server)."""
+    digest = hashlib.sha256()
+    for module in containers.MLSERVER_RUNTIME_MODULES:
+        source = resources.files("tunekit").joinpath(module).read_bytes()
+        target = path / "tunekit" / module
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.is_file() or target.read_bytes() != source:
+            target.write_bytes(source)
+        digest.update(source)
+    return digest.hexdigest()[:16]
 
 
 def server_arguments(run: Run, host: str, port: str, backend_store_uri: str) -> list[str]:

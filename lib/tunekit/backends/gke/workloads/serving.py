@@ -27,6 +27,8 @@ from tunekit.models import is_local_model, places_base
 from tunekit.records import Canary, VllmServer
 from tunekit.run import Run
 from tunekit.server_requests import challenger_version
+from tunekit.serving_metrics import SERVED_ALIAS
+from tunekit.traffic import CHALLENGER
 
 KSERVE_MODE = "Standard"  # KServe's mode without Knative (pkg/constants/constants.go)
 HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
@@ -209,7 +211,8 @@ def mlserver_inference_service(
     s = run.settings
     service = _inference_service(run, s.registered_model_name, _mlserver_model(storage_uri))
     if challenger_uri:
-        version = [{"name": "TUNEKIT_SERVED_VERSION", "value": challenger_version}]
+        version = [{"name": "TUNEKIT_SERVED_VERSION", "value": challenger_version},
+                   {"name": SERVED_ALIAS, "value": CHALLENGER}]  # fmt: skip
         service["spec"]["canary"] = [
             {
                 "predictor": {
