@@ -158,7 +158,7 @@ def test_06_draws_champion_and_challenger_side_by_side() -> None:
               "challenger_version": 4}  # fmt: skip
     fig = plots.rollout(record)
     heights = [[bar.get_height() for bar in ax.patches] for ax in fig.axes]
-    assert heights == [[0.60, 0.55], [1.00, 1.2], [0.001, 0.0]]
+    assert heights == [[2000, 250], [0.60, 0.55], [1.00, 1.2], [0.001, 0.0]]
     assert "version 4 rolled back: p95 latency" in fig._suptitle.get_text()
 
 
@@ -176,3 +176,13 @@ def test_the_validation_set_is_asked_of_both_adapters_row_by_row_alternating() -
     first = [adapter for _, adapter in asked[::2]]
     assert first == ["challenger", "champion", "challenger", "champion"]  # alternating
     assert [i for i, _ in asked] == [0, 0, 1, 1, 2, 2, 3, 3]  # row by row
+
+
+def test_a_version_uri_resolves_to_its_version_without_a_registry_call() -> None:
+    """The container names the challenger by version (`models:/NAME/VERSION`: the alias a
+    concluded rollout deletes must not be what a restarted pod loads); the server reports that
+    version in /readyz, which `tunekit rollout` checks before it measures."""
+    from tunekit.traffic import resolve
+
+    assert resolve("models:/gemma2-text-to-sql/7") == ("models:/gemma2-text-to-sql/7", "7")
+    assert resolve("runs:/abc/model") == ("runs:/abc/model", "")

@@ -473,6 +473,42 @@ def test_pinning_a_run_in_04_keeps_the_fine_tune_of_03(served: dict) -> None:
     assert (after["job"], after["mlflow_run_id"]) == (before["job"], before["mlflow_run_id"])
 
 
+def test_a_worse_fine_tune_is_rolled_out_by_06_and_rolled_back(served: dict) -> None:
+    """The series as a user runs it during a rollout: a second fine-tune (test-sized, so
+    worse), registered by 04 as the challenger (pinned: whatever its score), served by 05
+    beside the champion, rolled out by notebook 06 on the validation set asked through the
+    live server: rolled back for its accuracy, drawn side by side, the champion left alone on
+    both servers."""
+    import tunekit
+
+    from .conftest import TINY_FINETUNE
+
+    run_dir = served["run_dir"]
+    trained = tunekit_cli("run", "--stages", "03", "--run-dir", str(run_dir), *TINY_FINETUNE,
+                          timeout=600)  # fmt: skip
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    worse = recorded_run(run_dir).state.section("finetune")["mlflow_run_id"]
+    done = tunekit_cli("run", "--stages", "04-06", "--run-dir", str(run_dir),
+                       "-p", f"pin_run_id={worse}", timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    state = recorded_run(run_dir).state
+    rollout = state.section("rollout")
+    assert rollout["verdict"] == "rolled back", rollout
+    assert any(r.startswith("validation accuracy") for r in rollout["reasons"]), rollout
+    assert rollout["aliases"] == {"champion": "1"} and rollout["challenger_version"] == 2
+    assert rollout["numbers"]["challenger_requests"] >= 200  # the rule's minimum, by default
+    assert state.section("registry")["challenger_version"] == ""
+    # both servers on the champion alone again
+    ready = requests.get(f"{state.section('serving')['fastapi']['url']}/readyz", timeout=10)
+    assert ready.json()["adapters"] == {"champion": "1"}
+    assert state.section("serving")["mlserver"]["model_version"] == "1"
+    # notebook 06 drew it: the rollout cell has a figure
+    notebook = json.loads((run_dir / "notebooks" / "06-deploy-kserve.ipynb").read_text())
+    [cell] = [c for c in notebook["cells"] if "tunekit.rollout(run)" in "".join(c["source"])]
+    assert any("image/png" in o.get("data", {}) for o in cell["outputs"]), cell["outputs"]
+    assert tunekit.open_run(run_dir).settings.promotion == "rollout"  # the default did this
+
+
 def test_down_stops_both_servers(served: dict, tmp_path: Path) -> None:
     run = recorded_run(served["run_dir"])
     assert {"fastapi", "mlserver"} <= set(running_services(run))

@@ -152,13 +152,15 @@ def sweep_trials(run: Run) -> Any:
 
 def rollout(record: dict[str, Any]) -> Any:
     """Champion and challenger side by side on the live numbers a rollout decided on
-    (`tunekit.rollout`'s record): validation accuracy, p95 latency, failure rate."""
+    (`tunekit.rollout`'s record): the split of the requests, validation accuracy, p95
+    latency, failure rate."""
     import matplotlib.pyplot as plt
 
     numbers = record["numbers"]
-    panels = [("validation accuracy", "accuracy", "{:.0%}"), ("p95 latency (s)", "p95_s", "{:.3f}"),
+    panels = [("requests (the split)", "requests", "{:.0f}"),
+              ("validation accuracy", "accuracy", "{:.0%}"), ("p95 latency (s)", "p95_s", "{:.3f}"),
               ("failure rate", "error_rate", "{:.1%}")]  # fmt: skip
-    fig, axes = plt.subplots(1, len(panels), figsize=(10, 3))
+    fig, axes = plt.subplots(1, len(panels), figsize=(12, 3))
     for ax, (title, key, shown) in zip(axes, panels, strict=True):
         values = [numbers.get(f"{who}_{key}") or 0.0 for who in ("champion", "challenger")]
         bars = ax.bar(["champion", "challenger"], values, color=["#4285F4", "#F4B400"])

@@ -87,6 +87,7 @@ def decide(champion: Live, challenger: Live, rule: Rule | None = None) -> Decisi
     rule = rule or Rule()
     numbers: dict[str, float | int | None] = {
         "challenger_requests": challenger.requests,
+        "champion_requests": champion.requests,
         "challenger_error_rate": challenger.error_rate,
         "champion_error_rate": champion.error_rate,
         "challenger_p95_s": challenger.p95_s,

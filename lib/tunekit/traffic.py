@@ -43,13 +43,16 @@ class Split:
 
 def resolve(model_uri: str) -> tuple[str, str]:
     """`models:/NAME@ALIAS` as `models:/NAME/VERSION` and VERSION (resolved once: what is
-    served does not move with the alias); another URI as it is, with no version."""
+    served does not move with the alias); `models:/NAME/VERSION` as it is, with its VERSION;
+    another URI as it is, with no version."""
     import mlflow
 
     if model_uri.startswith("models:/") and "@" in model_uri:
         name, alias = model_uri.removeprefix("models:/").split("@", 1)
         version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
         return f"models:/{name}/{version}", str(version)
+    if model_uri.startswith("models:/") and (parts := model_uri.split("/"))[-1].isdigit():
+        return model_uri, parts[-1]
     return model_uri, ""
 
 
