@@ -320,10 +320,11 @@ def test_manifests_folder_is_the_current_rendering(tmp_path, monkeypatch):
     finally:
         sys.path.remove(str(REPO / "tools"))
     for path in render(tmp_path):
-        committed = REPO / "manifests" / path.name
+        relative = path.relative_to(tmp_path)
+        committed = REPO / "manifests" / relative
         assert committed.is_file(), f"{committed} is missing"
         assert committed.read_text() == path.read_text(), (
-            f"manifests/{path.name} is stale: run `python tools/render_manifests.py manifests`"
+            f"manifests/{relative} is stale: run `python tools/render_manifests.py manifests`"
         )
         # an object used twice is written twice: a reader of the file sees each probe whole
         assert not re.search(r"(^|\s)[&*]id\d+", path.read_text(), re.M), f"alias in {path.name}"

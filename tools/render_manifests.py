@@ -22,6 +22,7 @@ STAGES = (tunekit.create_cluster, tunekit.start_mlflow, tunekit.finetune,
           lambda run: tunekit.sweep(run, tunekit.Sweep(run.settings)),  # the default search
           tunekit.register_model, tunekit.deploy_simple, tunekit.deploy_kserve)  # fmt: skip
 REPO = Path(__file__).resolve().parents[1]
+ROLLOUT = "rollout"  # the servers' objects during a rollout, in manifests/rollout/
 
 
 def render(out: Path) -> list[Path]:
@@ -46,6 +47,15 @@ def render(out: Path) -> list[Path]:
         lines = [line for line in commands.splitlines() if not line.startswith("# --- ")]
         (out / "commands.sh").write_text("\n".join(lines) + "\n")
         written.append(out / "commands.sh")
+        # during a rollout (stage 04 registered version 2 as the challenger), 05 and 06 again:
+        # both adapters in one server, MLServer's KServe canary
+        run.state.update("registry", {"challenger_version": 2})
+        (out / ROLLOUT).mkdir(exist_ok=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            for stage in (tunekit.deploy_simple, tunekit.deploy_kserve):
+                stage(run)
+        for name in ("05-serve.yaml", "06-kserve.yaml"):
+            written.append(Path(shutil.copy(gke / "manifests" / name, out / ROLLOUT / name)))
     return written
 
 
