@@ -35,7 +35,7 @@ def _vllm(run: Any) -> dict[str, Any]:
     return rendered_one(run, "InferenceService", "-vllm")
 
 
-def _vllm_lora_modules(args: list[str]) -> list[str]:
+def _vllm_lora_modules(args: list[str]) -> tuple[list[str], int]:
     """`args` read as KServe's huggingfaceserver reads them: `parse_known_args` (unknown
     flags dropped: huggingfaceserver/__main__.py), `--lora-modules` with nargs="+" and an
     action that sets the list it was given (vllm 0.24.0 vllm/engine/arg_utils.py makes a

@@ -108,9 +108,10 @@ def register_best(run: Run, mlflow_client: Any) -> RegistryRecord:
         alias, champion = CHALLENGER, current.version
     if alias:
         mlflow_client.set_registered_model_alias(name, alias, version.version)
-    waiting = alias_version(mlflow_client, name, CHALLENGER)
-    if alias == CHAMPION and waiting is not None and waiting.version == version.version:
-        mlflow_client.delete_registered_model_alias(name, CHALLENGER)  # promoted without a rollout
+    # promoted without a rollout: the version keeps one alias (asked only then)
+    waiting = alias_version(mlflow_client, name, CHALLENGER) if alias == CHAMPION else None
+    if waiting is not None and waiting.version == version.version:
+        mlflow_client.delete_registered_model_alias(name, CHALLENGER)
     for metric in METRICS:
         if best.get(metric) is not None:
             mlflow_client.set_model_version_tag(

@@ -28,7 +28,7 @@ from tunekit.records import Canary, VllmServer
 from tunekit.run import Run
 from tunekit.server_requests import challenger_version
 from tunekit.serving_metrics import SERVED_ALIAS
-from tunekit.traffic import CHALLENGER
+from tunekit.traffic import CHALLENGER, CHAMPION
 
 KSERVE_MODE = "Standard"  # KServe's mode without Knative (pkg/constants/constants.go)
 HF_RUNTIME = "kserve-huggingfaceserver"  # KServe's ClusterServingRuntime for Hugging Face models
@@ -219,10 +219,22 @@ def mlserver_inference_service(
                     "name": CANARY,
                     "model": _mlserver_model(challenger_uri, protocolVersion="v2", env=version),
                 },
-                "trafficPercent": round(100 * s.challenger_share),
+                "trafficPercent": _canary_percent(run),
             }
         ]
     return service
+
+
+def _canary_percent(run: Run) -> int:
+    """The canary's `trafficPercent`: the challenger's share of the requests."""
+    return round(100 * run.settings.challenger_share)
+
+
+def _vllm_models(run: Run, challenger: bool) -> dict[str, str]:
+    """The request's `model` of each adapter vLLM serves, by alias (the challenger's during a
+    rollout): `<name>-lora` the champion, `<name>-challenger` the challenger."""
+    name = run.settings.registered_model_name
+    return {CHAMPION: f"{name}-lora", **({CHALLENGER: f"{name}-challenger"} if challenger else {})}
 
 
 def vllm_inference_service(run: Run, storage_uri: str, challenger_uri: str = "") -> list[dict]:
@@ -241,9 +253,8 @@ def vllm_inference_service(run: Run, storage_uri: str, challenger_uri: str = "")
     """
     s = run.settings
     name = f"{s.registered_model_name}-vllm"
-    adapters = {f"{s.registered_model_name}-lora": (storage_uri, "champion")}
-    if challenger_uri:
-        adapters[f"{s.registered_model_name}-challenger"] = (challenger_uri, "challenger")
+    models = _vllm_models(run, bool(challenger_uri))
+    uris = {CHAMPION: storage_uri, CHALLENGER: challenger_uri}  # each in /mnt/models/<alias>
     model = {
         "modelFormat": {"name": "huggingface"},
         # KServe's own runtime, named rather than auto-selected: with nvidia.com/gpu in the
@@ -263,10 +274,10 @@ def vllm_inference_service(run: Run, storage_uri: str, challenger_uri: str = "")
             # would replace the first. The logged pyfunc model keeps the adapter in
             # artifacts/peft (tunekit.pyfunc_model)
             "--lora-modules",
-            *(f"{a}={MODEL_DIR}/{folder}/artifacts/peft" for a, (_, folder) in adapters.items()),
+            *(f"{model}={MODEL_DIR}/{alias}/artifacts/peft" for alias, model in models.items()),
             # adapters in one batch (vllm/config/lora.py max_loras, default 1: the scheduler
             # holds back a request of another adapter, vllm/v1/core/sched/scheduler.py)
-            f"--max-loras={len(adapters)}",
+            f"--max-loras={len(models)}",
             # one structured-output backend, named: with "auto", a grammar xgrammar cannot
             # parse goes to another backend that the engine then compiles with xgrammar and
             # dies (vllm-project/vllm#43920); named, a bad grammar is a 400. vLLM 0.24's flag
@@ -276,9 +287,7 @@ def vllm_inference_service(run: Run, storage_uri: str, challenger_uri: str = "")
         ],
         "env": secret_env(HF_TOKEN),
     }
-    storage = [
-        {"uri": uri, "mountPath": f"{MODEL_DIR}/{folder}"} for uri, folder in adapters.values()
-    ]
+    storage = [{"uri": uris[alias], "mountPath": f"{MODEL_DIR}/{alias}"} for alias in models]
     # KServe makes no HPA of its own for class external (reconcilers/hpa/hpa_reconciler.go
     # `shouldCreateHPA`); its own HPA reads Resource metrics only (a Pods metric is dropped)
     external = {"serving.kserve.io/autoscalerClass": "external"}
@@ -292,15 +301,15 @@ def vllm_inference_service(run: Run, storage_uri: str, challenger_uri: str = "")
 def vllm_served(run: Run, challenger: str, vllm_version: tuple[int, ...]) -> VllmServer:
     """What stage 06 records of the vLLM InferenceService: its OpenAI URL in the cluster, the
     request's `model` of each adapter, the vLLM version (it decides the grammar's field)."""
-    name = run.settings.registered_model_name
-    url = in_cluster_url(run, f"{name}-vllm-predictor")
+    models = _vllm_models(run, bool(challenger))
+    url = in_cluster_url(run, f"{run.settings.registered_model_name}-vllm-predictor")
     served: VllmServer = {
         "openai_url": f"{url}/openai/v1/completions",
-        "model": f"{name}-lora",
+        "model": models[CHAMPION],
         "vllm_version": list(vllm_version),
     }
     if challenger:
-        served["challenger_model"] = f"{name}-challenger"
+        served["challenger_model"] = models[CHALLENGER]
     return served
 
 
@@ -310,7 +319,7 @@ def canary_served(run: Run, challenger: str, challenger_uri: str) -> Canary:
     return {
         "model_version": challenger,
         "storage_uri": challenger_uri,
-        "traffic_percent": round(100 * run.settings.challenger_share),
+        "traffic_percent": _canary_percent(run),
         "in_cluster_url": in_cluster_url(run, f"{name}-{CANARY}-predictor"),
     }
 
