@@ -49,6 +49,9 @@ kubectl apply --server-side --field-manager=tunekit --force-conflicts -f https:/
 kubectl patch configmap/inferenceservice-config -n=kserve --type=merge '-p={"data": {"deploy": "{\"defaultDeploymentMode\": \"Standard\"}"}}'
 kubectl apply -f https://raw.githubusercontent.com/GoogleCloudPlatform/k8s-stackdriver/af49d863755c0535f598cfde9288ae9a75251d38/custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml
 kubectl wait deployment --all -n=custom-metrics --for=condition=Available --timeout=5m
+kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-gateway.yaml
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-kserve.yaml
 kubectl wait inferenceservice/gemma2-text-to-sql -n=tunekit --for=condition=Ready --timeout=30m
 kubectl wait inferenceservice/gemma2-text-to-sql-vllm -n=tunekit --for=condition=Ready --timeout=30m
+kubectl wait gateway/tunekit-serving -n=tunekit --for=condition=Programmed --timeout=15m
+kubectl get gateway/tunekit-serving -n=tunekit '-o=jsonpath={.status.addresses[0].value}'

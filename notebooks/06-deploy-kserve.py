@@ -32,7 +32,7 @@
 # | profile | what this stage does |
 # |---|---|
 # | `local` (default) | writes a model-settings file into the run directory and starts `mlserver start` on it as a managed local service (MLServer has its own environment, `.venv-mlserver`) |
-# | `gke` | applies a KServe `InferenceService` (V2 protocol) whose `storageUri` is the registered version, on an MLServer image with the model's dependencies baked in |
+# | `gke` | applies a KServe `InferenceService` (V2 protocol) whose `storageUri` is the registered version, on an MLServer image with the model's dependencies baked in, behind an internal Gateway (one address in the VPC; during a rollout it weighs champion and challenger by `challenger_share`) |
 #
 # ### Objective
 #
@@ -41,8 +41,8 @@
 #
 # ### Costs
 #
-# The `local` profile runs on this machine and costs nothing. On `gke` the InferenceService holds a GPU node while it runs; `07-cleanup`
-# removes it.
+# The `local` profile runs on this machine and costs nothing. On `gke` the InferenceService holds a GPU node while it runs (a second one for the challenger during a rollout), and its Gateway is an internal Application Load Balancer, billed by the hour and by the data it processes; `07-cleanup`
+# removes both.
 
 # %% [markdown]
 # ## Before you begin

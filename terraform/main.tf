@@ -47,13 +47,33 @@ resource "google_compute_subnetwork" "tunekit" {
   }
 }
 
-# Ingress: only the cluster's own ranges (nodes, pods, services) and Google's health checks.
-resource "google_compute_firewall" "internal" {
-  name          = "${var.cluster_name}-internal"
+# The proxies of the internal Gateway (GatewayClass gke-l7-rilb) that weighs MLServer's
+# champion against its canary: a regional internal Application Load Balancer needs a
+# proxy-only subnet in the region, one active per network and region (load-balancing docs,
+# proxy-only-subnets). The provider sends no log_config for this purpose (flow logs are not
+# supported on it: resource_compute_subnetwork.go expandComputeSubnetworkLogConfig).
+resource "google_compute_subnetwork" "proxy_only" {
+  #checkov:skip=CKV_GCP_26:a proxy-only subnet cannot have flow logs
+  #checkov:skip=CKV_GCP_74:a proxy-only subnet holds the load balancer's proxies, not VMs that reach Google APIs
+  name          = "${var.cluster_name}-proxy-only"
   project       = var.project_id
+  region        = var.region
   network       = google_compute_network.tunekit.id
-  direction     = "INGRESS"
-  source_ranges = ["10.10.0.0/20", "10.20.0.0/14", "10.30.0.0/20", "35.191.0.0/16", "130.211.0.0/22"]
+  ip_cidr_range = var.proxy_only_cidr
+  purpose       = "REGIONAL_MANAGED_PROXY"
+  role          = "ACTIVE"
+}
+
+# Ingress: only the cluster's own ranges (nodes, pods, services), the Gateway's proxies and
+# Google's health checks.
+resource "google_compute_firewall" "internal" {
+  name      = "${var.cluster_name}-internal"
+  project   = var.project_id
+  network   = google_compute_network.tunekit.id
+  direction = "INGRESS"
+  source_ranges = [
+    "10.10.0.0/20", "10.20.0.0/14", "10.30.0.0/20", var.proxy_only_cidr, "35.191.0.0/16", "130.211.0.0/22"
+  ]
 
   allow {
     protocol = "tcp"
@@ -149,6 +169,11 @@ resource "google_container_cluster" "tunekit" {
     managed_prometheus {
       enabled = true
     }
+  }
+
+  # Gateway API's standard CRDs and GKE's GatewayClasses (MLServer's Gateway, stage 06)
+  gateway_api_config {
+    channel = "CHANNEL_STANDARD"
   }
 
   addons_config {

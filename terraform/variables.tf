@@ -107,3 +107,9 @@ variable "master_ipv4_cidr_block" {
   type        = string
   default     = "172.16.0.0/28"
 }
+
+variable "proxy_only_cidr" {
+  description = "The range of the proxy-only subnet of MLServer's internal Gateway (at least /26)"
+  type        = string
+  default     = "10.40.0.0/23"
+}

@@ -9,8 +9,9 @@ pydantic models of `kubeflow-katib-api` (generated from Katib's OpenAPI spec), m
 same way. Kubeflow Trainer kinds: the pydantic models of `kubeflow-trainer-api` (generated from
 the Trainer's OpenAPI spec, one release per Trainer release): an object must load into them
 (types are strict there) and come back out unchanged (their `from_dict` drops what they do not
-know, so a field they lack is an error here). Google Managed Prometheus's PodMonitoring: the
-fields of its CRD written out below (no package carries it).
+know, so a field they lack is an error here). Google Managed Prometheus's PodMonitoring,
+Gateway API's Gateway and HTTPRoute, and GKE's HealthCheckPolicy: the fields of their CRDs the
+kit sets, written out below with the CRDs' validation rules (no package carries them).
 """
 
 from __future__ import annotations
@@ -73,6 +74,252 @@ POD_MONITORING = {
         },
     },
 }
+# Gateway API v1, the parts the kit sets, from kubernetes-sigs/gateway-api v1.6.1 (8bb74df)
+# config/crd/standard/gateway.networking.k8s.io_{gateways,httproutes}.yaml (the same fields in
+# v1.1.0 to v1.5.0, the releases GKE installs): a Gateway requires gatewayClassName and 1-64
+# listeners, each with name, port (1-65535) and protocol; allowedRoutes.namespaces.from is All,
+# Selector or Same. An HTTPRoute's parentRefs need a name; a path match's type is Exact,
+# PathPrefix or RegularExpression, its value starts with "/"; a backendRef needs a name, a port
+# when it names a Service ("Must have port for Service reference"), a weight of 0-1,000,000
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 253}
+_OBJECT = {"required": ["apiVersion", "kind", "metadata", "spec"]}
+GATEWAY = {
+    **_STRICT,
+    **_OBJECT,
+    "properties": {
+        "apiVersion": {"const": f"{GATEWAY_GROUP}/v1"},
+        "kind": {"const": "Gateway"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            **_STRICT,
+            "required": ["gatewayClassName", "listeners"],
+            "properties": {
+                "gatewayClassName": _NAME,
+                "listeners": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 64,
+                    "items": {
+                        **_STRICT,
+                        "required": ["name", "port", "protocol"],
+                        "properties": {
+                            "name": {
+                                "type": "string",
+                                "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                            },
+                            "port": _PORT,
+                            "protocol": {"type": "string"},
+                            "hostname": {"type": "string"},
+                            "allowedRoutes": {
+                                **_STRICT,
+                                "properties": {
+                                    "namespaces": {
+                                        **_STRICT,
+                                        "properties": {
+                                            "from": {"enum": ["All", "Selector", "Same"]},
+                                            "selector": {"type": "object"},
+                                        },
+                                    },
+                                    "kinds": {"type": "array"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+_BACKEND_REF = {
+    **_STRICT,
+    "required": ["name"],
+    "properties": {
+        "group": {"type": "string"},
+        "kind": {"type": "string"},
+        "name": _NAME,
+        "namespace": {"type": "string"},
+        "port": _PORT,
+        "weight": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+    },
+    # the CEL rule: a Service (group "" and kind Service, which are the defaults) needs a port
+    "if": {
+        "properties": {"group": {"const": ""}, "kind": {"const": "Service"}},
+    },
+    "then": {"required": ["port"]},
+}
+HTTP_ROUTE = {
+    **_STRICT,
+    **_OBJECT,
+    "properties": {
+        "apiVersion": {"const": f"{GATEWAY_GROUP}/v1"},
+        "kind": {"const": "HTTPRoute"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            **_STRICT,
+            "properties": {
+                "hostnames": {"type": "array"},
+                "parentRefs": {
+                    "type": "array",
+                    "maxItems": 32,
+                    "items": {
+                        **_STRICT,
+                        "required": ["name"],
+                        "properties": {
+                            field: {"type": "string"}
+                            for field in ("group", "kind", "name", "namespace", "sectionName")
+                        }
+                        | {"port": _PORT},
+                    },
+                },
+                "rules": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 16,
+                    "items": {
+                        **_STRICT,
+                        "properties": {
+                            "matches": {
+                                "type": "array",
+                                "items": {
+                                    **_STRICT,
+                                    "properties": {
+                                        "path": {
+                                            **_STRICT,
+                                            "properties": {
+                                                "type": {
+                                                    "enum": [
+                                                        "Exact",
+                                                        "PathPrefix",
+                                                        "RegularExpression",
+                                                    ]
+                                                },
+                                                "value": {"type": "string", "maxLength": 1024},
+                                            },
+                                            "if": {
+                                                "properties": {
+                                                    "type": {"enum": ["Exact", "PathPrefix"]}
+                                                }
+                                            },
+                                            "then": {
+                                                "properties": {
+                                                    "value": {"type": "string", "pattern": "^/"}
+                                                }
+                                            },
+                                        },
+                                        "headers": {"type": "array"},
+                                        "queryParams": {"type": "array"},
+                                        "method": {"type": "string"},
+                                    },
+                                },
+                            },
+                            "backendRefs": {
+                                "type": "array",
+                                "maxItems": 16,
+                                "items": _BACKEND_REF,
+                            },
+                            "filters": {"type": "array"},
+                            "name": {"type": "string"},
+                            "timeouts": {"type": "object"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+# GKE's HealthCheckPolicy, from GoogleCloudPlatform/gke-gateway-api (fc40d60) apis/networking/
+# v1/healthcheck_types.go and config/crd/networking.gke.io_healthcheckpolicies.yaml: targetRef
+# requires group, kind and name; config holds its type (TCP, HTTP, HTTPS, HTTP2, GRPC) and that
+# type's block; requestPath starts with "/"; since 983ac3d a port (or portName) only with
+# portSpecification USE_FIXED_PORT (USE_NAMED_PORT: portName)
+GKE_NETWORKING_GROUP = "networking.gke.io"
+_HTTP_CHECK = {
+    **_STRICT,
+    "properties": {
+        "requestPath": {"type": "string", "pattern": "^/", "maxLength": 2048},
+        "port": _PORT,
+        "portName": {"type": "string"},
+        "portSpecification": {"enum": ["USE_FIXED_PORT", "USE_NAMED_PORT", "USE_SERVING_PORT"]},
+        "host": {"type": "string"},
+        "proxyHeader": {"enum": ["NONE", "PROXY_V1"]},
+        "response": {"type": "string"},
+    },
+    "allOf": [
+        {
+            "if": {"required": ["port"]},
+            "then": {
+                "required": ["portSpecification"],
+                "properties": {"portSpecification": {"const": "USE_FIXED_PORT"}},
+            },
+        },
+        {
+            "if": {"required": ["portName"]},
+            "then": {
+                "required": ["portSpecification"],
+                "properties": {"portSpecification": {"const": "USE_NAMED_PORT"}},
+            },
+        },
+    ],
+}
+HEALTH_CHECK_POLICY = {
+    **_STRICT,
+    **_OBJECT,
+    "properties": {
+        "apiVersion": {"const": f"{GKE_NETWORKING_GROUP}/v1"},
+        "kind": {"const": "HealthCheckPolicy"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            **_STRICT,
+            "required": ["targetRef"],
+            "properties": {
+                "targetRef": {
+                    **_STRICT,
+                    "required": ["group", "kind", "name"],
+                    "properties": {
+                        "group": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "name": _NAME,
+                        "namespace": {"type": "string"},
+                    },
+                },
+                "default": {
+                    **_STRICT,
+                    "properties": {
+                        "checkIntervalSec": {"type": "integer", "minimum": 1, "maximum": 300},
+                        "timeoutSec": {"type": "integer", "minimum": 1, "maximum": 300},
+                        "healthyThreshold": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "unhealthyThreshold": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "logConfig": {"type": "object"},
+                        "config": {
+                            **_STRICT,
+                            "required": ["type"],
+                            "minProperties": 2,
+                            "maxProperties": 2,
+                            "properties": {
+                                "type": {"enum": ["TCP", "HTTP", "HTTPS", "HTTP2", "GRPC"]},
+                                "httpHealthCheck": _HTTP_CHECK,
+                                "httpsHealthCheck": _HTTP_CHECK,
+                                "http2HealthCheck": _HTTP_CHECK,
+                                "tcpHealthCheck": {"type": "object"},
+                                "grpcHealthCheck": {"type": "object"},
+                            },
+                            "if": {"properties": {"type": {"const": "HTTP"}}},
+                            "then": {"required": ["httpHealthCheck"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+_HANDWRITTEN = {
+    (MONITORING_GROUP, "PodMonitoring"): POD_MONITORING,
+    (GATEWAY_GROUP, "Gateway"): GATEWAY,
+    (GATEWAY_GROUP, "HTTPRoute"): HTTP_ROUTE,
+    (GKE_NETWORKING_GROUP, "HealthCheckPolicy"): HEALTH_CHECK_POLICY,
+}
 _PRIMITIVES = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
@@ -89,9 +336,12 @@ def validate(obj: dict[str, Any], k8s_version: str) -> None:
     group, _, version = obj.get("apiVersion", "").rpartition("/")
     if group == TRAINER_GROUP:
         return _validate_trainer(obj, name, version)
-    if group in (KSERVE_GROUP, KATIB_GROUP, MONITORING_GROUP):
-        if group == MONITORING_GROUP:
-            schema = POD_MONITORING
+    handwritten = {g for g, _ in _HANDWRITTEN}
+    if group in (KSERVE_GROUP, KATIB_GROUP, *handwritten):
+        if group in handwritten:
+            if (group, obj.get("kind")) not in _HANDWRITTEN:
+                raise ValueError(f"{name}: no schema for kind {obj.get('kind')} of {group}")
+            schema = _HANDWRITTEN[group, obj["kind"]]
         elif group == KSERVE_GROUP:
             schema = kserve_schema(obj["kind"], version, k8s_version)
         else:

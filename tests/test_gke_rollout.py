@@ -10,6 +10,7 @@ python/kserve/pyproject.toml pins vllm==0.24.0, the vLLM of v0.21.0's image) and
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 from pathlib import PurePosixPath
 from typing import Any
@@ -217,3 +218,193 @@ def test_a_rollouts_serving_record_is_what_the_records_declare(dry_run_rollout) 
     serving = dry_run_rollout.state.section("serving")
     assert serving["mlserver"]["canary"]["traffic_percent"] == 10
     assert check(dry_run_rollout.state) == []
+
+
+# --- MLServer's Gateway: the canary's weights (workloads/gateway.py)
+
+
+def _mlserver_route(run: Any) -> dict[str, Any]:
+    return rendered_one(run, "HTTPRoute", NAME)
+
+
+def test_mlservers_gateway_weighs_the_canary_as_kserve_would(dry_run_rollout) -> None:
+    """KServe's own route would weigh the stable predictor's Service at 100 - trafficPercent
+    and the canary's at trafficPercent (reconcilers/ingress/httproute_reconciler.go
+    `applyCanaryWeights`), but matches paths by regular expression, which GKE's Gateway
+    refuses (kserve/kserve#5319): the kit's route, on a path prefix, weighs the same Services
+    (`{isvc}-predictor`, `{isvc}-{name}-predictor`: constants.go PredictorServiceName) on
+    their port, 80 (constants.go CommonDefaultHttpPort; service_reconciler.go
+    createDefaultSvc). A weight is a share of the weights' sum (gateway-api v1.6.1
+    httproutes CRD, `weight`)."""
+    isvc = rendered_one(dry_run_rollout, "InferenceService", NAME)
+    [canary] = isvc["spec"]["canary"]
+    gateway = rendered_one(dry_run_rollout, "Gateway")
+    route = _mlserver_route(dry_run_rollout)
+    assert gateway["spec"]["gatewayClassName"] == "gke-l7-rilb"  # internal, regional
+    [listener] = gateway["spec"]["listeners"]
+    assert (listener["protocol"], listener["port"]) == ("HTTP", 80)
+    [parent] = route["spec"]["parentRefs"]
+    assert (parent["name"], parent["sectionName"]) == (
+        gateway["metadata"]["name"],
+        listener["name"],
+    )
+    assert (
+        parent.get("namespace", route["metadata"]["namespace"]) == gateway["metadata"]["namespace"]
+    )
+    [rule] = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    backends = {b["name"]: b for b in rule["backendRefs"]}
+    stable, challenger = f"{NAME}-predictor", f"{NAME}-{canary['predictor']['name']}-predictor"
+    assert set(backends) == {stable, challenger}
+    assert {b["port"] for b in backends.values()} == {80}
+    total = sum(b["weight"] for b in backends.values())
+    assert backends[challenger]["weight"] / total == canary["trafficPercent"] / 100
+    assert backends[challenger]["weight"] / total == dry_run_rollout.settings.challenger_share
+    served = dry_run_rollout.state.section("serving")["mlserver"]
+    assert served["gateway_infer_url"].endswith(f"/v2/models/{NAME}/infer")
+
+
+def test_without_a_challenger_the_gateway_sends_everything_to_the_champion(dry_run) -> None:
+    [rule] = _mlserver_route(dry_run)["spec"]["rules"]
+    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [(f"{NAME}-predictor", 100)]
+
+
+def test_the_load_balancer_checks_mlservers_readiness_on_each_service(dry_run_rollout) -> None:
+    """A Gateway's backend is checked with `GET /` unless a HealthCheckPolicy says otherwise
+    (gke-gateway-api healthcheck_types.go: requestPath default "/"), where MLServer answers
+    404: each Service the route names gets the runtime's own readiness path, on the port it
+    serves (USE_SERVING_PORT, with no `port`: the CRD refuses one beside it since 983ac3d)."""
+    [rule] = _mlserver_route(dry_run_rollout)["spec"]["rules"]
+    runtime = rendered_one(dry_run_rollout, "ServingRuntime", "tunekit-mlserver")
+    [container] = runtime["spec"]["containers"]
+    policies = {
+        p["spec"]["targetRef"]["name"]: p
+        for p in rendered(dry_run_rollout)
+        if p["kind"] == "HealthCheckPolicy"
+    }
+    assert set(policies) == {b["name"] for b in rule["backendRefs"]}
+    for policy in policies.values():
+        assert policy["spec"]["targetRef"] | {"name": ""} == {
+            "group": "",
+            "kind": "Service",
+            "name": "",
+        }
+        config = policy["spec"]["default"]["config"]
+        assert config["type"] == "HTTP"
+        check = config["httpHealthCheck"]
+        assert check["requestPath"] == container["readinessProbe"]["httpGet"]["path"]
+        assert check["portSpecification"] == "USE_SERVING_PORT" and "port" not in check
+
+
+def _admits(policies: list[dict], pod: dict[str, str], source: str, port: int) -> bool:
+    """Whether Kubernetes NetworkPolicies admit a connection from `source`, an address outside
+    the cluster's pods, to `port` of a pod labelled `pod` (networking.k8s.io/v1 semantics: a pod
+    no policy selects for Ingress admits everything; a selected pod, what some rule admits;
+    ipBlock peers match by address; pod and namespace selectors match pods only)."""
+
+    def selects(policy: dict) -> bool:
+        wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+        ingress = "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+        return ingress and all(pod.get(k) == v for k, v in wanted.items())
+
+    def peer(rule_peer: dict) -> bool:
+        block = rule_peer.get("ipBlock")
+        if not block:
+            return False
+        address = ipaddress.ip_address(source)
+        inside = address in ipaddress.ip_network(block["cidr"])
+        return inside and not any(
+            address in ipaddress.ip_network(e) for e in block.get("except", [])
+        )
+
+    selecting = [p for p in policies if selects(p)]
+    if not selecting:
+        return True
+    return any(
+        (not rule.get("from") or any(peer(f) for f in rule["from"]))
+        and (not rule.get("ports") or any(p["port"] == port for p in rule["ports"]))
+        for policy in selecting
+        for rule in policy["spec"].get("ingress", [])
+    )
+
+
+def test_the_load_balancer_gets_through_the_namespaces_network_policy(dry_run_rollout) -> None:
+    """The namespace admits its own pods only (Dataplane V2 enforces it); the Gateway's proxies
+    (the proxy-only subnet) and Google's health checks (35.191.0.0/16, 130.211.0.0/22:
+    load-balancing docs, firewall rules) reach the champion's and the canary's pods on the port
+    they serve, the Services' targetPort (the route's NEGs send to the pod). KServe labels a
+    canary's pods as the stable ones (components/predictor.go reconcileCanaryDeployments builds
+    them from a copy of the InferenceService: same name, component predictor)."""
+    policies = [o for o in rendered(dry_run_rollout) if o["kind"] == "NetworkPolicy"]
+    assert policies, "no NetworkPolicy rendered"
+    predictor = {
+        workloads.serving.ISVC_POD_LABEL: NAME,
+        workloads.serving.COMPONENT_LABEL: "predictor",
+    }
+    port = workloads.SERVE_PORT
+    runtime = rendered_one(dry_run_rollout, "ServingRuntime", "tunekit-mlserver")
+    assert runtime["spec"]["containers"][0]["ports"][0]["containerPort"] == port
+    proxy = str(next(ipaddress.ip_network(workloads.PROXY_ONLY_CIDR).hosts()))
+    for source in (proxy, "35.191.8.9", "130.211.1.2"):
+        assert _admits(policies, predictor, source, port), source
+    assert not _admits(policies, predictor, proxy, 9000)  # gRPC is not the Gateway's
+    assert not _admits(policies, predictor, "10.99.0.1", port)  # nor anyone else's
+    other = {"app.kubernetes.io/name": "tunekit-serve"}  # the policy admits MLServer's pods only
+    assert not _admits(policies, other, proxy, port)
+
+
+def test_the_route_leaves_a_canary_before_it_goes_and_reaches_it_once_it_serves(
+    dry_run, dry_run_rollout
+) -> None:
+    """During a rollout the route is applied once the canary is Ready, which the
+    InferenceService's Ready does not wait for (inference_service_status.go conditionSet:
+    PredictorReady, IngressReady; CanaryPredictorReady set apart by components/predictor.go);
+    on the champion alone, before the InferenceService drops its canary."""
+
+    def order(run: Any, *lines: str) -> list[int]:
+        script = (run.dir / "gke" / "commands.sh").read_text()
+        found = [script.find(line) for line in lines]
+        assert -1 not in found, [line for line, at in zip(lines, found, strict=True) if at < 0]
+        return found
+
+    gateway, kserve = "manifests/06-gateway.yaml", "manifests/06-kserve.yaml"
+    canary = f"kubectl wait inferenceservice/{NAME} -n=tunekit --for=condition=CanaryPredictorReady"
+    programmed = "kubectl wait gateway/tunekit-serving -n=tunekit --for=condition=Programmed"
+    found = order(dry_run_rollout, kserve, canary, gateway, programmed)
+    assert found == sorted(found)
+    found = order(dry_run, gateway, kserve, programmed)
+    assert found == sorted(found)
+    assert "CanaryPredictorReady" not in (dry_run.dir / "gke" / "commands.sh").read_text()
+
+
+def test_terraform_gives_the_gateway_its_proxies(dry_run_rollout) -> None:
+    """GKE's Gateway API (provider google_container_cluster `gateway_api_config.channel`:
+    CHANNEL_DISABLED, CHANNEL_EXPERIMENTAL or CHANNEL_STANDARD: resource_container_cluster.go),
+    a proxy-only subnet in the cluster's network and region (`purpose` REGIONAL_MANAGED_PROXY,
+    `role` ACTIVE; no log_config: resource_compute_subnetwork.go), at least 64 addresses
+    (load-balancing docs, proxy-only subnets), apart from the cluster's ranges, and admitted by
+    the firewall with the health checks. The range is the kit's (the NetworkPolicy names it)."""
+    from .test_gke_upstream import _resources, _terraform, _variable_default
+
+    tf = _terraform()
+    resources = _resources(tf)
+    cluster = resources["google_container_cluster.tunekit"]
+    assert cluster["gateway_api_config"][0]["channel"] == "CHANNEL_STANDARD"
+    proxies = resources["google_compute_subnetwork.proxy_only"]
+    assert (proxies["purpose"], proxies["role"]) == ("REGIONAL_MANAGED_PROXY", "ACTIVE")
+    assert proxies["network"] == cluster["network"] == "${google_compute_network.tunekit.id}"
+    assert proxies["region"] == "${var.region}" and "log_config" not in proxies
+    assert proxies["ip_cidr_range"] == "${var.proxy_only_cidr}"
+    assert _variable_default(tf, "proxy_only_cidr") == workloads.PROXY_ONLY_CIDR
+    assert terraform_variables(dry_run_rollout)["proxy_only_cidr"] == workloads.PROXY_ONLY_CIDR
+    proxy_range = ipaddress.ip_network(workloads.PROXY_ONLY_CIDR)
+    assert proxy_range.num_addresses >= 64
+    subnet = resources["google_compute_subnetwork.tunekit"]
+    cluster_ranges = [
+        subnet["ip_cidr_range"],
+        *(r["ip_cidr_range"] for r in subnet["secondary_ip_range"]),
+    ]
+    assert not any(proxy_range.overlaps(ipaddress.ip_network(r)) for r in cluster_ranges)
+    sources = resources["google_compute_firewall.internal"]["source_ranges"]
+    assert "${var.proxy_only_cidr}" in sources
+    assert set(workloads.HEALTH_CHECK_RANGES) <= set(sources)

@@ -48,13 +48,13 @@ def render(out: Path) -> list[Path]:
         (out / "commands.sh").write_text("\n".join(lines) + "\n")
         written.append(out / "commands.sh")
         # during a rollout (stage 04 registered version 2 as the challenger), 05 and 06 again:
-        # both adapters in one server, MLServer's KServe canary
+        # both adapters in one server, MLServer's KServe canary weighed by its Gateway
         run.state.update("registry", {"challenger_version": 2})
         (out / ROLLOUT).mkdir(exist_ok=True)
         with contextlib.redirect_stdout(io.StringIO()):
             for stage in (tunekit.deploy_simple, tunekit.deploy_kserve):
                 stage(run)
-        for name in ("05-serve.yaml", "06-kserve.yaml"):
+        for name in ("05-serve.yaml", "06-kserve.yaml", "06-gateway.yaml"):
             written.append(Path(shutil.copy(gke / "manifests" / name, out / ROLLOUT / name)))
     return written
 

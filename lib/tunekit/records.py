@@ -128,6 +128,7 @@ class Server(TypedDict, total=False):
     infer_url: str  # MLServer: its V2 endpoint
     reused: bool  # local
     in_cluster_url: str  # gke
+    gateway_infer_url: str  # gke, MLServer: its V2 endpoint through the Gateway, in the VPC
     storage_uri: str  # gke, MLServer: the model's folder in the bucket
     canary: Canary  # gke, MLServer during a rollout: the challenger
 

@@ -21,6 +21,7 @@ from tunekit.backends import mlflow_chart
 from tunekit.backends.base import LivePlatform
 from tunekit.backends.gke import addons, jobs, katib, workloads
 from tunekit.backends.gke.images import build_images
+from tunekit.backends.gke.kserve_apply import apply_kserve
 from tunekit.backends.gke.kube import GKE_ACCELERATOR_LABEL
 from tunekit.backends.gke.shell import Shell
 from tunekit.backends.gke.terraform import terraform_variables
@@ -277,9 +278,9 @@ class Gke(LivePlatform):
         )
 
     def deploy_kserve(self, run: Run) -> ServingRecord:
-        """MLServer's runtime and InferenceService (V2); with a Hub base also vLLM's with the
-        adapter (OpenAI API), scaled on its queue; during a rollout the challenger is MLServer's
-        canary and vLLM's second adapter. Waits until they are ready."""
+        """MLServer's runtime, InferenceService (V2) and Gateway; with a Hub base vLLM's too
+        (OpenAI API), scaled on its queue; during a rollout the challenger is MLServer's canary
+        and vLLM's second adapter. Waits until they serve (`kserve_apply`)."""
         sh, s = self.shell(run, "06-deploy-kserve"), run.settings
         name, version = s.registered_model_name, champion_version(run)
         addons.ensure_kserve(sh)
@@ -288,16 +289,13 @@ class Gke(LivePlatform):
         challenger_uri = self.storage_uri(run, challenger) if challenger else ""
         services = [workloads.mlserver_inference_service(run, storage_uri, challenger_uri,
                                                          challenger)]  # fmt: skip
-        others: list[dict[str, Any]] = []
+        others: list[dict] = []
         if workloads.vllm_serves(run):
             addons.ensure_metrics_adapter(sh)
             vllm, *others = workloads.vllm_inference_service(run, storage_uri, challenger_uri)
             services.append(vllm)
         runtime = workloads.mlserver_runtime(run, workloads.in_cluster_tracking_uri(run), version)
-        sh.apply("manifests/06-kserve.yaml", [runtime, *services, *others])
-        for isvc in services:
-            sh.run(["kubectl", "wait", f"inferenceservice/{isvc['metadata']['name']}",
-                    f"-n={s.namespace}", "--for=condition=Ready", "--timeout=30m"])  # fmt: skip
+        gateway_url = apply_kserve(sh, run, [runtime, *services, *others], services, challenger)
         ready = f"/v2/models/{name}/ready"
         url = self.port_forward(run, "mlserver", f"svc/{name}-predictor", 80, ready)
         record: ServingRecord = {
@@ -305,6 +303,7 @@ class Gke(LivePlatform):
                 "url": url,
                 "in_cluster_url": workloads.in_cluster_url(run, f"{name}-predictor"),
                 "infer_url": f"{url}/v2/models/{name}/infer",
+                "gateway_infer_url": f"{gateway_url}/v2/models/{name}/infer" if gateway_url else "",
                 "storage_uri": storage_uri,
                 "model_uri": champion_uri(s),
                 "model_version": version,
@@ -350,7 +349,8 @@ class Gke(LivePlatform):
                    check=False)  # fmt: skip
         sh.run(["helm", "uninstall", "mlflow", f"--namespace={s.namespace}",
                 "--ignore-not-found"], check=False)  # fmt: skip
-        # a namespace's deletion deletes its claims once their pods are gone (it waits); the
+        # a namespace's deletion waits for its claims (once their pods are gone) and its Gateway
+        # (once its load balancer, on the proxy-only subnet terraform deletes, is gone); the
         # kit's first, while Katib's controller is there to clear its objects' finalizers
         for namespace in namespaces:
             sh.run(["kubectl", "delete", "namespace", namespace, "--ignore-not-found",

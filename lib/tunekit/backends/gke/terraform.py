@@ -26,6 +26,8 @@ def terraform_variables(run: Run) -> dict[str, Any]:
         # a GPU node per server pod: FastAPI and vLLM up to serve_max_replicas each (their
         # HPAs), MLServer and its canary during a rollout
         "gpu_max_nodes": 2 * s.serve_max_replicas + 2,
+        # the Gateway's proxies: the NetworkPolicy that admits them names the same range
+        "proxy_only_cidr": workloads.PROXY_ONLY_CIDR,
     }
 
 

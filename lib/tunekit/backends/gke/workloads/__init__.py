@@ -20,6 +20,12 @@ from tunekit.backends.gke.workloads.finetune import (
     finetune_pod,
     finetune_trainjob,
 )
+from tunekit.backends.gke.workloads.gateway import (
+    GATEWAY,
+    GATEWAY_CLASS,
+    HEALTH_CHECK_RANGES,
+    PROXY_ONLY_CIDR,
+)
 from tunekit.backends.gke.workloads.mlflow import (
     CREATE_AUTH_DATABASE,
     POSTGRES_IMAGE,
@@ -70,6 +76,7 @@ from tunekit.backends.gke.workloads.serving import (
     HF_RUNTIME,
     KSERVE_MODE,
     canary_served,
+    mlserver_gateway,
     mlserver_inference_service,
     mlserver_runtime,
     serve_deployment,
@@ -85,6 +92,9 @@ __all__ = [
     "CREATE_AUTH_DATABASE",
     "DNS_LABEL",
     "FINETUNE_LABEL",
+    "GATEWAY",
+    "GATEWAY_CLASS",
+    "HEALTH_CHECK_RANGES",
     "HF_RUNTIME",
     "HF_SECRET",
     "K8S_VERSION",
@@ -99,6 +109,7 @@ __all__ = [
     "PART_OF",
     "POSTGRES_IMAGE",
     "POSTGRES_PORT",
+    "PROXY_ONLY_CIDR",
     "SERVE_PORT",
     "SERVE_SA",
     "SWEEP_LABEL",
@@ -126,6 +137,7 @@ __all__ = [
     "in_cluster_url",
     "meta",
     "mlflow_values",
+    "mlserver_gateway",
     "mlserver_inference_service",
     "mlserver_runtime",
     "namespace",

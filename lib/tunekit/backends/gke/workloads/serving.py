@@ -8,6 +8,11 @@ from typing import Any
 from tunekit.backends import containers
 from tunekit.backends.containers import HF_TOKEN
 from tunekit.backends.gke.workloads.autoscaling import queue_autoscaling
+from tunekit.backends.gke.workloads.gateway import (
+    canary_percent,
+    gateway_objects,
+    predictor_service,
+)
 from tunekit.backends.gke.workloads.pods import (
     CONTAINER_SECURITY,
     MODEL_DIR,
@@ -203,10 +208,8 @@ def mlserver_inference_service(
     its `predictor.name` is required and names its Deployment and Service
     `{isvc}-challenger-predictor`. It reports its own version: the env of the predictor's
     container is merged over the runtime's by name (utils.go `MergeRuntimeContainers`, a
-    strategic merge patch). KServe weighs the traffic between them on its Gateway API route
-    only (reconcilers/ingress/httproute_reconciler.go `applyCanaryWeights`, with
-    `enableGatewayApi` in inferenceservice-config, false by default); the stable Service
-    `{isvc}-predictor` and the canary's own Service answer each variant alone.
+    strategic merge patch). The kit's Gateway weighs the traffic between the two Services
+    (`tunekit.backends.gke.workloads.gateway`); each Service answers its variant alone.
     """
     s = run.settings
     service = _inference_service(run, s.registered_model_name, _mlserver_model(storage_uri))
@@ -219,15 +222,10 @@ def mlserver_inference_service(
                     "name": CANARY,
                     "model": _mlserver_model(challenger_uri, protocolVersion="v2", env=version),
                 },
-                "trafficPercent": _canary_percent(run),
+                "trafficPercent": canary_percent(run),
             }
         ]
     return service
-
-
-def _canary_percent(run: Run) -> int:
-    """The canary's `trafficPercent`: the challenger's share of the requests."""
-    return round(100 * run.settings.challenger_share)
 
 
 def _vllm_models(run: Run, challenger: bool) -> dict[str, str]:
@@ -319,9 +317,17 @@ def canary_served(run: Run, challenger: str, challenger_uri: str) -> Canary:
     return {
         "model_version": challenger,
         "storage_uri": challenger_uri,
-        "traffic_percent": _canary_percent(run),
-        "in_cluster_url": in_cluster_url(run, f"{name}-{CANARY}-predictor"),
+        "traffic_percent": canary_percent(run),
+        "in_cluster_url": in_cluster_url(run, predictor_service(name, CANARY)),
     }
+
+
+def mlserver_gateway(run: Run, challenger: bool) -> list[dict[str, Any]]:
+    """MLServer's InferenceService at one address, the canary weighed beside the champion
+    during a rollout (`tunekit.backends.gke.workloads.gateway`)."""
+    name = run.settings.registered_model_name
+    pods = {ISVC_POD_LABEL: name, COMPONENT_LABEL: "predictor"}  # the canary's pods too
+    return gateway_objects(run, name, pods, CANARY if challenger else "")
 
 
 def vllm_serves(run: Run) -> bool:
