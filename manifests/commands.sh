@@ -51,7 +51,10 @@ kubectl apply -f https://raw.githubusercontent.com/GoogleCloudPlatform/k8s-stack
 kubectl wait deployment --all -n=custom-metrics --for=condition=Available --timeout=5m
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-gateway.yaml
 kubectl apply --server-side --field-manager=tunekit -f runs/example/gke/manifests/06-kserve.yaml
-kubectl wait inferenceservice/gemma2-text-to-sql -n=tunekit --for=condition=Ready --timeout=30m
-kubectl wait inferenceservice/gemma2-text-to-sql-vllm -n=tunekit --for=condition=Ready --timeout=30m
+kubectl wait --for=create deployment/gemma2-text-to-sql-predictor -n=tunekit --timeout=10m
+kubectl wait deployment/gemma2-text-to-sql-predictor -n=tunekit '--for=jsonpath={.metadata.annotations.internal\.serving\.kserve\.io/storage-initializer-sourceuri}=gs://my-project-tunekit/mlflow/dry-run/gemma2-text-to-sql' --timeout=10m
+kubectl rollout status deployment/gemma2-text-to-sql-predictor -n=tunekit --timeout=30m
+kubectl wait --for=create deployment/gemma2-text-to-sql-vllm-predictor -n=tunekit --timeout=10m
+kubectl rollout status deployment/gemma2-text-to-sql-vllm-predictor -n=tunekit --timeout=30m
 kubectl wait gateway/tunekit-serving -n=tunekit --for=condition=Programmed --timeout=15m
 kubectl get gateway/tunekit-serving -n=tunekit '-o=jsonpath={.status.addresses[0].value}'

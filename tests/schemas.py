@@ -10,8 +10,9 @@ same way. Kubeflow Trainer kinds: the pydantic models of `kubeflow-trainer-api` 
 the Trainer's OpenAPI spec, one release per Trainer release): an object must load into them
 (types are strict there) and come back out unchanged (their `from_dict` drops what they do not
 know, so a field they lack is an error here). Google Managed Prometheus's PodMonitoring,
-Gateway API's Gateway and HTTPRoute, and GKE's HealthCheckPolicy: the fields of their CRDs the
-kit sets, written out below with the CRDs' validation rules (no package carries them).
+Gateway API's Gateway and HTTPRoute, and GKE's HealthCheckPolicy and GCPBackendPolicy: the
+fields of their CRDs the kit sets, written out below with the CRDs' validation rules (no
+package carries them).
 """
 
 from __future__ import annotations
@@ -314,11 +315,52 @@ HEALTH_CHECK_POLICY = {
         },
     },
 }
+# GKE's GCPBackendPolicy, from gke-gateway-api (fc40d60) apis/networking/v1/
+# gcpbackendpolicy_types.go and config/crd/networking.gke.io_gcpbackendpolicies.yaml: targetRef
+# requires group, kind and name; timeoutSec is at least 1; drainingTimeoutSec 0-3600
+GCP_BACKEND_POLICY = {
+    **_STRICT,
+    **_OBJECT,
+    "properties": {
+        "apiVersion": {"const": f"{GKE_NETWORKING_GROUP}/v1"},
+        "kind": {"const": "GCPBackendPolicy"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            **_STRICT,
+            "required": ["targetRef"],
+            "properties": {
+                "targetRef": HEALTH_CHECK_POLICY["properties"]["spec"]["properties"]["targetRef"],
+                "default": {
+                    **_STRICT,
+                    "properties": {
+                        "timeoutSec": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+                        "connectionDraining": {
+                            **_STRICT,
+                            "properties": {
+                                "drainingTimeoutSec": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3600,
+                                }
+                            },
+                        },
+                        "logging": {"type": "object"},
+                        "sessionAffinity": {"type": "object"},
+                        "securityPolicy": {"type": "string"},
+                        "iap": {"type": "object"},
+                        "maxRatePerEndpoint": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+}
 _HANDWRITTEN = {
     (MONITORING_GROUP, "PodMonitoring"): POD_MONITORING,
     (GATEWAY_GROUP, "Gateway"): GATEWAY,
     (GATEWAY_GROUP, "HTTPRoute"): HTTP_ROUTE,
     (GKE_NETWORKING_GROUP, "HealthCheckPolicy"): HEALTH_CHECK_POLICY,
+    (GKE_NETWORKING_GROUP, "GCPBackendPolicy"): GCP_BACKEND_POLICY,
 }
 _PRIMITIVES = {
     "str": {"type": "string"},

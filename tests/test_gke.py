@@ -46,7 +46,7 @@ def test_dry_run_records_every_stage_command_in_order(dry_run):
         "03-finetune-job.yaml",
         "# kubectl logs -f job/ft-",
         "kubectl rollout status deployment/tunekit-serve",
-        "kubectl wait inferenceservice/gemma2-text-to-sql ",
+        "kubectl rollout status deployment/gemma2-text-to-sql-predictor ",
         "helm uninstall mlflow",
         "terraform -chdir=" + str(REPO / "terraform") + " destroy",
     ]

@@ -10,12 +10,15 @@ python/kserve/pyproject.toml pins vllm==0.24.0, the vLLM of v0.21.0's image) and
 from __future__ import annotations
 
 import argparse
+import copy
 import ipaddress
 import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from tunekit.backends.gke import workloads
+from tunekit.backends.gke import kserve_apply, workloads
+from tunekit.backends.gke.plan import EmptyCluster
+from tunekit.backends.gke.shell import Shell
 from tunekit.backends.gke.terraform import terraform_variables
 from tunekit.backends.gke.workloads import autoscaling
 from tunekit.serving_metrics import SERVED_ALIAS, WAITING
@@ -353,13 +356,10 @@ def test_the_load_balancer_gets_through_the_namespaces_network_policy(dry_run_ro
     assert not _admits(policies, other, proxy, port)
 
 
-def test_the_route_leaves_a_canary_before_it_goes_and_reaches_it_once_it_serves(
-    dry_run, dry_run_rollout
-) -> None:
-    """During a rollout the route is applied once the canary is Ready, which the
-    InferenceService's Ready does not wait for (inference_service_status.go conditionSet:
-    PredictorReady, IngressReady; CanaryPredictorReady set apart by components/predictor.go);
-    on the champion alone, before the InferenceService drops its canary."""
+def test_the_route_reaches_a_canary_once_it_serves(dry_run, dry_run_rollout) -> None:
+    """During a rollout the route is applied once the canary's Deployment has rolled out
+    (KServe's CanaryPredictorReady says as much, but a condition wait cannot be trusted after a
+    re-apply: see above); on the champion alone, before the InferenceService."""
 
     def order(run: Any, *lines: str) -> list[int]:
         script = (run.dir / "gke" / "commands.sh").read_text()
@@ -368,13 +368,12 @@ def test_the_route_leaves_a_canary_before_it_goes_and_reaches_it_once_it_serves(
         return found
 
     gateway, kserve = "manifests/06-gateway.yaml", "manifests/06-kserve.yaml"
-    canary = f"kubectl wait inferenceservice/{NAME} -n=tunekit --for=condition=CanaryPredictorReady"
+    canary = f"kubectl rollout status deployment/{NAME}-challenger-predictor -n=tunekit"
     programmed = "kubectl wait gateway/tunekit-serving -n=tunekit --for=condition=Programmed"
     found = order(dry_run_rollout, kserve, canary, gateway, programmed)
     assert found == sorted(found)
     found = order(dry_run, gateway, kserve, programmed)
     assert found == sorted(found)
-    assert "CanaryPredictorReady" not in (dry_run.dir / "gke" / "commands.sh").read_text()
 
 
 def test_terraform_gives_the_gateway_its_proxies(dry_run_rollout) -> None:
@@ -408,3 +407,183 @@ def test_terraform_gives_the_gateway_its_proxies(dry_run_rollout) -> None:
     sources = resources["google_compute_firewall.internal"]["source_ranges"]
     assert "${var.proxy_only_cidr}" in sources
     assert set(workloads.HEALTH_CHECK_RANGES) <= set(sources)
+
+
+# --- stage 06's applies and waits (kserve_apply.py)
+
+
+def test_a_reapplied_inferenceservice_is_waited_on_through_its_deployments(dry_run_rollout) -> None:
+    """`kubectl wait --for=condition=Ready` on an InferenceService never returns after a
+    re-apply that leaves its Deployment alone, as adding the canary does: kubectl holds out
+    while status.observedGeneration < metadata.generation (pkg/cmd/wait/condition.go
+    checkCondition, getObservedGeneration), and KServe's status.observedGeneration is the
+    Deployment's (inference_service_status.go PropagateRawStatus), which stays 1 while the
+    InferenceService goes to 2. The stage waits on each predictor's Deployment: that it exists,
+    that it was made from this apply's storage URI (KServe's storage-initializer-sourceuri
+    annotation: constants.go, components/predictor.go addStorageInitializerAnnotations), that
+    it has rolled out."""
+    script = (dry_run_rollout.dir / "gke" / "commands.sh").read_text()
+    stage_06 = script[script.index("# --- 06-deploy-kserve") :]
+    assert not re.search(r"kubectl wait inferenceservice/\S+ .*--for=condition=", stage_06)
+    isvc = rendered_one(dry_run_rollout, "InferenceService", NAME)
+    [canary] = isvc["spec"]["canary"]
+    expected = {
+        f"{NAME}-predictor": isvc["spec"]["predictor"]["model"]["storageUri"],
+        f"{NAME}-{canary['predictor']['name']}-predictor": canary["predictor"]["model"][
+            "storageUri"
+        ],
+        f"{NAME}-vllm-predictor": "",  # storageUris: not annotated
+    }
+    route_applied = stage_06.index("manifests/06-gateway.yaml")
+    for deployment, uri in expected.items():
+        created = stage_06.index(f"kubectl wait --for=create deployment/{deployment} -n=tunekit")
+        rolled = stage_06.index(f"kubectl rollout status deployment/{deployment} -n=tunekit")
+        assert created < rolled < route_applied, deployment
+        source = re.search(
+            rf"kubectl wait deployment/{deployment} .*storage-initializer-sourceuri\}}=(\S+?)['\s]",
+            stage_06,
+        )
+        assert (source.group(1) if source else "") == uri, deployment
+        if uri:
+            assert created < source.start() < rolled
+
+
+class _LiveCluster(EmptyCluster):
+    """A FAKE Kubernetes API (no cluster here) that holds one live InferenceService and
+    records what is applied, in order."""
+
+    def __init__(self, live: dict[str, Any]):
+        self.live, self.applied = live, []
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None):
+        return self.live if kind == "InferenceService" and name == NAME else None
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.applied.append(copy.deepcopy(obj))
+
+
+def _end_a_rollout(tmp_path: Any, live_canary_uri: str) -> tuple[list[tuple], str]:
+    """Stage 06 on the champion alone (gs://b/champion) over a live InferenceService whose
+    canary serves `live_canary_uri`: each route's weights and each InferenceService's
+    (stable URI, canary URI) in the order applied, and the recorded commands."""
+    import tunekit
+
+    run = tunekit.start_run(tmp_path / "run", profile="gke", dry_run=True, project_id="p1")
+    runtime = workloads.mlserver_runtime(run, "http://mlflow", "3")
+    isvc = workloads.mlserver_inference_service(run, "gs://b/champion")
+    live = copy.deepcopy(isvc)
+    canary = {"name": workloads.CANARY, "model": {"storageUri": live_canary_uri}}
+    live["spec"]["canary"] = [{"predictor": canary, "trafficPercent": 10}]
+    cluster = _LiveCluster(live)
+    sh = Shell(run, "06-deploy-kserve", record_only=True, kube=cluster)
+    kserve_apply.apply_kserve(sh, run, [runtime, isvc], [isvc], challenger="")
+    steps = []
+    for obj in cluster.applied:
+        if obj["kind"] == "HTTPRoute":
+            [rule] = obj["spec"]["rules"]
+            steps.append(("route", {b["name"]: b["weight"] for b in rule["backendRefs"]}))
+        elif obj["kind"] == "InferenceService":
+            canaries = [
+                c["predictor"]["model"]["storageUri"] for c in obj["spec"].get("canary", [])
+            ]
+            steps.append(("isvc", obj["spec"]["predictor"]["model"]["storageUri"], canaries))
+    return steps, sh.script.read_text()
+
+
+STABLE, CANARY_SERVICE = f"{NAME}-predictor", f"{NAME}-challenger-predictor"
+
+
+def test_a_rollback_takes_the_route_off_the_canary_before_the_canary_goes(tmp_path) -> None:
+    """KServe deletes a canary's Deployment and Service at its next reconcile once spec.canary
+    is gone (components/predictor.go reconcileCanaryDeployments, its orphan cleanup), while the
+    load balancer takes a changed route later: the route leaves first, and the stage gives the
+    load balancer time before the canary goes."""
+    steps, script = _end_a_rollout(tmp_path, "gs://b/challenger")
+    assert steps == [("route", {STABLE: 100}), ("isvc", "gs://b/champion", [])]
+    route, isvc = script.index("06-gateway.yaml"), script.index("06-kserve.yaml")
+    assert route < script.index(f"sleep {kserve_apply.SETTLE_S}") < isvc
+
+
+def test_a_promotion_serves_from_the_canary_while_the_champion_is_replaced(tmp_path) -> None:
+    """The canary already serves the new champion; the champion's Deployment is replaced
+    (Recreate: its pod goes before the new one loads). So the route sends everything to the
+    canary first, the stable predictor is updated beside the canary (kept), waited for until it
+    serves the new version, the route comes back to it, and only then the canary goes: at no
+    step does the route send a request to a predictor that is being replaced or deleted."""
+    steps, script = _end_a_rollout(tmp_path, "gs://b/champion")
+    assert steps == [
+        ("route", {STABLE: 0, CANARY_SERVICE: 100}),
+        ("isvc", "gs://b/champion", ["gs://b/champion"]),  # the stable updated, the canary kept
+        ("route", {STABLE: 100}),
+        ("isvc", "gs://b/champion", []),
+    ]
+    sleep = f"sleep {kserve_apply.SETTLE_S}"
+    first_sleep = script.index(sleep)
+    updated = script.index(f"kubectl rollout status deployment/{STABLE}")
+    back = script.index("06-gateway.yaml", updated)
+    last_sleep = script.index(sleep, back)
+    assert first_sleep < script.index("06-kserve.yaml") < updated < back < last_sleep
+    assert last_sleep < script.index("06-kserve.yaml", back)
+
+
+def test_a_request_through_the_gateway_may_take_as_long_as_the_servers_allow(
+    dry_run_rollout,
+) -> None:
+    """The load balancer's default timeout is 30 s (gcpbackendpolicy_types.go `timeoutSec`: "If
+    the field is omitted, a default value (30s) will be used"): each Service the route names
+    gets a GCPBackendPolicy with the kit's request timeout, and as long to drain a pod that
+    goes (a deleted canary) as a request may take."""
+    [rule] = _mlserver_route(dry_run_rollout)["spec"]["rules"]
+    policies = {
+        p["spec"]["targetRef"]["name"]: p["spec"]["default"]
+        for p in rendered(dry_run_rollout)
+        if p["kind"] == "GCPBackendPolicy"
+    }
+    assert set(policies) == {b["name"] for b in rule["backendRefs"]}
+    for policy in policies.values():
+        assert policy["timeoutSec"] > 30
+        assert policy["connectionDraining"]["drainingTimeoutSec"] >= policy["timeoutSec"]
+
+
+def test_kubectl_reads_the_waits_as_the_stage_means_them(tmp_path) -> None:
+    """The waits, run by the real kubectl against a FAKE API server (tests/kube_fake.py; no
+    cluster here): a condition wait on an object whose status.observedGeneration is behind its
+    generation, as KServe leaves an InferenceService after a canary is added, never returns;
+    the storage-URI wait reads KServe's annotation (its dots escaped) and returns only for the
+    URI of this apply."""
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from .kube_fake import FakeKubeAPI
+
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed")
+    with FakeKubeAPI() as api:
+        env = {**os.environ, "KUBECONFIG": str(api.kubeconfig(tmp_path))}
+
+        def kubectl(*args: str) -> int:
+            argv = ["kubectl", *args, "-n=tunekit", "--timeout=3s"]
+            return subprocess.run(argv, env=env, capture_output=True, text=True).returncode
+
+        ready = {"type": "Ready", "status": "True"}
+        api.put({"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": "behind", "namespace": "tunekit", "generation": 2},
+                 "status": {"observedGeneration": 1, "conditions": [ready]}})  # fmt: skip
+        api.put({"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": "caught-up", "namespace": "tunekit", "generation": 2},
+                 "status": {"observedGeneration": 2, "conditions": [ready]}})  # fmt: skip
+        assert kubectl("wait", "deployment/caught-up", "--for=condition=Ready") == 0
+        assert kubectl("wait", "deployment/behind", "--for=condition=Ready") != 0
+        source = "internal.serving.kserve.io/storage-initializer-sourceuri"
+        api.put({"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": f"{NAME}-predictor", "namespace": "tunekit",
+                              "annotations": {source: "gs://b/m-v3"}}})  # fmt: skip
+        deployment = f"deployment/{NAME}-predictor"
+        for uri, met in (("gs://b/m-v3", True), ("gs://b/m-v2", False)):
+            returned = kubectl(
+                "wait", deployment, f"--for=jsonpath={kserve_apply.SOURCE_URI}={uri}"
+            )
+            assert (returned == 0) is met, uri

@@ -35,6 +35,11 @@ HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
 # createDefaultSvc)
 PREDICTOR_PORT = 80
 READY_PATH = "/v2/health/ready"  # MLServer: every model loaded (its readinessProbe too)
+# A V2 request of many rows may take longer than the load balancer's default of 30 s
+# (gke-gateway-api apis/networking/v1/gcpbackendpolicy_types.go `timeoutSec`); requests in
+# flight on an endpoint that goes (a canary deleted) get as long to finish (connection draining,
+# off by default)
+REQUEST_TIMEOUT_S = 120
 
 
 def predictor_service(isvc: str, predictor: str = "") -> str:
@@ -43,13 +48,12 @@ def predictor_service(isvc: str, predictor: str = "") -> str:
     return f"{isvc}-{predictor}-predictor" if predictor else f"{isvc}-predictor"
 
 
-def weights(run: Run, isvc: str, canary: str = "") -> dict[str, int]:
-    """Each predictor Service's weight, out of 100: the champion's alone, or during a rollout
-    100 - percent and the canary's percent (`trafficPercent`)."""
+def weights(isvc: str, canary: str = "", to_canary: int = 0) -> dict[str, int]:
+    """Each predictor Service's weight, out of 100: the champion's alone, or with a `canary`
+    predictor 100 - `to_canary` and `to_canary` (KServe's `applyCanaryWeights` splits so)."""
     if not canary:
         return {predictor_service(isvc): 100}
-    share = canary_percent(run)
-    return {predictor_service(isvc): 100 - share, predictor_service(isvc, canary): share}
+    return {predictor_service(isvc): 100 - to_canary, predictor_service(isvc, canary): to_canary}
 
 
 def canary_percent(run: Run) -> int:
@@ -57,14 +61,17 @@ def canary_percent(run: Run) -> int:
     return round(100 * run.settings.challenger_share)
 
 
-def gateway_objects(run: Run, isvc: str, pod_labels: dict[str, str], canary: str = "") -> list:
-    """The Gateway, the HTTPRoute to the predictor Services by weight, a HealthCheckPolicy
-    per Service, and a NetworkPolicy that lets the load balancer reach the pods."""
-    backends = weights(run, isvc, canary)
+def gateway_objects(
+    run: Run, isvc: str, pod_labels: dict[str, str], backends: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The Gateway, a HealthCheckPolicy and a GCPBackendPolicy per Service (before the route, so
+    that no backend is first made with the defaults), the HTTPRoute to the Services by weight, and a
+    NetworkPolicy that lets the load balancer reach the pods."""
     return [
         gateway(run),
-        route(run, isvc, backends),
         *(health_check_policy(run, service) for service in backends),
+        *(backend_policy(run, service) for service in backends),
+        route(run, isvc, backends),
         load_balancer_ingress(run, isvc, pod_labels),
     ]
 
@@ -129,6 +136,24 @@ def health_check_policy(run: Run, service: str) -> dict[str, Any]:
                         "portSpecification": "USE_SERVING_PORT",
                     },
                 }
+            },
+            "targetRef": {"group": "", "kind": "Service", "name": service},
+        },
+    }
+
+
+def backend_policy(run: Run, service: str) -> dict[str, Any]:
+    """The load balancer's timeout for `service`'s requests, and the time it gives requests in
+    flight on a pod that goes (gcpbackendpolicy_types.go: timeoutSec >= 1,
+    connectionDraining.drainingTimeoutSec 0-3600)."""
+    return {
+        "apiVersion": "networking.gke.io/v1",
+        "kind": "GCPBackendPolicy",
+        "metadata": meta(run, service, "serving"),
+        "spec": {
+            "default": {
+                "timeoutSec": REQUEST_TIMEOUT_S,
+                "connectionDraining": {"drainingTimeoutSec": REQUEST_TIMEOUT_S},
             },
             "targetRef": {"group": "", "kind": "Service", "name": service},
         },

@@ -12,6 +12,7 @@ from tunekit.backends.gke.workloads.gateway import (
     canary_percent,
     gateway_objects,
     predictor_service,
+    weights,
 )
 from tunekit.backends.gke.workloads.pods import (
     CONTAINER_SECURITY,
@@ -322,12 +323,14 @@ def canary_served(run: Run, challenger: str, challenger_uri: str) -> Canary:
     }
 
 
-def mlserver_gateway(run: Run, challenger: bool) -> list[dict[str, Any]]:
-    """MLServer's InferenceService at one address, the canary weighed beside the champion
-    during a rollout (`tunekit.backends.gke.workloads.gateway`)."""
+def mlserver_gateway(run: Run, to_canary: int | None = None) -> list[dict[str, Any]]:
+    """MLServer's InferenceService at one address: the champion's predictor alone, or with the
+    canary's beside it, which gets `to_canary` percent of the requests
+    (`tunekit.backends.gke.workloads.gateway`)."""
     name = run.settings.registered_model_name
     pods = {ISVC_POD_LABEL: name, COMPONENT_LABEL: "predictor"}  # the canary's pods too
-    return gateway_objects(run, name, pods, CANARY if challenger else "")
+    canary = "" if to_canary is None else CANARY
+    return gateway_objects(run, name, pods, weights(name, canary, to_canary or 0))
 
 
 def vllm_serves(run: Run) -> bool:
