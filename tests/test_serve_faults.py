@@ -27,7 +27,7 @@ from tunekit.inference import LockedTokenizer, encode_batch
 from tunekit.models import TINY_DIR
 from tunekit.prompts import build_prompt
 from tunekit.serve import Decoding, create_app, parse_args
-from tunekit.serving_metrics import read
+from tunekit.serving_metrics import UNROUTED, read
 
 PROMPT = build_prompt("How many games had a week of 3?", "CREATE TABLE game (venue TEXT, week INT)")
 
@@ -198,6 +198,9 @@ def test_the_tokenizer_is_safe_from_two_threads(components: tuple[Any, Any]) -> 
 
 
 def test_a_full_queue_is_429_with_retry_after(components: tuple[Any, Any]) -> None:
+    """The queue is the server's, shared by the adapters: its refusals are counted apart
+    (`unrouted`), not against the adapter the split chose (a rollout would otherwise roll back
+    a challenger for the server's load)."""
     gate = Gate(components[0])
     with serving(components, gate, max_queue=3) as server, ThreadPoolExecutor(12) as pool:
         first = pool.submit(post, server.url, max_new_tokens=8)
@@ -215,6 +218,10 @@ def test_a_full_queue_is_429_with_retry_after(components: tuple[Any, Any]) -> No
         assert "busy" in refused[0].json()["detail"]
         assert [r.status_code for r in answered] == [200] * 4
         assert server.ready()["refused"] == 8
+        counted = read(requests.get(f"{server.url}/metrics", timeout=10).text)
+        adapter = answered[0].json()["adapter"]
+        assert (counted[adapter].requests, counted[adapter].failures) == (4, 0)
+        assert (counted[UNROUTED].requests, counted[UNROUTED].failures) == (8, 8)
 
 
 def test_a_request_past_its_deadline_is_503_and_never_generated(components: tuple[Any, Any]):

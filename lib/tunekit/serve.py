@@ -32,7 +32,7 @@ from tunekit.body_limit import BodyLimit
 from tunekit.grammar import ContextError, sql_grammar
 from tunekit.inference import MIN_TEMPERATURE
 from tunekit.prompts import build_prompt, parse_prompt
-from tunekit.serving_metrics import Measured, ServerMetrics
+from tunekit.serving_metrics import UNROUTED, Measured, ServerMetrics
 from tunekit.traffic import CHALLENGER, CHAMPION, PEFT_NAMES, Split, load_challenger
 
 log = logging.getLogger("tunekit.serve")
@@ -233,7 +233,8 @@ def create_app(
         try:
             peft_name = PEFT_NAMES[adapter] if len(served.versions) > 1 else None
             job = queue.submit(prompt, tokens, max_new_tokens, temperature, grammar, peft_name)
-        except QueueFull as e:
+        except QueueFull as e:  # the server's queue, not the adapter's: counted apart
+            request.state.adapter = UNROUTED
             raise HTTPException(
                 429, f"the server is busy ({e}); retry later", headers={"Retry-After": "1"}
             ) from None

@@ -11,7 +11,8 @@ autoscaler and a dashboard read the same series:
 
 A request fails, for the rollout, when the server could not answer a valid one: a 5xx, or a 429
 (its queue was full). A 4xx the client caused (a bad context, a body too large) or a client that
-went away (499) is not the server's fault.
+went away (499) is not the server's fault. A 429 of the FastAPI server's queue, which both
+adapters share, counts as `unrouted`: the load is the server's, not the adapter's the split chose.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 REQUESTS = "tunekit_requests"  # a counter: exposed as tunekit_requests_total
 LATENCY = "tunekit_request_latency_seconds"
 WAITING = "vllm:num_requests_waiting"
-UNROUTED = "unrouted"  # the adapter label of a request refused before an adapter was chosen
+UNROUTED = "unrouted"  # the label of a request refused before an adapter was chosen, or by the queue
 # the alias a server of one adapter serves, its adapter label (MLServer's runtime; a KServe
 # canary serves the challenger), "champion" when unset
 SERVED_ALIAS = "TUNEKIT_SERVED_ALIAS"
