@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 REQUESTS = "tunekit_requests"  # a counter: exposed as tunekit_requests_total
 LATENCY = "tunekit_request_latency_seconds"
 WAITING = "vllm:num_requests_waiting"
-UNROUTED = "unrouted"  # the label of a request refused before an adapter was chosen, or by the queue
+UNROUTED = "unrouted"  # the label of a request refused before an adapter was chosen or by the queue
 # the alias a server of one adapter serves, its adapter label (MLServer's runtime; a KServe
 # canary serves the challenger), "champion" when unset
 SERVED_ALIAS = "TUNEKIT_SERVED_ALIAS"
