@@ -47,14 +47,14 @@ def apply_kserve(
       node each), then everything back, then the canary goes. No request meets a predictor
       that is loading.
     """
-    namespace, name = run.settings.namespace, run.settings.registered_model_name
-    mlserver, others = services[0], [o for o in objects if o is not services[0]]
-    live = sh.kube.get("serving.kserve.io/v1beta1", "InferenceService", name, namespace)
     if challenger:
         sh.apply(KSERVE_MANIFEST, objects)
         wait_served(sh, run, services)
         sh.apply(GATEWAY_MANIFEST, workloads.mlserver_gateway(run, canary_percent(run)))
         return gateway_url(sh, run)
+    namespace, name = run.settings.namespace, run.settings.registered_model_name
+    mlserver, others = services[0], [o for o in objects if o is not services[0]]
+    live = sh.kube.get("serving.kserve.io/v1beta1", "InferenceService", name, namespace)
     live_canaries = (live or {}).get("spec", {}).get("canary") or []
     if live_canaries and _uri(live_canaries[0]["predictor"]) == _uri(mlserver["spec"]["predictor"]):
         sh.apply(GATEWAY_MANIFEST, workloads.mlserver_gateway(run, to_canary=100))

@@ -119,45 +119,39 @@ def route(run: Run, name: str, backends: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def service_policy(run: Run, kind: str, service: str, default: dict[str, Any]) -> dict[str, Any]:
+    """A GKE policy (networking.gke.io/v1) of `service`, in its namespace: `default` holds its
+    settings (a single-cluster Gateway's policy targets a Service: gke-gateway-api
+    apis/networking/v1 `targetRef`)."""
+    return {
+        "apiVersion": "networking.gke.io/v1",
+        "kind": kind,
+        "metadata": meta(run, service, "serving"),
+        "spec": {
+            "default": default,
+            "targetRef": {"group": "", "kind": "Service", "name": service},
+        },
+    }
+
+
 def health_check_policy(run: Run, service: str) -> dict[str, Any]:
     """The load balancer's health check of `service`'s pods: MLServer's readiness, on the port
     it serves (the default check is `GET /`, where MLServer answers 404). No `port` beside
     `USE_SERVING_PORT`: the CRD refuses it (gke-gateway-api 983ac3d)."""
-    return {
-        "apiVersion": "networking.gke.io/v1",
-        "kind": "HealthCheckPolicy",
-        "metadata": meta(run, service, "serving"),
-        "spec": {
-            "default": {
-                "config": {
-                    "type": "HTTP",
-                    "httpHealthCheck": {
-                        "requestPath": READY_PATH,
-                        "portSpecification": "USE_SERVING_PORT",
-                    },
-                }
-            },
-            "targetRef": {"group": "", "kind": "Service", "name": service},
-        },
-    }
+    check = {"requestPath": READY_PATH, "portSpecification": "USE_SERVING_PORT"}
+    config = {"type": "HTTP", "httpHealthCheck": check}
+    return service_policy(run, "HealthCheckPolicy", service, {"config": config})
 
 
 def backend_policy(run: Run, service: str) -> dict[str, Any]:
     """The load balancer's timeout for `service`'s requests, and the time it gives requests in
     flight on a pod that goes (gcpbackendpolicy_types.go: timeoutSec >= 1,
     connectionDraining.drainingTimeoutSec 0-3600)."""
-    return {
-        "apiVersion": "networking.gke.io/v1",
-        "kind": "GCPBackendPolicy",
-        "metadata": meta(run, service, "serving"),
-        "spec": {
-            "default": {
-                "timeoutSec": REQUEST_TIMEOUT_S,
-                "connectionDraining": {"drainingTimeoutSec": REQUEST_TIMEOUT_S},
-            },
-            "targetRef": {"group": "", "kind": "Service", "name": service},
-        },
+    default = {
+        "timeoutSec": REQUEST_TIMEOUT_S,
+        "connectionDraining": {"drainingTimeoutSec": REQUEST_TIMEOUT_S},
     }
+    return service_policy(run, "GCPBackendPolicy", service, default)
 
 
 def load_balancer_ingress(run: Run, name: str, pod_labels: dict[str, str]) -> dict[str, Any]:
