@@ -33,48 +33,60 @@ KATIB_GROUP = "kubeflow.org"
 TRAINER_GROUP = "trainer.kubeflow.org"
 MONITORING_GROUP = "monitoring.googleapis.com"
 _STRICT = {"type": "object", "additionalProperties": False}
+
+
+def _namespaced(api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a namespaced object of `kind` whose spec is `spec`: nothing else at its top
+    level, a name and a namespace."""
+    return {
+        **_STRICT,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": api_version},
+            "kind": {"const": kind},
+            "metadata": {"type": "object", "required": ["name", "namespace"]},
+            "spec": spec,
+        },
+    }
+
+
 # PodMonitoring v1, the parts the kit sets, from GoogleCloudPlatform/prometheus-engine
 # charts/operator/crds/monitoring.googleapis.com_podmonitorings.yaml (2ffde4e, 2026-07-02):
 # spec requires selector and endpoints; an endpoint requires port (name or number) and
 # interval (a Prometheus duration); these are an endpoint's fields
 _ENDPOINT_FIELDS = ("authorization", "basicAuth", "interval", "metricRelabeling", "oauth2",
                     "params", "path", "port", "proxyUrl", "scheme", "timeout", "tls")  # fmt: skip
-POD_MONITORING = {
-    **_STRICT,
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": f"{MONITORING_GROUP}/v1"},
-        "kind": {"const": "PodMonitoring"},
-        "metadata": {"type": "object", "required": ["name", "namespace"]},
-        "spec": {
-            **_STRICT,
-            "required": ["selector", "endpoints"],
-            "properties": {
-                "selector": {
-                    **_STRICT,
-                    "properties": {
-                        "matchLabels": {"type": "object"},
-                        "matchExpressions": {"type": "array"},
-                    },
+POD_MONITORING = _namespaced(
+    f"{MONITORING_GROUP}/v1",
+    "PodMonitoring",
+    {
+        **_STRICT,
+        "required": ["selector", "endpoints"],
+        "properties": {
+            "selector": {
+                **_STRICT,
+                "properties": {
+                    "matchLabels": {"type": "object"},
+                    "matchExpressions": {"type": "array"},
                 },
-                "endpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        **_STRICT,
-                        "required": ["port", "interval"],
-                        "properties": {
-                            **{field: {} for field in _ENDPOINT_FIELDS},
-                            "port": {"type": ["integer", "string"], "minLength": 1},
-                            "interval": {"type": "string", "pattern": r"^[0-9]+(ms|s|m|h)$"},
-                            "path": {"type": "string", "pattern": "^/"},
-                        },
+            },
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    **_STRICT,
+                    "required": ["port", "interval"],
+                    "properties": {
+                        **{field: {} for field in _ENDPOINT_FIELDS},
+                        "port": {"type": ["integer", "string"], "minLength": 1},
+                        "interval": {"type": "string", "pattern": r"^[0-9]+(ms|s|m|h)$"},
+                        "path": {"type": "string", "pattern": "^/"},
                     },
                 },
             },
         },
     },
-}
+)
 # Gateway API v1, the parts the kit sets, from kubernetes-sigs/gateway-api v1.6.1 (8bb74df)
 # config/crd/standard/gateway.networking.k8s.io_{gateways,httproutes}.yaml (the same fields in
 # v1.1.0 to v1.5.0, the releases GKE installs): a Gateway requires gatewayClassName and 1-64
@@ -85,46 +97,40 @@ POD_MONITORING = {
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 253}
-_OBJECT = {"required": ["apiVersion", "kind", "metadata", "spec"]}
-GATEWAY = {
-    **_STRICT,
-    **_OBJECT,
-    "properties": {
-        "apiVersion": {"const": f"{GATEWAY_GROUP}/v1"},
-        "kind": {"const": "Gateway"},
-        "metadata": {"type": "object", "required": ["name", "namespace"]},
-        "spec": {
-            **_STRICT,
-            "required": ["gatewayClassName", "listeners"],
-            "properties": {
-                "gatewayClassName": _NAME,
-                "listeners": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 64,
-                    "items": {
-                        **_STRICT,
-                        "required": ["name", "port", "protocol"],
-                        "properties": {
-                            "name": {
-                                "type": "string",
-                                "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-                            },
-                            "port": _PORT,
-                            "protocol": {"type": "string"},
-                            "hostname": {"type": "string"},
-                            "allowedRoutes": {
-                                **_STRICT,
-                                "properties": {
-                                    "namespaces": {
-                                        **_STRICT,
-                                        "properties": {
-                                            "from": {"enum": ["All", "Selector", "Same"]},
-                                            "selector": {"type": "object"},
-                                        },
+GATEWAY = _namespaced(
+    f"{GATEWAY_GROUP}/v1",
+    "Gateway",
+    {
+        **_STRICT,
+        "required": ["gatewayClassName", "listeners"],
+        "properties": {
+            "gatewayClassName": _NAME,
+            "listeners": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 64,
+                "items": {
+                    **_STRICT,
+                    "required": ["name", "port", "protocol"],
+                    "properties": {
+                        "name": {
+                            "type": "string",
+                            "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                        },
+                        "port": _PORT,
+                        "protocol": {"type": "string"},
+                        "hostname": {"type": "string"},
+                        "allowedRoutes": {
+                            **_STRICT,
+                            "properties": {
+                                "namespaces": {
+                                    **_STRICT,
+                                    "properties": {
+                                        "from": {"enum": ["All", "Selector", "Same"]},
+                                        "selector": {"type": "object"},
                                     },
-                                    "kinds": {"type": "array"},
                                 },
+                                "kinds": {"type": "array"},
                             },
                         },
                     },
@@ -132,7 +138,7 @@ GATEWAY = {
             },
         },
     },
-}
+)
 _BACKEND_REF = {
     **_STRICT,
     "required": ["name"],
@@ -150,86 +156,81 @@ _BACKEND_REF = {
     },
     "then": {"required": ["port"]},
 }
-HTTP_ROUTE = {
-    **_STRICT,
-    **_OBJECT,
-    "properties": {
-        "apiVersion": {"const": f"{GATEWAY_GROUP}/v1"},
-        "kind": {"const": "HTTPRoute"},
-        "metadata": {"type": "object", "required": ["name", "namespace"]},
-        "spec": {
-            **_STRICT,
-            "properties": {
-                "hostnames": {"type": "array"},
-                "parentRefs": {
-                    "type": "array",
-                    "maxItems": 32,
-                    "items": {
-                        **_STRICT,
-                        "required": ["name"],
-                        "properties": {
-                            field: {"type": "string"}
-                            for field in ("group", "kind", "name", "namespace", "sectionName")
-                        }
-                        | {"port": _PORT},
-                    },
+HTTP_ROUTE = _namespaced(
+    f"{GATEWAY_GROUP}/v1",
+    "HTTPRoute",
+    {
+        **_STRICT,
+        "properties": {
+            "hostnames": {"type": "array"},
+            "parentRefs": {
+                "type": "array",
+                "maxItems": 32,
+                "items": {
+                    **_STRICT,
+                    "required": ["name"],
+                    "properties": {
+                        field: {"type": "string"}
+                        for field in ("group", "kind", "name", "namespace", "sectionName")
+                    }
+                    | {"port": _PORT},
                 },
-                "rules": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 16,
-                    "items": {
-                        **_STRICT,
-                        "properties": {
-                            "matches": {
-                                "type": "array",
-                                "items": {
-                                    **_STRICT,
-                                    "properties": {
-                                        "path": {
-                                            **_STRICT,
-                                            "properties": {
-                                                "type": {
-                                                    "enum": [
-                                                        "Exact",
-                                                        "PathPrefix",
-                                                        "RegularExpression",
-                                                    ]
-                                                },
-                                                "value": {"type": "string", "maxLength": 1024},
+            },
+            "rules": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 16,
+                "items": {
+                    **_STRICT,
+                    "properties": {
+                        "matches": {
+                            "type": "array",
+                            "items": {
+                                **_STRICT,
+                                "properties": {
+                                    "path": {
+                                        **_STRICT,
+                                        "properties": {
+                                            "type": {
+                                                "enum": [
+                                                    "Exact",
+                                                    "PathPrefix",
+                                                    "RegularExpression",
+                                                ]
                                             },
-                                            "if": {
-                                                "properties": {
-                                                    "type": {"enum": ["Exact", "PathPrefix"]}
-                                                }
-                                            },
-                                            "then": {
-                                                "properties": {
-                                                    "value": {"type": "string", "pattern": "^/"}
-                                                }
-                                            },
+                                            "value": {"type": "string", "maxLength": 1024},
                                         },
-                                        "headers": {"type": "array"},
-                                        "queryParams": {"type": "array"},
-                                        "method": {"type": "string"},
+                                        "if": {
+                                            "properties": {
+                                                "type": {"enum": ["Exact", "PathPrefix"]}
+                                            }
+                                        },
+                                        "then": {
+                                            "properties": {
+                                                "value": {"type": "string", "pattern": "^/"}
+                                            }
+                                        },
                                     },
+                                    "headers": {"type": "array"},
+                                    "queryParams": {"type": "array"},
+                                    "method": {"type": "string"},
                                 },
                             },
-                            "backendRefs": {
-                                "type": "array",
-                                "maxItems": 16,
-                                "items": _BACKEND_REF,
-                            },
-                            "filters": {"type": "array"},
-                            "name": {"type": "string"},
-                            "timeouts": {"type": "object"},
                         },
+                        "backendRefs": {
+                            "type": "array",
+                            "maxItems": 16,
+                            "items": _BACKEND_REF,
+                        },
+                        "filters": {"type": "array"},
+                        "name": {"type": "string"},
+                        "timeouts": {"type": "object"},
                     },
                 },
             },
         },
     },
-}
+)
 # GKE's HealthCheckPolicy, from GoogleCloudPlatform/gke-gateway-api (fc40d60) apis/networking/
 # v1/healthcheck_types.go and config/crd/networking.gke.io_healthcheckpolicies.yaml: targetRef
 # requires group, kind and name; config holds its type (TCP, HTTP, HTTPS, HTTP2, GRPC) and that
@@ -264,97 +265,89 @@ _HTTP_CHECK = {
         },
     ],
 }
-HEALTH_CHECK_POLICY = {
+# a GKE policy's target (both kinds): group, kind and name required
+_TARGET_REF = {
     **_STRICT,
-    **_OBJECT,
+    "required": ["group", "kind", "name"],
     "properties": {
-        "apiVersion": {"const": f"{GKE_NETWORKING_GROUP}/v1"},
-        "kind": {"const": "HealthCheckPolicy"},
-        "metadata": {"type": "object", "required": ["name", "namespace"]},
-        "spec": {
-            **_STRICT,
-            "required": ["targetRef"],
-            "properties": {
-                "targetRef": {
-                    **_STRICT,
-                    "required": ["group", "kind", "name"],
-                    "properties": {
-                        "group": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "name": _NAME,
-                        "namespace": {"type": "string"},
-                    },
-                },
-                "default": {
-                    **_STRICT,
-                    "properties": {
-                        "checkIntervalSec": {"type": "integer", "minimum": 1, "maximum": 300},
-                        "timeoutSec": {"type": "integer", "minimum": 1, "maximum": 300},
-                        "healthyThreshold": {"type": "integer", "minimum": 1, "maximum": 10},
-                        "unhealthyThreshold": {"type": "integer", "minimum": 1, "maximum": 10},
-                        "logConfig": {"type": "object"},
-                        "config": {
-                            **_STRICT,
-                            "required": ["type"],
-                            "minProperties": 2,
-                            "maxProperties": 2,
-                            "properties": {
-                                "type": {"enum": ["TCP", "HTTP", "HTTPS", "HTTP2", "GRPC"]},
-                                "httpHealthCheck": _HTTP_CHECK,
-                                "httpsHealthCheck": _HTTP_CHECK,
-                                "http2HealthCheck": _HTTP_CHECK,
-                                "tcpHealthCheck": {"type": "object"},
-                                "grpcHealthCheck": {"type": "object"},
-                            },
-                            "if": {"properties": {"type": {"const": "HTTP"}}},
-                            "then": {"required": ["httpHealthCheck"]},
+        "group": {"type": "string"},
+        "kind": {"type": "string"},
+        "name": _NAME,
+        "namespace": {"type": "string"},
+    },
+}
+HEALTH_CHECK_POLICY = _namespaced(
+    f"{GKE_NETWORKING_GROUP}/v1",
+    "HealthCheckPolicy",
+    {
+        **_STRICT,
+        "required": ["targetRef"],
+        "properties": {
+            "targetRef": _TARGET_REF,
+            "default": {
+                **_STRICT,
+                "properties": {
+                    "checkIntervalSec": {"type": "integer", "minimum": 1, "maximum": 300},
+                    "timeoutSec": {"type": "integer", "minimum": 1, "maximum": 300},
+                    "healthyThreshold": {"type": "integer", "minimum": 1, "maximum": 10},
+                    "unhealthyThreshold": {"type": "integer", "minimum": 1, "maximum": 10},
+                    "logConfig": {"type": "object"},
+                    "config": {
+                        **_STRICT,
+                        "required": ["type"],
+                        "minProperties": 2,
+                        "maxProperties": 2,
+                        "properties": {
+                            "type": {"enum": ["TCP", "HTTP", "HTTPS", "HTTP2", "GRPC"]},
+                            "httpHealthCheck": _HTTP_CHECK,
+                            "httpsHealthCheck": _HTTP_CHECK,
+                            "http2HealthCheck": _HTTP_CHECK,
+                            "tcpHealthCheck": {"type": "object"},
+                            "grpcHealthCheck": {"type": "object"},
                         },
+                        "if": {"properties": {"type": {"const": "HTTP"}}},
+                        "then": {"required": ["httpHealthCheck"]},
                     },
                 },
             },
         },
     },
-}
+)
 # GKE's GCPBackendPolicy, from gke-gateway-api (fc40d60) apis/networking/v1/
 # gcpbackendpolicy_types.go and config/crd/networking.gke.io_gcpbackendpolicies.yaml: targetRef
 # requires group, kind and name; timeoutSec is at least 1; drainingTimeoutSec 0-3600
-GCP_BACKEND_POLICY = {
-    **_STRICT,
-    **_OBJECT,
-    "properties": {
-        "apiVersion": {"const": f"{GKE_NETWORKING_GROUP}/v1"},
-        "kind": {"const": "GCPBackendPolicy"},
-        "metadata": {"type": "object", "required": ["name", "namespace"]},
-        "spec": {
-            **_STRICT,
-            "required": ["targetRef"],
-            "properties": {
-                "targetRef": HEALTH_CHECK_POLICY["properties"]["spec"]["properties"]["targetRef"],
-                "default": {
-                    **_STRICT,
-                    "properties": {
-                        "timeoutSec": {"type": "integer", "minimum": 1, "maximum": 2147483647},
-                        "connectionDraining": {
-                            **_STRICT,
-                            "properties": {
-                                "drainingTimeoutSec": {
-                                    "type": "integer",
-                                    "minimum": 0,
-                                    "maximum": 3600,
-                                }
-                            },
+GCP_BACKEND_POLICY = _namespaced(
+    f"{GKE_NETWORKING_GROUP}/v1",
+    "GCPBackendPolicy",
+    {
+        **_STRICT,
+        "required": ["targetRef"],
+        "properties": {
+            "targetRef": _TARGET_REF,
+            "default": {
+                **_STRICT,
+                "properties": {
+                    "timeoutSec": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+                    "connectionDraining": {
+                        **_STRICT,
+                        "properties": {
+                            "drainingTimeoutSec": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 3600,
+                            }
                         },
-                        "logging": {"type": "object"},
-                        "sessionAffinity": {"type": "object"},
-                        "securityPolicy": {"type": "string"},
-                        "iap": {"type": "object"},
-                        "maxRatePerEndpoint": {"type": "integer"},
                     },
+                    "logging": {"type": "object"},
+                    "sessionAffinity": {"type": "object"},
+                    "securityPolicy": {"type": "string"},
+                    "iap": {"type": "object"},
+                    "maxRatePerEndpoint": {"type": "integer"},
                 },
             },
         },
     },
-}
+)
 _HANDWRITTEN = {
     (MONITORING_GROUP, "PodMonitoring"): POD_MONITORING,
     (GATEWAY_GROUP, "Gateway"): GATEWAY,
