@@ -177,3 +177,39 @@ def test_the_vllm_request_is_for_the_vllm_stage_06_recorded(tmp_path, monkeypatc
     run.state.update("serving", {"vllm": served})  # type: ignore[typeddict-item]
     with pytest.raises(RuntimeError, match=r"no vLLM version.*run stage 06"):
         vllm_request(run, QUESTION, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("sql", "accepted"),
+    [
+        ("SELECT name FROM ship WHERE tonnage > 5000", True),
+        ('SELECT name FROM ship WHERE tonnage > "tonnage"', False),  # a number column, a string
+        ('SELECT name FROM ship WHERE speed = "fast"', False),  # REAL holds numbers too
+        ("SELECT name FROM ship WHERE flag = 5000", True),  # WikiSQL's numbers in VARCHAR
+        ('SELECT name FROM ship WHERE flag = "tonnage"', True),
+        ('SELECT name FROM ship WHERE built = "5000"', True),  # DATE is text or a number
+    ],
+)
+def test_a_column_declared_numeric_is_compared_with_numbers_only(sql: str, accepted: bool) -> None:
+    context = ("CREATE TABLE ship (name VARCHAR, flag TEXT, tonnage INT, speed REAL, "
+               "built DATE)")  # fmt: skip
+    question = 'Which ships of "fast" tonnage have more than 5000?'
+    assert accepts(sql_grammar(question, context), sql) is accepted
+
+
+def test_a_join_compares_each_side_by_its_own_types() -> None:
+    context = ("CREATE TABLE ship (ship_id INTEGER, name VARCHAR); "
+               "CREATE TABLE port (port_id INTEGER, city VARCHAR, ship_id INTEGER)")  # fmt: skip
+    grammar = sql_grammar("Which ships dock in port 7 of Lima?", context)
+    sql = "SELECT T1.name FROM ship AS T1 JOIN port AS T2 ON T1.ship_id = T2.ship_id WHERE "
+    assert accepts(grammar, sql + 'T2.city = "Lima" AND T2.port_id = 7')
+    assert not accepts(grammar, sql + 'T2.port_id = "Lima"')
+    assert accepts(grammar, sql + "T1.name = 7")
+
+
+def test_a_literal_never_ends_with_a_function_word_behind_punctuation() -> None:
+    """ "Iron have?" is no value of "What status does Iron have?": the function word is found
+    behind the question mark too."""
+    strings, _ = question_spans("What status does Iron have?")
+    assert "Iron" in strings
+    assert not [s for s in strings if s.lower().endswith(("have?", "have"))]

@@ -9,7 +9,8 @@ that `context` creates, in the kit's SQL subset:
       [WHERE comparison ((AND | OR) comparison){0,2}] [GROUP BY column [HAVING COUNT(*) op n]]
       [ORDER BY column-or-aggregate [ASC | DESC]] [LIMIT n]
 
-Identifiers can only be the context's; a literal is a span of the question (as written or
+Identifiers can only be the context's, and a column declared numeric (INTEGER, REAL, ...) is
+compared with a number only; a literal is a span of the question (as written or
 lower-cased, as the public data's WikiSQL rows write it; numbers also without thousands
 separators), yes, no, 0 or 1, or, with `free_literals`, any short string or number; a LIMIT is
 1 or a number the question says in digits or words. Repeats are bounded, so an answer cannot
@@ -86,11 +87,19 @@ class ContextError(ValueError):
     """A context that is not CREATE TABLE statements the kit can answer over."""
 
 
+# Declared types whose columns hold numbers only (SQLite's INTEGER, REAL and NUMERIC affinities
+# but BOOLEAN and DATE, which are also written as strings): compared with a number, never with a
+# string. WikiSQL's numbers in VARCHAR columns stay free to be either.
+_NUMERIC_TYPES = re.compile(r"INT|REAL|FLOA|DOUB|DEC|NUMERIC", re.I)
+
+
 @dataclass(frozen=True)
 class Tables:
-    """The context's tables and their columns, names as the context writes them."""
+    """The context's tables and their columns, names as the context writes them, and which
+    columns are declared numeric (INTEGER, REAL, ...)."""
 
     columns: dict[str, tuple[str, ...]]
+    numeric: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
     def from_context(cls, context: str) -> Tables:
@@ -103,6 +112,7 @@ class Tables:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ContextError(f"the context does not parse as SQL ({first})") from None
         columns: dict[str, tuple[str, ...]] = {}
+        numeric: set[tuple[str, str]] = set()
         for i, statement in enumerate(statements, 1):
             if not (
                 isinstance(statement, exp.Create)
@@ -114,9 +124,9 @@ class Tables:
                     f"({statement.sql('sqlite')[:60]!r})"
                 )
             table = statement.this.this.name
-            names = tuple(
-                c.name for c in statement.this.expressions if isinstance(c, exp.ColumnDef)
-            )
+            definitions = [c for c in statement.this.expressions if isinstance(c, exp.ColumnDef)]
+            names = tuple(c.name for c in definitions)
+            numeric |= {(table, c.name) for c in definitions if _declared_numeric(c)}
             for name in (table, *names):
                 if not _IDENTIFIER.fullmatch(name):
                     raise ContextError(f"the context names {name!r}: the kit answers over "
@@ -128,7 +138,16 @@ class Tables:
             columns[table] = names
         if not columns:
             raise ContextError("the context has no CREATE TABLE statement")
-        return cls(columns)
+        return cls(columns, frozenset(numeric))
+
+    def text_columns(self, table: str) -> tuple[str, ...]:
+        """`table`'s columns that are not declared numeric."""
+        return tuple(c for c in self.columns[table] if (table, c) not in self.numeric)
+
+
+def _declared_numeric(column: exp.ColumnDef) -> bool:
+    kind = column.args.get("kind")
+    return kind is not None and bool(_NUMERIC_TYPES.search(kind.sql("sqlite")))
 
 
 def question_spans(question: str) -> tuple[list[str], list[str]]:
@@ -160,7 +179,7 @@ def question_spans(question: str) -> tuple[list[str], list[str]]:
 def _may_be_a_value(span: str) -> bool:
     """A span that can be a string literal: no quote or backslash in it, no function word at
     its end nor (but "the") at its start: "1st" and "Leeds", never "1st and" or "of Leeds"."""
-    words = span.lower().split()
+    words = [word.strip(_EDGE) for word in span.lower().split()]
     if not words or '"' in span or "\\" in span:
         return False
     return words[-1] not in FUNCTION_WORDS and (words[0] == "the" or words[0] not in FUNCTION_WORDS)
@@ -229,8 +248,11 @@ def sql_grammar(question: str, context: str, free_literals: bool = False) -> str
     names = list(tables.columns)
     for t, table in enumerate(names):
         rules.append(f"col{t} ::= {_alternatives(tables.columns[table])}")
+        for kind, columns in zip(("text", "num"), _typed(tables, table), strict=True):
+            rules += [f"{kind}{t} ::= {_alternatives(columns)}"] if columns else []
         queries.append(f"q{t}")
-        rules += _query_rules(f"q{t}", f"col{t}", _quoted(f" FROM {table}"))
+        typed = _typed_rules(tables, [("", t, table)], f"q{t}", rules)
+        rules += _query_rules(f"q{t}", f"col{t}", typed, _quoted(f" FROM {table}"))
     for a, first in enumerate(names):
         for b, second in enumerate(names):
             if a == b:
@@ -238,14 +260,41 @@ def sql_grammar(question: str, context: str, free_literals: bool = False) -> str
             name = f"j{a}_{b}"
             queries.append(name)
             rules.append(f'{name}col ::= "T1." col{a} | "T2." col{b}')
+            typed = _typed_rules(tables, [("T1.", a, first), ("T2.", b, second)], name, rules)
             source = _quoted(f" FROM {first} AS T1 JOIN {second} AS T2 ON ")
-            rules += _query_rules(name, f"{name}col", f'{source} {name}col " = " {name}col')
+            rules += _query_rules(name, f"{name}col", typed, f'{source} {name}col " = " {name}col')
     rules.append(f"query ::= {' | '.join(queries)}")
     return "\n".join(rules) + "\n"
 
 
-def _query_rules(name: str, column: str, source: str) -> list[str]:
-    """A SELECT over one source whose columns are rule `column`."""
+def _typed(tables: Tables, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`table`'s columns that may be compared with a string, and those declared numeric."""
+    text = tables.text_columns(table)
+    return text, tuple(c for c in tables.columns[table] if c not in text)
+
+
+def _typed_rules(
+    tables: Tables, sides: list[tuple[str, int, str]], name: str, rules: list[str]
+) -> tuple[str | None, str | None]:
+    """Rules `<name>text` and `<name>num`: the text and the numeric columns of a source's
+    tables (`sides`: alias, index, table), appended to `rules`; None for a kind none has."""
+    typed: list[str | None] = []
+    for k, kind in enumerate(("text", "num")):
+        options = [f'"{alias}" {kind}{t}' if alias else f"{kind}{t}"
+                   for alias, t, table in sides if _typed(tables, table)[k]]  # fmt: skip
+        rules += [f"{name}{kind} ::= {' | '.join(options)}"] if options else []
+        typed.append(f"{name}{kind}" if options else None)
+    return typed[0], typed[1]
+
+
+def _query_rules(
+    name: str, column: str, typed: tuple[str | None, str | None], source: str
+) -> list[str]:
+    """A SELECT over one source whose columns are rule `column`; a comparison is a text column
+    (`typed[0]`) with any value or a numeric one (`typed[1]`) with a number."""
+    text, numeric = typed
+    conditions = [f'{text} " " op " " value'] if text else []
+    conditions += [f'{numeric} " " op " " number'] if numeric else []
     item = f'{column} | "COUNT(*)" | "COUNT(" "DISTINCT "? {column} ")" | agg "(" {column} ")"'
     key = f'{column} | "COUNT(*)" | agg "(" {column} ")"'
     return [
@@ -254,7 +303,7 @@ def _query_rules(name: str, column: str, source: str) -> list[str]:
         f'{name}items ::= {name}item (", " {name}item){{0,2}}',
         f"{name}item ::= {item}",
         f'{name}where ::= " WHERE " {name}cond (logic {name}cond){{0,{MAX_CONDITIONS - 1}}}',
-        f'{name}cond ::= {column} " " op " " value',
+        f"{name}cond ::= {' | '.join(conditions)}",
         f'{name}group ::= " GROUP BY " {column} (" HAVING COUNT(*) " op " " number)?',
         f'{name}order ::= " ORDER BY " ({key}) direction?',
     ]
