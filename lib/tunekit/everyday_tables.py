@@ -94,6 +94,7 @@ class Table:
     cols: list[Col]
     foreign: Col | None = None
     split_name: bool = False  # people named by first_name and last_name
+    types: tuple[str, str, str] = ("INTEGER", "INTEGER", "VARCHAR")  # keys, numbers, text
 
     @property
     def columns(self) -> list[Col]:
@@ -121,8 +122,14 @@ class Table:
         return f'{alias}{self.label.name} = "{value}"'
 
     def context(self) -> str:
-        body = ", ".join(f"{c.name} {'INTEGER' if c.numeric else 'VARCHAR'}" for c in self.columns)
+        body = ", ".join(f"{c.name} {self.sql_type(c)}" for c in self.columns)
         return f"CREATE TABLE {self.name} ({body})"
+
+    def sql_type(self, column: Col) -> str:
+        key, number, text = self.types
+        if not column.numeric:
+            return text
+        return key if column.concept is None else number
 
     def noun(self, rng: random.Random, many: bool = True) -> str:
         nouns = [self.entity.plural if many else self.entity.singular]
@@ -134,6 +141,19 @@ class Table:
 
     def text(self) -> list[Col]:
         return [c for c in self.cols if not c.numeric]
+
+
+# Column types as people declare them (SQLite's affinities: INT and INTEGER, REAL, TEXT and
+# VARCHAR): keys, numbers, text. Most tables as the public data writes them.
+TYPES = (
+    ("INTEGER", "INTEGER", "VARCHAR"),
+    ("INTEGER", "REAL", "VARCHAR"),
+    ("INTEGER", "INTEGER", "TEXT"),
+    ("INTEGER", "REAL", "TEXT"),
+    ("INT", "INT", "TEXT"),
+    ("INTEGER", "INTEGER", "VARCHAR(255)"),
+)
+TYPE_WEIGHTS = (0.55, 0.15, 0.1, 0.08, 0.06, 0.06)
 
 
 def make_table(entity: Entity, rng: random.Random, width: int | None = None) -> Table:
@@ -163,7 +183,7 @@ def make_table(entity: Entity, rng: random.Random, width: int | None = None) -> 
             unique.setdefault(col.name, col)
     split = entity.label_person and label_name == "name" and rng.random() < 0.2
     return Table(entity, rng.choice(entity.table_names), label, key, list(unique.values()),
-                 split_name=split)  # fmt: skip
+                 split_name=split, types=rng.choices(TYPES, TYPE_WEIGHTS)[0])  # fmt: skip
 
 
 _YEARS = ("founded", "opened", "built", "released", "born", "year", "hired", "joined", "created")

@@ -121,8 +121,14 @@ def unnamed(kind: str, shown: str, rng: random.Random) -> str:
     }.get(kind, f"for {shown}")
 
 
-def condition(column: tuple[str, str, str], rng: random.Random, numbers_ok: bool = True):
-    """(sql, question text) of one condition on `column`."""
+def condition(
+    column: tuple[str, str, str],
+    rng: random.Random,
+    numbers_ok: bool = True,
+    implied: bool = True,
+):
+    """(sql, question text) of one condition on `column`; with `implied`, it may name the
+    value only ("on March 3"), which the caller allows only where that tells the column."""
     name, phrase, kind = column
     words = said(phrase, rng)
     if kind == "num" and numbers_ok and rng.random() < 0.5:
@@ -142,7 +148,7 @@ def condition(column: tuple[str, str, str], rng: random.Random, numbers_ok: bool
         sql_value = literal  # numbers are written bare as often as quoted
     if kind == "text" and rng.random() < 0.5:
         shown = shown.lower()  # the public data's questions often write values as stored
-    if kind in ("date", "place", "team", "person") and rng.random() < 0.35:
+    if implied and kind in ("date", "place", "team", "person") and rng.random() < 0.35:
         text = unnamed(kind, shown, rng)
     else:
         text = rng.choice((f"the {words} is {shown}", f"{words} is {shown}",
@@ -150,6 +156,13 @@ def condition(column: tuple[str, str, str], rng: random.Random, numbers_ok: bool
                            f"the {words} was {shown}", f"{shown} {words}",
                            f"{words} {shown}"))  # fmt: skip
     return f"{name} = {sql_value}", text
+
+
+def _only_of_its_kind(column: tuple[str, str, str], columns: tuple[tuple[str, str, str], ...]):
+    """Whether no other column of the table holds values of `column`'s kind: then a value alone
+    ("at Anfield") tells which column it is in; with a jockey and a trainer "for Ana Silva"
+    does not, nor among made-up names, and a question must say what its SQL asks."""
+    return sum(c[2] == column[2] for c in columns) == 1
 
 
 # "Name the X for on March 3": a template's preposition before a condition that has its own
@@ -165,12 +178,13 @@ AGGREGATES = {
 
 def generate_row(rng: random.Random) -> dict[str, str]:
     """One WikiSQL-style row."""
-    columns = rng.choice(WIKI_TABLES) if rng.random() < 0.75 else random_columns(rng)
-    columns = tuple(columns)
+    known = rng.random() < 0.75
+    columns = tuple(rng.choice(WIKI_TABLES) if known else random_columns(rng))
     table = f"table_name_{rng.randint(1, 99)}"
     target = rng.choice(columns)
     others = [c for c in columns if c is not target]
-    conds = [condition(c, rng) for c in rng.sample(others, rng.choices((1, 2, 3), (6, 3, 1))[0])]
+    chosen = rng.sample(others, rng.choices((1, 2, 3), (6, 3, 1))[0])
+    conds = [condition(c, rng, implied=known and _only_of_its_kind(c, columns)) for c in chosen]
     where = " AND ".join(sql for sql, _ in conds)
     texts = [text for _, text in conds]
     joined = " and ".join(texts) if len(texts) < 3 or rng.random() < 0.5 else (
