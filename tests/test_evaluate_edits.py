@@ -133,3 +133,39 @@ def test_edits_parse_as_sql() -> None:
     assert _edited(row, drop_where_of_min_max) == "SELECT MAX(a) FROM t"
     assert sqlglot.parse_one(_edited(row, equals_to_not_equals) or "").find(exp.NEQ)
     assert "'xx'" in (_edited(row, changed_literal) or "")
+
+
+# Found when the generator's rows changed (stop 36): each edit below was judged right, or the
+# gold was empty on every database, before the tables were filled for its query's shape
+@pytest.mark.parametrize(
+    ("context", "gold", "wrong"),
+    [
+        (  # a group larger than HAVING's number: the gold is not empty, COUNT(col) differs
+            "CREATE TABLE theatre (name TEXT, terrace TEXT)",
+            "SELECT terrace FROM theatre GROUP BY terrace HAVING COUNT(*) > 8",
+            "SELECT terrace FROM theatre GROUP BY terrace HAVING COUNT(name) > 8",
+        ),
+        (  # rows planted for each side of an OR, NULL where they may be
+            "CREATE TABLE bank (name VARCHAR, country VARCHAR)",
+            'SELECT COUNT(*) FROM bank WHERE country = "Uruguay" OR country = "Peru"',
+            'SELECT COUNT(name) FROM bank WHERE country = "Uruguay" OR country = "Peru"',
+        ),
+        (  # the row ORDER BY puts first meets the gold's condition only
+            "CREATE TABLE conference (name VARCHAR, season_year INT, visitors REAL)",
+            "SELECT name FROM conference WHERE season_year > 1967 ORDER BY visitors DESC LIMIT 1",
+            "SELECT name FROM conference WHERE season_year > 1968 ORDER BY visitors DESC LIMIT 1",
+        ),
+        (
+            "CREATE TABLE conference (name VARCHAR, season_year INT, visitors REAL)",
+            "SELECT name FROM conference WHERE season_year < 1967 ORDER BY visitors LIMIT 1",
+            "SELECT name FROM conference WHERE season_year <= 1967 ORDER BY visitors LIMIT 1",
+        ),
+    ],
+)
+def test_an_edit_of_a_shape_the_filling_plans_for_is_judged_wrong(
+    context: str, gold: str, wrong: str
+) -> None:
+    row = {"question": "q", "context": context, "answer": gold}
+    right, edited = evaluate([row, row], [gold, wrong])["scores"]
+    assert right["execution"] and not right["gold_empty"]
+    assert not edited["execution"], wrong

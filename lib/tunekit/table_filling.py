@@ -37,10 +37,13 @@ class FillPlan:
     def __init__(self, queries: list[exp.Expression], schema: Schema):
         self.schema = schema
         self.literals = _literals_by_column(queries)
-        self.queries = [_comparisons(q, schema) for q in queries]  # None: not a plain AND
+        # each query's WHERE as an OR of ANDs of comparisons (None: another WHERE)
+        self.queries = [_disjuncts(q, schema) for q in queries]
         self.keys = _key_columns(queries, schema)  # joins, GROUP BY, ORDER BY, ids
         self.joined = _joined_columns(queries, schema)  # (table, column) -> its class
         self.grouped = _grouped_column(queries[0], schema)  # the gold's GROUP BY column
+        self.group_rows = max(GROUP_ROWS, _having_count(queries[0]) + 2)
+        self.ranked = [c for c in _order_extremes(queries[0], schema) if c[0] not in self.joined]
 
     def fill(self, rng: random.Random, trial: int) -> list[tuple[str, list[Any]]]:
         """INSERT statements: drawn rows, then each query's planted rows."""
@@ -55,17 +58,19 @@ class FillPlan:
             for _ in range(ROWS_PER_TABLE):
                 rows.append((table, self._drawn(table, columns, pools, rng)))
         planted = (1 + trial % 2, 3 + trial)  # meeting the gold's, the prediction's: never as many
-        for number, comparisons in enumerate(self.queries):
-            if not comparisons:
-                continue
-            count = planted[min(number, 1)]
-            for i in range(count):  # the last one NULL wherever it may be
-                rows += self._planted(comparisons, pools, rng, nulls=i == count - 1)
-            for missed in range(len(comparisons)):  # all conditions but one
-                rows += self._planted(comparisons, pools, rng, miss=missed)
-            if number == 0:  # a MIN or MAX over rows the gold's WHERE drops sees these
-                for extreme in (HIGH, LOW):
-                    rows += self._planted(comparisons, pools, rng, miss=0, extreme=extreme)
+        for number, disjuncts in enumerate(self.queries):
+            for comparisons in disjuncts or []:
+                if not comparisons:
+                    continue
+                count = planted[min(number, 1)]
+                for i in range(count):  # the last one NULL wherever it may be
+                    rows += self._planted(comparisons, pools, rng, nulls=i == count - 1)
+                for missed in range(len(comparisons)):  # all conditions but one
+                    rows += self._planted(comparisons, pools, rng, miss=missed)
+                if number == 0:  # a MIN or MAX over rows the gold's WHERE drops sees these
+                    for extreme in (HIGH, LOW):
+                        rows += self._planted(comparisons, pools, rng, miss=0, extreme=extreme)
+                    rows += self._first_ranked(comparisons, pools, rng)
         rows += self._null_group(pools, rng)
         return [_insert(table, self.schema.tables[table], values) for table, values in rows]
 
@@ -77,8 +82,8 @@ class FillPlan:
             return []
         table, column = self.grouped
         rows = []
-        for _ in range(GROUP_ROWS):
-            planted = self._planted(self.queries[0], pools, rng, nulls=True)
+        for _ in range(self.group_rows):
+            planted = self._planted(self.queries[0][0], pools, rng, nulls=True)
             values = next((v for t, v in planted if t == table), None)
             if values is None:
                 values = {c: None for c in self.schema.tables[table]}
@@ -86,6 +91,27 @@ class FillPlan:
             values[column] = NEW_GROUP
             rows += planted
         return rows
+
+    def _first_ranked(
+        self, comparisons: list[_Comparison], pools: dict, rng: random.Random
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """For a gold answer that orders: a row meeting its conditions that its ORDER BY puts
+        first among them (the highest value under DESC, the lowest under ASC), and rows that
+        miss one condition each, put before it: ORDER BY ... LIMIT answers the planted row,
+        which a narrowed condition leaves out and a widened one puts behind a missing row."""
+        if not self.ranked:
+            return []
+        planted = [(self._planted(comparisons, pools, rng), 1)]
+        planted += [(self._planted(comparisons, pools, rng, miss=m), 2)
+                    for m in range(len(comparisons))]  # fmt: skip
+        for rows, beyond in planted:
+            for table, values in rows:
+                for (ranked_table, column), extreme in self.ranked:
+                    compared = any(c.table == table and c.column == column for c in comparisons)
+                    if ranked_table == table and not compared:  # a condition's value stays
+                        kind = self.schema.tables[table][column]
+                        values[column] = _fresh(kind, rng, extreme * beyond)
+        return [row for rows, _ in planted for row in rows]
 
     def _drawn(self, table: str, columns: dict[str, str], pools: dict, rng) -> dict[str, Any]:
         return {
@@ -154,14 +180,34 @@ def _near(literal: exp.Literal) -> list[Any]:
     return [value - 1, value, value + 1]
 
 
-def _comparisons(query: exp.Expression, schema: Schema) -> list[_Comparison] | None:
-    """The `column op literal` comparisons of `query`'s WHERE when AND alone joins them (None
-    otherwise: nothing is planted for it)."""
+def _disjuncts(query: exp.Expression, schema: Schema) -> list[list[_Comparison]] | None:
+    """`query`'s WHERE as alternatives (OR) of `column op literal` comparisons joined by AND:
+    rows are planted for each; [[]] without a WHERE, None for any other (nothing planted)."""
     where = query.args.get("where")
     if where is None:
-        return []
+        return [[]]
+    condition = where.this
+    while isinstance(condition, exp.Paren):
+        condition = condition.this
+    parts: list[Any] = list(condition.flatten()) if isinstance(condition, exp.Or) else [condition]
+    found = []
+    for part in parts:
+        comparisons = _comparisons(part, query, schema)
+        if comparisons is None:
+            return None
+        found.append(comparisons)
+    return found
+
+
+def _comparisons(
+    condition: exp.Expression, query: exp.Expression, schema: Schema
+) -> list[_Comparison] | None:
+    """The `column op literal` comparisons of `condition` (of `query`) when AND alone joins
+    them (None otherwise)."""
     aliases = _aliases(query)
-    nodes = list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this]
+    while isinstance(condition, exp.Paren):
+        condition = condition.this
+    nodes = list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
     found = []
     for node in nodes:
         if not isinstance(node, _COMPARISONS) or isinstance(node, exp.Like):
@@ -201,6 +247,27 @@ def _table_of(column: exp.Column, aliases: dict[str, str], schema: Schema) -> st
     return None
 
 
+def _having_count(query: exp.Expression) -> int:
+    """The largest whole number a HAVING of `query` compares with (0 without one): a group
+    planted for it must be larger."""
+    having = query.args.get("having")
+    numbers = [n for n in (having.find_all(exp.Literal) if having is not None else [])
+               if not n.is_string and n.this.isdigit()]  # fmt: skip
+    return min(max((int(n.this) for n in numbers), default=0), 1000)
+
+
+def _order_extremes(query: exp.Expression, schema: Schema) -> list[tuple[tuple[str, str], int]]:
+    """((table, column), HIGH or LOW) of each plain column `query` orders by: HIGH under
+    DESC, LOW under ASC (the row that comes first)."""
+    order = query.args.get("order")
+    aliases, found = _aliases(query), []
+    for ordered in order.expressions if order is not None else []:
+        column = ordered.this
+        if isinstance(column, exp.Column) and (table := _table_of(column, aliases, schema)):
+            found.append(((table, column.name.lower()), HIGH if ordered.args.get("desc") else LOW))
+    return found
+
+
 def _key_columns(queries: list[exp.Expression], schema: Schema) -> set[tuple[str, str]]:
     """(table, column) of what a join matches on, a query groups or orders by, and id columns:
     never NULL, few values."""
@@ -238,12 +305,14 @@ def _grouped_column(query: exp.Expression, schema: Schema) -> tuple[str, str] | 
 
 def _fresh(kind: str, rng: random.Random, extreme: int = 0) -> Any:
     """A new value of a column of `kind` (numbers as text in a text column, as WikiSQL's
-    tables hold them); with `extreme`, one above (HIGH) or below (LOW) any other."""
+    tables hold them); with `extreme`, one above (HIGH) or below (LOW) any other, and with
+    twice that, one beyond those."""
     numeric = "INT" in kind or "REAL" in kind or "NUM" in kind
-    if extreme:
+    if extreme:  # HIGH or LOW; twice as far (2 * HIGH, 2 * LOW) comes before those
         if numeric:
             return extreme * 10**9
-        return "~~~~" if extreme == HIGH else " "  # after and before letters and digits
+        text = "~~~~" if extreme > 0 else " "  # after and before letters and digits
+        return text + "~" if extreme > HIGH else "" if extreme < LOW else text
     number = rng.randint(-100, 100_000)
     return number if numeric else str(number)
 
