@@ -53,3 +53,41 @@ def test_params_are_every_setting_flattened_and_never_a_secret(
     assert params["tunekit.lora_target_modules"] == "all-linear"
     assert (params["world_size"], params["effective_batch_size"]) == (1, 8)
     assert "hf_secret_value_0123" not in json.dumps(params) + json.dumps(run_tags(settings))
+
+
+def test_the_shipped_base_records_how_it_was_pretrained() -> None:
+    """`pretraining.json` beside tiny-gemma2's weights is the recipe that made them: its
+    size matches the shipped config, and every phase the tool ran is recorded (a continued
+    SQL-file phase with its own steps and seeds, none of them the fine-tune's seed)."""
+    from tunekit.models import TINY_DIR
+
+    recipe = json.loads((TINY_DIR / "pretraining.json").read_text())
+    config = json.loads((TINY_DIR / "config.json").read_text())
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        assert recipe[key] == config[key], key
+    assert recipe["steps"] and recipe["decay_steps"] and recipe["task_steps"]
+    more = recipe.get("more_task_steps", [])
+    assert len(more) == len(recipe.get("more_task_seeds", []))
+    seeds = [recipe["data_seed"], recipe["task_seed"], *recipe.get("more_task_seeds", [])]
+    assert len(set(seeds)) == len(seeds) and 42 not in seeds
+
+
+def test_more_pretraining_refuses_a_base_the_tool_did_not_finish(tmp_path: Path) -> None:
+    """`--more` continues a complete base only: one without a recorded SQL-file phase is a
+    clear error naming it, and nothing is written."""
+    import subprocess
+    import sys
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "pretraining.json").write_text(json.dumps({"steps": 10, "minutes": 1.0}))
+    tool = Path(__file__).parents[1] / "tools" / "pretrain_tiny_gemma2.py"
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, str(tool), "--more", str(base), "--output", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "not a complete base" in done.stderr and str(base) in done.stderr
+    assert not out.exists()

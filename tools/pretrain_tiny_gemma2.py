@@ -243,7 +243,16 @@ def main() -> None:
         help="a base this tool wrote after its decay phase (pretraining.json without "
         "task_steps): only the SQL-file phase is run on it",
     )
+    parser.add_argument(
+        "--more",
+        type=Path,
+        help="a complete base this tool wrote: `--task-steps` more SQL-file steps on it, from "
+        "rows of a seed of their own (the generator as it is now), recorded as `more_task_steps`",
+    )
     args = parser.parse_args()
+    if args.more:
+        continue_task_phase(args.more, args.output, args.task_steps or PretrainConfig.task_steps)
+        return
     config = PretrainConfig()
     for name in ("steps", "decay_steps", "task_steps"):
         if getattr(args, name) is not None:
@@ -309,6 +318,46 @@ def main() -> None:
     recipe = {**asdict(config), "minutes": round(minutes, 1)}
     (Path(args.output) / "pretraining.json").write_text(json.dumps(recipe, indent=2) + "\n")
     print(f"tiny-gemma2 -> {args.output} ({recipe['minutes']} min)")
+
+
+def continue_task_phase(base: Path, output: Path, steps: int) -> None:
+    """More of the SQL-file phase on a complete base (`base`): `steps` at the config's rate,
+    warmed up and decayed again, on rows of a seed no earlier phase used. The base learns the
+    generator's later changes (column types, answerable rows) and more of its questions
+    without any of the fine-tune's rows or the kit's prompt template."""
+    import torch
+    from transformers import AutoTokenizer, Gemma2ForCausalLM
+
+    from tunekit.synthetic import generate
+
+    started = time.monotonic()
+    done = json.loads((base / "pretraining.json").read_text())
+    if "task_steps" not in done:
+        raise SystemExit(f"{base}: not a complete base of this tool (no task_steps recorded)")
+    config = PretrainConfig()
+    torch.manual_seed(config.seed + 3)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = Gemma2ForCausalLM.from_pretrained(base, attn_implementation="eager")
+    seed = done["task_seed"] + 1 + len(done.get("more_task_steps", []))
+    rows = generate(config.task_rows, seed=seed)
+    texts = [t for r in rows for t in texts_of(r)]
+    queries = [(r["question"], r["context"], r["answer"]) for r in rows]
+    copies = Copies(tokenizer, texts, queries, config.task_mix, config.seed + 3)
+    scratch = output.parent / f".{output.name}-training"
+    pretrain(model, tokenizer, copies, steps, scratch, lr_scheduler_type="linear",
+             warmup_steps=100)  # fmt: skip
+    model.save_pretrained(output)
+    if output.resolve() != base.resolve():
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(base / name, output / name)
+    recipe = {
+        **done,
+        "more_task_steps": [*done.get("more_task_steps", []), steps],
+        "more_task_seeds": [*done.get("more_task_seeds", []), seed],
+        "minutes": round(done["minutes"] + (time.monotonic() - started) / 60, 1),
+    }
+    (output / "pretraining.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    print(f"tiny-gemma2 -> {output} ({recipe['minutes']} min)")
 
 
 def new_model(config: PretrainConfig, tokenizer: Any) -> Any:
