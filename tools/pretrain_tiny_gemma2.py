@@ -300,45 +300,24 @@ def main() -> None:
         # adds SQL text (another seed's examples, so the fine-tune's data is new to it)
         copies = Copies(tokenizer, texts, queries, config.decay_mix, config.seed + 1)
         pretrain(model, tokenizer, copies, config.decay_steps, scratch, lr_scheduler_type="linear")
-    task_phase(model, tokenizer, config, config.task_seed, config.seed + 2, config.task_steps,
-               scratch)  # fmt: skip
+    # SQL files: questions asked in comments over their tables, answered by queries (rows of
+    # their own seed, in another format than the kit's prompt: the fine-tune teaches that)
+    rows = generate(config.task_rows, seed=config.task_seed)
+    texts = [t for r in rows for t in texts_of(r)]
+    queries = [(r["question"], r["context"], r["answer"]) for r in rows]
+    copies = Copies(tokenizer, texts, queries, config.task_mix, config.seed + 2)
+    pretrain(model, tokenizer, copies, config.task_steps, scratch, lr_scheduler_type="linear",
+             warmup_steps=100)  # fmt: skip
     model.save_pretrained(args.output)
-    if earlier:
-        copy_tokenizer(earlier, Path(args.output))
+    if earlier:  # the same tokenizer: its files as they are (a reload adds loading options)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(earlier / name, Path(args.output) / name)
     else:
         tokenizer.save_pretrained(args.output)
     minutes += (time.monotonic() - started) / 60
     recipe = {**asdict(config), "minutes": round(minutes, 1)}
     (Path(args.output) / "pretraining.json").write_text(json.dumps(recipe, indent=2) + "\n")
     print(f"tiny-gemma2 -> {args.output} ({recipe['minutes']} min)")
-
-
-def task_phase(
-    model: Any,
-    tokenizer: Any,
-    config: PretrainConfig,
-    data_seed: int,
-    seed: int,
-    steps: int,
-    scratch: Path,
-) -> None:
-    """The SQL-file phase: questions asked in comments over their tables, answered by queries
-    (`config.task_rows` rows of `data_seed`, in another format than the kit's prompt: the
-    fine-tune teaches that), `steps` warmed up and decayed linearly."""
-    from tunekit.synthetic import generate
-
-    rows = generate(config.task_rows, seed=data_seed)
-    texts = [t for r in rows for t in texts_of(r)]
-    queries = [(r["question"], r["context"], r["answer"]) for r in rows]
-    copies = Copies(tokenizer, texts, queries, config.task_mix, seed)
-    pretrain(model, tokenizer, copies, steps, scratch, lr_scheduler_type="linear",
-             warmup_steps=100)  # fmt: skip
-
-
-def copy_tokenizer(source: Path, output: Path) -> None:
-    """The same tokenizer: its files as they are (a reload would add loading options)."""
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copyfile(source / name, output / name)
 
 
 def continue_task_phase(base: Path, output: Path, steps: int) -> None:
@@ -349,6 +328,8 @@ def continue_task_phase(base: Path, output: Path, steps: int) -> None:
     import torch
     from transformers import AutoTokenizer, Gemma2ForCausalLM
 
+    from tunekit.synthetic import generate
+
     started = time.monotonic()
     done = json.loads((base / "pretraining.json").read_text())
     if "task_steps" not in done:
@@ -358,11 +339,17 @@ def continue_task_phase(base: Path, output: Path, steps: int) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = Gemma2ForCausalLM.from_pretrained(base, attn_implementation="eager")
     seed = done["task_seed"] + 1 + len(done.get("more_task_steps", []))
+    rows = generate(config.task_rows, seed=seed)
+    texts = [t for r in rows for t in texts_of(r)]
+    queries = [(r["question"], r["context"], r["answer"]) for r in rows]
+    copies = Copies(tokenizer, texts, queries, config.task_mix, config.seed + 3)
     scratch = output.parent / f".{output.name}-training"
-    task_phase(model, tokenizer, config, seed, config.seed + 3, steps, scratch)
+    pretrain(model, tokenizer, copies, steps, scratch, lr_scheduler_type="linear",
+             warmup_steps=100)  # fmt: skip
     model.save_pretrained(output)
     if output.resolve() != base.resolve():
-        copy_tokenizer(base, output)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(base / name, output / name)
     recipe = {
         **done,
         "more_task_steps": [*done.get("more_task_steps", []), steps],

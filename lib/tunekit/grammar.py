@@ -33,8 +33,6 @@ from typing import Any, Literal
 import sqlglot
 from sqlglot import exp
 
-from tunekit.sql_schema import declares_numbers
-
 MAX_SPAN_WORDS = 6  # longest question span a string literal may be
 MAX_CONDITIONS = 3  # comparisons in a WHERE
 MAX_FREE_CHARS = 40  # a free string literal's length (free_literals)
@@ -89,6 +87,12 @@ class ContextError(ValueError):
     """A context that is not CREATE TABLE statements the kit can answer over."""
 
 
+# Declared types whose columns hold numbers only (SQLite's INTEGER, REAL and NUMERIC affinities
+# but BOOLEAN and DATE, which are also written as strings): compared with a number, never with a
+# string. WikiSQL's numbers in VARCHAR columns stay free to be either.
+_NUMERIC_TYPES = re.compile(r"INT|REAL|FLOA|DOUB|DEC|NUMERIC", re.I)
+
+
 @dataclass(frozen=True)
 class Tables:
     """The context's tables and their columns, names as the context writes them, and which
@@ -136,17 +140,14 @@ class Tables:
             raise ContextError("the context has no CREATE TABLE statement")
         return cls(columns, frozenset(numeric))
 
-    def typed(self, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """`table`'s columns that may be compared with a string (WikiSQL keeps numbers in
-        VARCHAR columns too), and those declared numeric, compared with numbers only."""
-        columns = self.columns[table]
-        return (tuple(c for c in columns if (table, c) not in self.numeric),
-                tuple(c for c in columns if (table, c) in self.numeric))  # fmt: skip
+    def text_columns(self, table: str) -> tuple[str, ...]:
+        """`table`'s columns that are not declared numeric."""
+        return tuple(c for c in self.columns[table] if (table, c) not in self.numeric)
 
 
 def _declared_numeric(column: exp.ColumnDef) -> bool:
     kind = column.args.get("kind")
-    return kind is not None and declares_numbers(kind.sql("sqlite"))
+    return kind is not None and bool(_NUMERIC_TYPES.search(kind.sql("sqlite")))
 
 
 def question_spans(question: str) -> tuple[list[str], list[str]]:
@@ -245,15 +246,13 @@ def sql_grammar(question: str, context: str, free_literals: bool = False) -> str
     rules.append('value ::= number | "\\"" string "\\""')
     queries = []
     names = list(tables.columns)
-    typed = [tables.typed(table) for table in names]  # (text, numeric) columns per table
     for t, table in enumerate(names):
         rules.append(f"col{t} ::= {_alternatives(tables.columns[table])}")
-        kinds: list[str | None] = []
-        for kind, columns in zip(("text", "num"), typed[t], strict=True):
+        for kind, columns in zip(("text", "num"), _typed(tables, table), strict=True):
             rules += [f"{kind}{t} ::= {_alternatives(columns)}"] if columns else []
-            kinds.append(f"{kind}{t}" if columns else None)
         queries.append(f"q{t}")
-        rules += _query_rules(f"q{t}", f"col{t}", kinds, _quoted(f" FROM {table}"))
+        typed = _typed_rules(tables, [("", t, table)], f"q{t}", rules)
+        rules += _query_rules(f"q{t}", f"col{t}", typed, _quoted(f" FROM {table}"))
     for a, first in enumerate(names):
         for b, second in enumerate(names):
             if a == b:
@@ -261,21 +260,38 @@ def sql_grammar(question: str, context: str, free_literals: bool = False) -> str
             name = f"j{a}_{b}"
             queries.append(name)
             rules.append(f'{name}col ::= "T1." col{a} | "T2." col{b}')
-            kinds = []
-            for k, kind in enumerate(("text", "num")):
-                sides = [f'"{alias}" {kind}{t}' for alias, t in (("T1.", a), ("T2.", b))
-                         if typed[t][k]]  # fmt: skip
-                rules += [f"{name}{kind} ::= {' | '.join(sides)}"] if sides else []
-                kinds.append(f"{name}{kind}" if sides else None)
+            typed = _typed_rules(tables, [("T1.", a, first), ("T2.", b, second)], name, rules)
             source = _quoted(f" FROM {first} AS T1 JOIN {second} AS T2 ON ")
-            rules += _query_rules(name, f"{name}col", kinds, f'{source} {name}col " = " {name}col')
+            rules += _query_rules(name, f"{name}col", typed, f'{source} {name}col " = " {name}col')
     rules.append(f"query ::= {' | '.join(queries)}")
     return "\n".join(rules) + "\n"
 
 
-def _query_rules(name: str, column: str, typed: list[str | None], source: str) -> list[str]:
+def _typed(tables: Tables, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`table`'s columns that may be compared with a string, and those declared numeric."""
+    text = tables.text_columns(table)
+    return text, tuple(c for c in tables.columns[table] if c not in text)
+
+
+def _typed_rules(
+    tables: Tables, sides: list[tuple[str, int, str]], name: str, rules: list[str]
+) -> tuple[str | None, str | None]:
+    """Rules `<name>text` and `<name>num`: the text and the numeric columns of a source's
+    tables (`sides`: alias, index, table), appended to `rules`; None for a kind none has."""
+    typed: list[str | None] = []
+    for k, kind in enumerate(("text", "num")):
+        options = [f'"{alias}" {kind}{t}' if alias else f"{kind}{t}"
+                   for alias, t, table in sides if _typed(tables, table)[k]]  # fmt: skip
+        rules += [f"{name}{kind} ::= {' | '.join(options)}"] if options else []
+        typed.append(f"{name}{kind}" if options else None)
+    return typed[0], typed[1]
+
+
+def _query_rules(
+    name: str, column: str, typed: tuple[str | None, str | None], source: str
+) -> list[str]:
     """A SELECT over one source whose columns are rule `column`; a comparison is a text column
-    (rule `typed[0]`) with any value or a numeric one (rule `typed[1]`) with a number."""
+    (`typed[0]`) with any value or a numeric one (`typed[1]`) with a number."""
     text, numeric = typed
     conditions = [f'{text} " " op " " value'] if text else []
     conditions += [f'{numeric} " " op " " number'] if numeric else []

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
-
-# Declared types whose columns hold numbers (SQLite's INTEGER, REAL and NUMERIC affinities, but
-# BOOLEAN and DATE, which are also written as strings)
-_NUMERIC_TYPE = re.compile(r"INT|REAL|FLOA|DOUB|DEC|NUM", re.I)
-
-
-def declares_numbers(sql_type: str) -> bool:
-    """Whether a column declared `sql_type` holds numbers: a grammar compares it with numbers
-    only, the evaluator fills it with numbers."""
-    return bool(_NUMERIC_TYPE.search(sql_type))
 
 
 @dataclass

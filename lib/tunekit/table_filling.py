@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from tunekit.sql_schema import Schema, declares_numbers
+from tunekit.sql_schema import Schema
 
 ROWS_PER_TABLE = 12  # drawn rows per table, besides the planted ones
 POOL = 5  # distinct drawn values of a column (repeats: groups form)
@@ -186,7 +186,9 @@ def _disjuncts(query: exp.Expression, schema: Schema) -> list[list[_Comparison]]
     where = query.args.get("where")
     if where is None:
         return [[]]
-    condition = where.this.unnest()
+    condition = where.this
+    while isinstance(condition, exp.Paren):
+        condition = condition.this
     parts: list[Any] = list(condition.flatten()) if isinstance(condition, exp.Or) else [condition]
     found = []
     for part in parts:
@@ -203,8 +205,9 @@ def _comparisons(
     """The `column op literal` comparisons of `condition` (of `query`) when AND alone joins
     them (None otherwise)."""
     aliases = _aliases(query)
-    unnested = condition.unnest()
-    nodes = list(unnested.flatten()) if isinstance(unnested, exp.And) else [unnested]
+    while isinstance(condition, exp.Paren):
+        condition = condition.this
+    nodes = list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
     found = []
     for node in nodes:
         if not isinstance(node, _COMPARISONS) or isinstance(node, exp.Like):
@@ -304,7 +307,7 @@ def _fresh(kind: str, rng: random.Random, extreme: int = 0) -> Any:
     """A new value of a column of `kind` (numbers as text in a text column, as WikiSQL's
     tables hold them); with `extreme`, one above (HIGH) or below (LOW) any other, and with
     twice that, one beyond those."""
-    numeric = declares_numbers(kind)
+    numeric = "INT" in kind or "REAL" in kind or "NUM" in kind
     if extreme:  # HIGH or LOW; twice as far (2 * HIGH, 2 * LOW) comes before those
         if numeric:
             return extreme * 10**9
@@ -336,7 +339,7 @@ def _joined_columns(queries: list[exp.Expression], schema: Schema) -> dict[tuple
 def _pool(column: str, kind: str, seen: set[Any] | None, rng: random.Random, key: bool) -> list:
     """The values a column's drawn cells take: a few from a wide range (keys: 1-4, so that
     joins match), and the literals compared with the column and their neighbours."""
-    numeric = declares_numbers(kind)
+    numeric = "INT" in kind or "REAL" in kind or "NUM" in kind
     if key and numeric:
         pool: list[Any] = list(range(1, 5))
     elif numeric:
